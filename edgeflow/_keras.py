@@ -1,0 +1,53 @@
+"""The one place that selects Keras 2 before TensorFlow is imported.
+
+TF-MOT works only with Keras 2 (the ``tf_keras`` package). TensorFlow reads
+``TF_USE_LEGACY_KERAS`` when it is first imported, so this module sets it before the
+import. Every other edgeflow module imports ``tf``, ``keras`` and ``tfmot`` from here.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+if "tensorflow" not in sys.modules:
+    os.environ["TF_USE_LEGACY_KERAS"] = "1"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf  # noqa: E402
+import tf_keras as keras  # noqa: E402
+
+from edgeflow.errors import EdgeflowError  # noqa: E402
+
+__all__ = ["tf", "keras", "tfmot", "ensure_keras2", "is_keras3_model"]
+
+
+def __getattr__(name: str):
+    # TF-MOT takes about a second to import: only when a stage needs it.
+    if name == "tfmot":
+        import tensorflow_model_optimization as tfmot
+
+        return tfmot
+    raise AttributeError(name)
+
+
+def is_keras3_model(obj: object) -> bool:
+    """True when ``obj`` is a Keras 3 object (``keras`` package), not Keras 2 (``tf_keras``)."""
+    module = type(obj).__module__ or ""
+    return module == "keras" or module.startswith("keras.")
+
+
+def ensure_keras2(model: object) -> keras.Model:
+    """Return ``model`` if it is a Keras 2 model; raise a clear error otherwise."""
+    if is_keras3_model(model):
+        raise EdgeflowError(
+            "this is a Keras 3 model object, but edgeflow (like TF-MOT) needs Keras 2: "
+            "build it with `import tf_keras as keras` (or `from edgeflow import keras`), "
+            "or save it with model.save('model.keras') and pass the file path"
+        )
+    if not isinstance(model, keras.Model):
+        raise EdgeflowError(
+            f"expected a Keras model, got {type(model).__name__}: pass a tf_keras.Model, "
+            "a .keras/.h5 file or a SavedModel directory"
+        )
+    return model

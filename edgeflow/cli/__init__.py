@@ -1,0 +1,79 @@
+"""The ``edgeflow`` command line: argument parsing and exit codes only.
+
+Each command lives in its own module and is imported only when it runs, so
+``edgeflow --help`` and ``edgeflow devices`` start without loading TensorFlow.
+
+Exit status: 0 success (and "fits"), 1 the model does not fit a named device,
+2 bad input, 3 an internal error (a bug: rerun with --debug and report it).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from edgeflow.errors import EdgeflowError
+
+# command name -> "module:attribute"; one module per command.
+COMMANDS = {
+    "check": "edgeflow.cli.check:check",
+    "deploy": "edgeflow.cli.deploy:deploy",
+    "devices": "edgeflow.cli.devices:devices",
+    "distill": "edgeflow.cli.distill:distill",
+    "export": "edgeflow.cli.export:export",
+    "inspect": "edgeflow.cli.inspect:inspect",
+    "prune": "edgeflow.cli.prune:prune",
+    "quantize": "edgeflow.cli.quantize:quantize",
+    "run": "edgeflow.cli.run:run",
+    "validate": "edgeflow.cli.run:validate",
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(name for name in COMMANDS if _available(name))
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS or not _available(name):
+            return None
+        module, attr = COMMANDS[name].split(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def invoke(self, ctx):
+        debug = ctx.params.get("debug") or "--debug" in sys.argv
+        try:
+            return super().invoke(ctx)
+        except EdgeflowError as err:
+            if debug:
+                raise
+            click.echo(f"error: {err}", err=True)
+            ctx.exit(err.exit_code)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+        except Exception as err:  # a bug: one line, with the way to see the traceback
+            if debug:
+                raise
+            click.echo(
+                f"error: internal error {type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''} "
+                "(rerun with --debug for the traceback and please report it)",
+                err=True,
+            )
+            ctx.exit(3)
+
+
+def _available(name: str) -> bool:
+    module = COMMANDS[name].split(":")[0]
+    return importlib.util.find_spec(module) is not None
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show Python tracebacks.")
+@click.version_option(package_name="edgeflow")
+def main(debug: bool) -> None:
+    """edgeflow: Keras models to microcontrollers and edge boards."""
+

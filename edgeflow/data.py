@@ -1,0 +1,157 @@
+"""Input data for calibration and evaluation: arrays, files, image folders, tf.data, iterables."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from edgeflow.errors import EdgeflowError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+
+def load_arrays(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read ``(x, y)`` from a ``.npy`` (x only) or ``.npz`` file (keys ``x``/``y``, or the first array).
+
+    Example:
+        >>> x, y = load_arrays("calib.npz")
+    """
+    path = Path(path)
+    if not path.exists():
+        raise EdgeflowError(f"data file {str(path)!r} does not exist")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as err:
+        raise EdgeflowError(f"cannot read {path} as .npy/.npz data: {err}") from err
+    if isinstance(loaded, np.ndarray):
+        return loaded, None
+    with loaded:
+        keys = list(loaded.keys())
+        if not keys:
+            raise EdgeflowError(f"{path} holds no arrays")
+        x_key = next((k for k in ("x", "X", "inputs", "images", "x_test") if k in keys), keys[0])
+        y_key = next((k for k in ("y", "Y", "labels", "targets", "y_test") if k in keys), None)
+        return loaded[x_key], (loaded[y_key] if y_key else None)
+
+
+def load_image_dir(
+    path: str | os.PathLike, input_shape: tuple[int, ...], *, value_range=(0.0, 1.0), limit=None
+) -> np.ndarray:
+    """Decode and resize every image in a folder to ``input_shape`` (H, W, C), scaled to ``value_range``."""
+    from edgeflow._keras import tf
+
+    path = Path(path)
+    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise EdgeflowError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {path}")
+    if len(input_shape) != 3:
+        raise EdgeflowError(
+            f"a folder of images needs a model with an (H, W, C) input, this one takes {input_shape}"
+        )
+    h, w, c = input_shape
+    lo, hi = value_range
+    images = []
+    for file in files[:limit]:
+        try:
+            img = tf.io.decode_image(file.read_bytes(), channels=c, expand_animations=False)
+        except Exception as err:
+            raise EdgeflowError(f"cannot decode image {file}: {err}") from err
+        img = tf.image.resize(tf.cast(img, tf.float32), (h, w)).numpy()
+        images.append(lo + img / 255.0 * (hi - lo))
+    return np.stack(images).astype(np.float32)
+
+
+def resolve(data, input_shape: tuple[int, ...] | None = None, **image_kwargs):
+    """Turn a path into arrays; pass arrays, datasets and iterables through.
+
+    ``input_shape`` (without the batch axis) is needed only for image folders.
+    """
+    if isinstance(data, (str, os.PathLike)):
+        path = Path(data)
+        if path.is_dir():
+            if input_shape is None:
+                raise EdgeflowError("an image folder needs the model's input shape")
+            return load_image_dir(path, input_shape, **image_kwargs)
+        return load_arrays(path)[0]
+    return data
+
+
+def samples(data, input_shape: tuple[int | None, ...], limit: int | None = None) -> Iterator[np.ndarray]:
+    """Yield single samples shaped ``(1, *input_shape)`` as float32 from any supported source.
+
+    ``data`` is an array of samples, a ``.npy``/``.npz`` path, an image folder, a
+    ``tf.data.Dataset`` (batched or not, of ``x`` or ``(x, y)``) or any iterable of them.
+    Raises an EdgeflowError naming both shapes when a sample does not fit the model input.
+    """
+    data = resolve(data, tuple(input_shape))
+    if isinstance(data, np.ndarray):
+        if data.ndim == len(input_shape):  # a single sample without batch axis
+            data = data[None]
+        _check_shape(data.shape[1:], input_shape)
+        for row in data[:limit]:
+            yield row[None].astype(np.float32)
+        return
+    count = 0
+    for item in _iterate(data):
+        if isinstance(item, (tuple, list)):
+            item = item[0]
+        arr = np.asarray(item.numpy() if hasattr(item, "numpy") else item)
+        if arr.ndim == len(input_shape):
+            arr = arr[None]
+        _check_shape(arr.shape[1:], input_shape)
+        for row in arr:
+            if limit is not None and count >= limit:
+                return
+            count += 1
+            yield row[None].astype(np.float32)
+
+
+def _iterate(data) -> Iterable:
+    if hasattr(data, "as_numpy_iterator"):
+        return data.as_numpy_iterator()
+    if isinstance(data, Iterable):
+        return data
+    raise EdgeflowError(
+        f"unsupported data of type {type(data).__name__}: pass an array, a .npy/.npz file, an "
+        "image folder, a tf.data.Dataset or an iterable of arrays"
+    )
+
+
+def _check_shape(got: tuple[int, ...], want: tuple[int | None, ...]) -> None:
+    if len(got) != len(want) or any(w is not None and g != w for g, w in zip(got, want)):
+        expect = "(N, " + ", ".join("?" if w is None else str(w) for w in want) + ")"
+        raise EdgeflowError(
+            f"data samples have shape {tuple(got)} but the model input is {expect}: "
+            "reshape the data to the model's input"
+        )
+
+
+def take(data, input_shape, limit: int | None = None) -> np.ndarray:
+    """All samples (up to ``limit``) as one float32 array ``(N, *input_shape)``."""
+    rows = list(itertools.islice(samples(data, input_shape), limit))
+    if not rows:
+        raise EdgeflowError("the data holds no samples")
+    return np.concatenate(rows)
+
+
+def digits(test_fraction: float = 0.25, seed: int = 0):
+    """The handwritten digits that ship with scikit-learn, as 8×8×1 floats in [0, 1].
+
+    Returns ``(x_train, y_train), (x_test, y_test)``, split with a stratified shuffle.
+    """
+    try:
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+    except ImportError as err:
+        raise EdgeflowError("the digits data needs scikit-learn: pip install scikit-learn") from err
+    bunch = load_digits()
+    x = (bunch.images / 16.0).astype(np.float32)[..., None]
+    y = bunch.target.astype(np.int64)
+    x_tr, x_te, y_tr, y_te = train_test_split(
+        x, y, test_size=test_fraction, random_state=seed, stratify=y
+    )
+    return (x_tr, y_tr), (x_te, y_te)

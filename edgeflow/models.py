@@ -1,0 +1,108 @@
+"""Loading Keras models safely from objects and files."""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+
+from edgeflow._keras import ensure_keras2, keras
+from edgeflow.errors import EdgeflowError
+
+# TFOpLambda is safe: it names a TF op and holds no bytecode.
+_BYTECODE_LAYERS = ("Lambda",)
+
+
+def load_model(model, *, safe_mode: bool = True, custom_objects: dict | None = None) -> keras.Model:
+    """Return a Keras 2 model from a model object, a ``.keras``/``.h5`` file or a SavedModel.
+
+    A model whose saved configuration holds a ``Lambda`` layer (arbitrary Python bytecode)
+    is refused unless ``safe_mode=False``: loading it would run code from the file.
+
+    Example:
+        >>> model = load_model("digits.keras")
+
+    The input object is returned as it is (not copied).
+    """
+    if not isinstance(model, (str, os.PathLike)):
+        return ensure_keras2(model)
+    path = Path(model)
+    if not path.exists():
+        raise EdgeflowError(f"model file {str(path)!r} does not exist")
+    config = _saved_config(path)
+    if safe_mode and config is not None:
+        lambdas = _find_layers(config, _BYTECODE_LAYERS)
+        if lambdas:
+            raise EdgeflowError(
+                f"{path} holds Lambda layer(s) {', '.join(lambdas)} whose Python code would run "
+                "when loaded: pass --unsafe (safe_mode=False) only if you trust this file"
+            )
+    try:
+        kwargs = {"custom_objects": custom_objects, "compile": False}
+        if path.suffix == ".keras":
+            kwargs["safe_mode"] = safe_mode
+        loaded = keras.models.load_model(str(path), **kwargs)
+    except EdgeflowError:
+        raise
+    except Exception as err:  # Keras raises many types for unreadable files
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise EdgeflowError(
+            f"cannot load {path} as a Keras model ({first}); pass a .keras/.h5 file or a "
+            "SavedModel directory saved by Keras 2 (tf_keras), with custom_objects for custom layers"
+        ) from err
+    return ensure_keras2(loaded)
+
+
+def _saved_config(path: Path) -> dict | None:
+    """The model config stored in a .keras zip, an .h5 file or a SavedModel, if readable."""
+    if path.is_dir():
+        return _savedmodel_config(path) if (path / "keras_metadata.pb").exists() else None
+    try:
+        if path.suffix == ".keras" and zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                return json.loads(zf.read("config.json"))
+        if path.suffix in (".h5", ".hdf5"):
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                raw = f.attrs.get("model_config")
+                if raw is None:
+                    return None
+                return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+    except (OSError, KeyError, ValueError):
+        return None
+    return None
+
+
+def _savedmodel_config(path: Path) -> dict | None:
+    """Keras layer configs from a SavedModel's keras_metadata.pb (a JSON per layer)."""
+    data = (path / "keras_metadata.pb").read_bytes()
+    # The metadata proto stores JSON strings; scanning for class names is enough to find
+    # Lambda layers and avoids depending on a private protobuf module.
+    names = []
+    marker = b'"class_name": "'
+    start = 0
+    while (i := data.find(marker, start)) != -1:
+        j = data.find(b'"', i + len(marker))
+        names.append({"class_name": data[i + len(marker) : j].decode(errors="replace")})
+        start = j
+    return {"layers": names}
+
+
+def _find_layers(config, class_names: tuple[str, ...]) -> list[str]:
+    """Names of layers of the given classes anywhere in a (nested) Keras config."""
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if node.get("class_name") in class_names:
+                found.append(node.get("config", {}).get("name") or node.get("name") or node["class_name"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(config)
+    return found
