@@ -623,12 +623,17 @@ def _check_device(device: Device, facts: dict, estimates: dict, measurement, dev
                     "tflite-micro did not finish within the time limit; RAM is the static "
                     f"estimate ({device.pointer_bytes * 8}-bit)"
                 )
+            elif status == "failed" and _unsupported(device, facts, devices_dir):
+                notes.append(
+                    "tflite-micro refused the model (an op it lacks, listed under "
+                    f"unsupported_ops); RAM is the static {device.pointer_bytes * 8}-bit estimate"
+                )
             else:
                 what = "aborted (the process crashed)" if status == "aborted" else "failed"
                 problems.append(
                     f"TFLM {what} on this model{': ' + message if message else ''}; "
-                    "the firmware runs the same kernels, so expect the same; RAM below is "
-                    "the static estimate"
+                    "the firmware runs the same kernels, so expect the same; RAM is the "
+                    f"static {device.pointer_bytes * 8}-bit estimate"
                 )
         elif device.runtime == "tflm":
             notes.append("not measured (measure=False); RAM is the static estimate")
@@ -650,11 +655,10 @@ def _check_device(device: Device, facts: dict, estimates: dict, measurement, dev
     else:
         arena_max = device.arena_max_bytes or device.ram_bytes
         on_chip = ram_required <= device.ram_bytes and arena <= arena_max
-        if ext is not None and ext.arena:
-            ram_available = device.ram_bytes + ext.bytes
         if on_chip:
             pass
         elif ext is not None and ext.arena and arena <= ext.bytes and overhead_ram <= device.ram_bytes:
+            ram_available = device.ram_bytes + ext.bytes
             notes.append(
                 f"the arena ({_kib(arena)}) does not fit on-chip RAM; it fits the "
                 f"{ext.kind} ({_kib(ext.bytes)}), which is slower"
@@ -684,11 +688,10 @@ def _check_device(device: Device, facts: dict, estimates: dict, measurement, dev
         flash_required = None
         notes.append("storage is not checked for this board (microSD/NVMe or the host's)")
     else:
-        if fext is not None and fext.model:
-            flash_available = device.flash_bytes + fext.bytes
         if flash_required <= device.flash_bytes:
             pass
         elif fext is not None and fext.model and model_bytes <= fext.bytes and overhead_flash <= device.flash_bytes:
+            flash_available = device.flash_bytes + fext.bytes
             notes.append(
                 f"the model ({_kib(model_bytes)}) does not fit internal flash with the code; "
                 f"it fits the {fext.kind} ({_kib(fext.bytes)})"

@@ -292,13 +292,17 @@ def check_table(report) -> str:
          "ops", "verdict"],
         rows, "llrlllll",
     )]
-    trouble = [(r.device, p) for r in report.results for p in r.problems]
-    trouble += [
-        (r.device, f"unsupported op {u['op']} v{u['version']}: {u['reason']}")
-        for r in report.results for u in r.unsupported_ops
-    ]
+    trouble: dict[str, list[str]] = {}  # the same problem on several devices is listed once
+    for r in report.results:
+        texts = list(r.problems) + [
+            f"unsupported op {u['op']} v{u['version']}: {u['reason']}" for u in r.unsupported_ops
+        ]
+        for text in texts:
+            trouble.setdefault(text, []).append(r.device)
     if trouble:
-        lines += ["", "problems:"] + [f"  {dev}: {text}" for dev, text in trouble]
+        lines += ["", "problems:"] + [
+            f"  {', '.join(devs)}: {text}" for text, devs in trouble.items()
+        ]
     lines += [
         "",
         "RAM need = arena + runtime and application share (+ the model on Linux boards); "
