@@ -339,8 +339,12 @@ def get_device(name_or_path, devices_dir=None) -> Device:
         return _load(extras)[0][device.name]
     devices = load_devices(devices_dir)
     if text not in devices:
+        hint = closest(text, devices)
+        partial = [name for name in devices if text.lower() in name]
+        if not hint and partial:
+            hint = " (did you mean " + " or ".join(repr(n) for n in partial[:3]) + "?)"
         raise EdgeflowError(
-            f"unknown device {text!r}{closest(text, devices)}; known devices: "
+            f"unknown device {text!r}{hint}; known devices: "
             + ", ".join(devices)
             + " (or give a profile .yaml, or --devices-dir)"
         )
@@ -456,6 +460,11 @@ def _read_model(model) -> tuple[bytes, str]:
                 f"{path} is a directory; check needs a .tflite file "
                 "(convert a Keras model first: edgeflow export MODEL -o model.tflite)"
             )
+        if path.suffix.lower() in (".keras", ".h5", ".hdf5", ".pb"):
+            raise EdgeflowError(
+                f"{path} is a Keras/TensorFlow model; check needs a .tflite file: convert it "
+                f"first (edgeflow export {path} -o model.tflite)"
+            )
         return path.read_bytes(), str(path)
     raise EdgeflowError(
         f"check needs .tflite bytes or a .tflite path, not {type(model).__name__}; "
@@ -510,8 +519,8 @@ def check(model, devices="all", *, devices_dir=None, measure: bool = True) -> Re
     from edgeflow import tflite
 
     data, label = _read_model(model)
+    info = tflite.parse(data if label == "<bytes>" else label)
     targets = _resolve_devices(devices, devices_dir)
-    info = tflite.parse(data)
     facts = _facts(info, data, label)
     estimates = {pb: tflite.estimate_arena(info, pointer_bytes=pb) for pb in (4, 8)}
     measurement = None
