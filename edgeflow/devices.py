@@ -258,8 +258,18 @@ def _profile_files(where: Path) -> tuple[list[Path], list[Path]]:
     return [p for p in files if not p.name.startswith("_")], ops
 
 
-@functools.lru_cache(maxsize=16)
 def _load(extra: tuple[str, ...]) -> tuple[dict[str, Device], dict[str, OpList]]:
+    """Profiles and op lists, cached until a file under the given paths changes."""
+    stamp = []
+    for where in extra:
+        path = Path(where)
+        files = path.iterdir() if path.is_dir() else [path]
+        stamp += [(str(f), f.stat().st_mtime_ns) for f in files if f.exists()]
+    return _load_cached(extra, tuple(sorted(stamp)))
+
+
+@functools.lru_cache(maxsize=16)
+def _load_cached(extra: tuple[str, ...], _stamp: tuple) -> tuple[dict[str, Device], dict[str, OpList]]:
     devices: dict[str, Device] = {}
     op_lists: dict[str, OpList] = {}
     for where in (str(_shipped_dir()), *extra):

@@ -97,6 +97,7 @@ def test_int8_cnn_arena_is_measured_once_and_fits_every_board(int8_cnn, measure_
     assert report.fits and report.exit_code == 0
 
 
+@pytest.mark.slow  # builds and converts MobileNetV2 (the shared fixture, ~40 s)
 def test_tflm_abort_is_reported_and_falls_back_to_the_estimate(mobilenet_v2_int8):
     report = check(mobilenet_v2_int8, ["nucleo-h743zi", "raspberry-pi-4", "coral-dev-board"])
     measured, est = _ram_comparison("mobilenet_v2_int8", mobilenet_v2_int8, report)
@@ -113,6 +114,7 @@ def test_tflm_abort_is_reported_and_falls_back_to_the_estimate(mobilenet_v2_int8
     assert report.exit_code == 1
 
 
+@pytest.mark.slow
 def test_mobilenet_does_not_fit_the_smallest_boards_by_flash_or_ram(mobilenet_v2_int8):
     report = check(mobilenet_v2_int8, MCUS, measure=False)
     pico = report["raspberry-pi-pico"]

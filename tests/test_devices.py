@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -183,3 +184,11 @@ def test_cli_devices_table_and_json(tmp_path):
     assert result.exit_code == 2
     assert result.output.count("\n") == 1 and "edge2.yaml: key 'clock_mhz'" in result.output
     assert "Traceback" not in result.output
+
+
+def test_an_edited_user_profile_is_read_again(tmp_path):
+    path = _profile(tmp_path, "edited-board", ram_bytes=1000)
+    assert load_devices(tmp_path)["edited-board"].ram_bytes == 1000
+    _profile(tmp_path, "edited-board", ram_bytes=2000)
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    assert load_devices(tmp_path)["edited-board"].ram_bytes == 2000
