@@ -61,7 +61,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeflow.errors import EdgeflowError, RuntimeCrash
-from edgeflow.runtime._model import io_signature, read_model, softmax_ops
+from edgeflow.runtime._model import input_arrays, io_signature, read_model, softmax_ops
 
 __all__ = ["ArenaMeasurement", "measure_arena", "probe", "predict", "known_aborts"]
 
@@ -245,7 +245,7 @@ def predict(model, x, *, arena_size: int | None = None, timeout: float = 300) ->
     """
     data = read_model(model)
     inputs, outputs = io_signature(data)
-    xs = _check_inputs(x, inputs)
+    xs = input_arrays(x, [shape for _name, shape, _type in inputs])
     size = int(arena_size) if arena_size is not None else max(10 * len(data), 1 << 20)
     with _Workdir(data) as work:
         np.savez(work.path / "x.npz", **{f"x{i}": a for i, a in enumerate(xs)})
@@ -339,26 +339,6 @@ def _signal_name(returncode: int) -> str:
     return f"exit status {returncode}"
 
 
-def _check_inputs(x, inputs: list[tuple]) -> list[np.ndarray]:
-    xs = list(x) if isinstance(x, (list, tuple)) else [x]
-    if len(xs) != len(inputs):
-        raise EdgeflowError(f"the model has {len(inputs)} inputs but {len(xs)} arrays were given")
-    arrays = []
-    for xi, (name, shape, _type) in zip(xs, inputs, strict=True):
-        xi = np.asarray(xi, dtype=np.float32)
-        if xi.ndim == len(shape) - 1:
-            xi = xi[None]
-        if xi.shape[1:] != tuple(shape[1:]):
-            raise EdgeflowError(
-                f"input samples have shape {xi.shape[1:]} but the model input {name!r} is "
-                f"(N, {', '.join(map(str, shape[1:]))})"
-            )
-        arrays.append(xi)
-    if len({len(a) for a in arrays}) != 1 or len(arrays[0]) == 0:
-        raise EdgeflowError("the inputs must hold the same, non-zero number of samples")
-    return arrays
-
-
 def _align(n: int) -> int:
     return (int(n) + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
 
@@ -399,7 +379,7 @@ class _Workdir:
                 [sys.executable, "-m", "edgeflow.runtime._tflm_child", str(self.path / "request.json")],
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
-                timeout=max(1.0, timeout),
+                timeout=max(0.001, timeout),
                 env=_child_env(),
                 cwd=self.path,
                 check=False,
