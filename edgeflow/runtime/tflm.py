@@ -24,8 +24,9 @@ Found by reproducing it in a child process under gdb and bisecting the graph:
 * The int8 conversion of ``MobileNetV2(alpha=0.35, weights=None, classes=2)`` gives the
   softmax input (the Dense logits) the scale 7.84e-9, so the multiplier is 0.526. With
   random (``weights=None``) weights the activations shrink about tenfold per block: on the
-  calibration data the features after the body are ~1e-10 and the logits span ~4e-11, and
-  the converter's smallest range for them gives that scale. Every network whose logits span
+  calibration data the features after the body are ~1e-10 and the logits span ~4e-11; the
+  converter then uses a range of about 2e-6 (scale 2e-6 / 255 = 7.84e-9, the same in all
+  three models: a floor of the converter, not the logits' real range). Every network whose logits span
   less than ``255 · 2^-26 ≈ 3.8e-6`` on the calibration data hits it; the number of
   classes, int8 vs float model I/O, and the layers before the logits do not matter (tiny
   GAP → Dense → Softmax models abort the same way with 2 or 10 classes once the logits
@@ -40,8 +41,10 @@ What edgeflow does: ``known_aborts(model)`` finds the condition from the flatbuf
 for a user: calibrate a trained model with real data; or export the logits without the
 softmax (argmax is unchanged); or raise the softmax input tensor's scale to just above
 ``2^-26 / beta`` in the flatbuffer (the logits are below the int8 resolution either way:
-the softmax output stays uniform) — done on this model, TFLM then runs it with a 210,208
-byte arena.
+the softmax output stays uniform). Done on the three models (``bench/bench_runtime.py``),
+TFLM then runs them: MobileNetV2 α=0.35 with a 210,208-byte arena, MobileNet α=0.25 with
+104,160 and MobileNetV3Small with 175,520 (64-bit host). ``MobileNet(alpha=0.25)`` and
+``MobileNetV3Small`` abort for the same reason (softmax input scale 7.84e-9 as well).
 """
 
 from __future__ import annotations
