@@ -18,9 +18,9 @@ import numpy as np
 from edgeflow.errors import EdgeflowError
 from edgeflow.runtime._model import input_arrays, read_model
 from edgeflow.runtime._quant import dequantize, quantize
-from edgeflow.runtime.metrics import evaluate_keras, score
+from edgeflow.runtime.metrics import score
 
-__all__ = ["Latency", "predict", "evaluate", "evaluate_keras", "benchmark", "interpreter"]
+__all__ = ["Latency", "predict", "evaluate", "benchmark", "interpreter"]
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ def evaluate(model, x, y, *, task: str = "auto", num_threads: int | None = None)
 
     ``task`` is ``auto`` (decided from ``y`` and the output shape), ``classification`` or
     ``regression``; the scoring is ``edgeflow.runtime.metrics.score`` (formulas there),
-    the same as ``evaluate_keras`` uses for the Keras model.
+    the same as ``edgeflow.runtime.metrics.evaluate_keras`` uses for the Keras model.
 
     Returns:
         ``{"task", "accuracy", "n"}`` or ``{"task", "mae", "mse", "n"}``.
