@@ -168,7 +168,10 @@ def _walk(data: bytes, what: str) -> ModelInfo:
         raise EdgeflowError(f"{what} is truncated or corrupt ({err}): convert the model again") from err
     except (IndexError, struct.error, ValueError, TypeError, OverflowError, UnicodeDecodeError,
             MemoryError, RecursionError) as err:
-        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        # flatbuffers reads past the end as struct.error / numpy ValueError
+        detail = f"a flatbuffer offset runs past the end of its {len(data):,} bytes"
+        if not isinstance(err, (struct.error, IndexError, ValueError)):
+            detail = type(err).__name__
         raise EdgeflowError(
             f"{what} is truncated or corrupt ({detail}): convert the model again"
         ) from err
