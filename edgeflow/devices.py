@@ -532,7 +532,8 @@ def check(model, devices="all", *, devices_dir=None, measure: bool = True) -> Re
     info = tflite.parse(data if label == "<bytes>" else label)
     targets = _resolve_devices(devices, devices_dir)
     facts = _facts(info, data, label)
-    estimates = {pb: tflite.estimate_arena(info, pointer_bytes=pb) for pb in (4, 8)}
+    estimates = {pb: tflite.estimate_arena(info, pointer_bytes=pb).total_bytes for pb in (4, 8)}
+    estimates["plan"] = tflite.plan_memory(info).peak_bytes
     measurement = None
     if measure and any(d.runtime == "tflm" for d in targets):
         measurement = _measure(data)
@@ -624,17 +625,17 @@ def _check_device(device: Device, facts: dict, estimates: dict, measurement, dev
     model_bytes = facts["summary"]["size_bytes"]
 
     # --- RAM: the arena, measured on TFLM boards when tflite-micro ran the model
-    est_own = estimates[device.pointer_bytes]
     if device.runtime == "tflm" and measurement and measurement["status"] == "ok":
         arena, source, pointer = measurement["arena_bytes"], "measured", measurement["pointer_bytes"]
-        est32 = estimates[4].total_bytes
+        est32 = estimates[4]
         notes.append(
             f"arena {_kib(arena)} measured by tflite-micro on this {pointer * 8}-bit host; "
             f"the board's {device.pointer_bytes * 8}-bit pointers make its bookkeeping smaller "
             f"(static 32-bit estimate {_kib(est32)}); the measured figure is the one reported"
         )
     else:
-        arena, source, pointer = est_own.total_bytes, "estimated", device.pointer_bytes
+        source, pointer = "estimated", device.pointer_bytes
+        arena = estimates[device.pointer_bytes] if device.runtime == "tflm" else estimates["plan"]
         if device.runtime == "tflm" and measurement:
             status, message = measurement["status"], measurement["message"]
             if status == "timeout":
@@ -658,8 +659,9 @@ def _check_device(device: Device, facts: dict, estimates: dict, measurement, dev
             notes.append("not measured (measure=False); RAM is the static estimate")
         else:
             notes.append(
-                f"RAM is estimated: {device.runtime} arena from the static memory plan "
-                f"({device.pointer_bytes * 8}-bit), plus the model, which the runtime holds in RAM"
+                f"RAM is estimated: the {device.runtime} arena is taken as the peak of the static "
+                "memory plan (greedy by size, like LiteRT's arena planner), plus the model, which "
+                "the runtime holds in RAM"
             )
 
     overhead_ram = ov.runtime.ram_bytes + ov.application.ram_bytes
