@@ -239,3 +239,16 @@ def test_check_table_layout_snapshot():
     report = Report(model=model, results=results, measurement=measurement)
     assert check_table(report) == SNAPSHOT
     assert report.exit_code == 1 and not report.fits
+
+
+def test_int8_model_with_float_interface_still_fits_the_edge_tpu(trained_cnn, digits):
+    """QUANTIZE maps to the Edge TPU; the final DEQUANTIZE runs on the CPU, which is fine."""
+    from edgeflow.convert import convert
+
+    (x_tr, _), _ = digits
+    data = convert(trained_cnn, "int8", x_tr[:100], input_type="float32", output_type="float32")
+    names = [op.name for op in tflite.parse(data).ops]
+    assert names[0] == "QUANTIZE" and names[-1] == "DEQUANTIZE"
+    coral = check(data, "coral-usb-accelerator", measure=False)["coral-usb-accelerator"]
+    assert coral.fits and not coral.unsupported_ops
+    assert any("DEQUANTIZE" in n for n in coral.notes)
