@@ -179,7 +179,7 @@ def input_arrays(x, shapes: list[tuple]) -> list[np.ndarray]:
     a free size). A single sample without the batch axis gets one. Raises an EdgeflowError
     naming both shapes when a sample does not fit.
     """
-    from edgeflow.data import _check_shape
+    from edgeflow.data import check_shape
 
     xs = list(x) if isinstance(x, (list, tuple)) else [x]
     if len(xs) != len(shapes):
@@ -190,7 +190,7 @@ def input_arrays(x, shapes: list[tuple]) -> list[np.ndarray]:
         xi = np.asarray(xi, dtype=np.float32)
         if xi.ndim == len(want):
             xi = xi[None]
-        _check_shape(xi.shape[1:], want)
+        check_shape(xi.shape[1:], want)
         arrays.append(xi)
     if len({len(a) for a in arrays}) != 1 or len(arrays[0]) == 0:
         raise EdgeflowError("the inputs must hold the same, non-zero number of samples")
