@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -360,3 +359,416 @@ def op_list(device: Device, devices_dir=None) -> OpList:
     if device.path and not device.path.startswith(str(_shipped_dir())):
         extra = extra + (device.path,)
     return _load(extra)[1][device.ops]
+
+
+# --------------------------------------------------------------------------- the check
+
+
+@dataclass
+class DeviceResult:
+    """The verdict for one device, with the figures behind it.
+
+    ``arena_bytes`` is the tensor arena alone; ``ram_required_bytes`` adds the runtime's and
+    the application's share (and, on Linux boards, the model itself, which LiteRT loads into
+    RAM). ``ram_source`` says whether the arena was measured by the runtime or estimated from
+    the static memory plan, and ``pointer_bytes`` which pointer width it is for.
+    """
+
+    device: str
+    runtime: str
+    fits: bool
+    arena_bytes: int
+    ram_required_bytes: int | None
+    ram_available_bytes: int | None
+    ram_source: Literal["measured", "estimated"]
+    pointer_bytes: int
+    flash_required_bytes: int | None
+    flash_available_bytes: int | None
+    unsupported_ops: list[dict] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    verdict: str = ""
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict (the keys of ``edgeflow check --json``)."""
+        return {
+            "device": self.device,
+            "runtime": self.runtime,
+            "fits": self.fits,
+            "arena_bytes": self.arena_bytes,
+            "ram_required_bytes": self.ram_required_bytes,
+            "ram_available_bytes": self.ram_available_bytes,
+            "ram_source": self.ram_source,
+            "pointer_bytes": self.pointer_bytes,
+            "flash_required_bytes": self.flash_required_bytes,
+            "flash_available_bytes": self.flash_available_bytes,
+            "unsupported_ops": [dict(op) for op in self.unsupported_ops],
+            "problems": list(self.problems),
+            "notes": list(self.notes),
+            "verdict": self.verdict,
+        }
+
+
+@dataclass
+class Report:
+    """``check``'s answer: one ``DeviceResult`` per device, and the model facts used."""
+
+    model: dict
+    results: list[DeviceResult]
+    measurement: dict | None = None
+
+    @property
+    def fits(self) -> bool:
+        """True when the model fits every device checked."""
+        return all(r.fits for r in self.results)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when it fits every device, 1 otherwise (the CLI's exit status)."""
+        return 0 if self.fits else 1
+
+    def __getitem__(self, name: str) -> DeviceResult:
+        for result in self.results:
+            if result.device == name:
+                return result
+        raise KeyError(name)
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict: model facts, the TFLM measurement, and one entry per device."""
+        return {
+            "model": dict(self.model),
+            "measurement": self.measurement,
+            "fits": self.fits,
+            "results": [r.to_dict() for r in self.results],
+        }
+
+
+def _read_model(model) -> tuple[bytes, str]:
+    """(.tflite bytes, a display name). Anything else is a clear error."""
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        return bytes(model), "<bytes>"
+    if isinstance(model, (str, os.PathLike)):
+        path = Path(model).expanduser()
+        if not path.exists():
+            raise EdgeflowError(f"model file {path} does not exist")
+        if path.is_dir():
+            raise EdgeflowError(
+                f"{path} is a directory; check needs a .tflite file "
+                "(convert a Keras model first: edgeflow export MODEL -o model.tflite)"
+            )
+        return path.read_bytes(), str(path)
+    raise EdgeflowError(
+        f"check needs .tflite bytes or a .tflite path, not {type(model).__name__}; "
+        "convert a Keras model first with edgeflow.convert(model, 'int8', data)"
+    )
+
+
+def _resolve_devices(devices, devices_dir) -> list[Device]:
+    if devices is None or (isinstance(devices, str) and devices == "all"):
+        return list(load_devices(devices_dir).values())
+    if isinstance(devices, (str, os.PathLike, Device)):
+        devices = [devices]
+    resolved: list[Device] = []
+    for item in devices:
+        if isinstance(item, str) and item == "all":
+            resolved.extend(load_devices(devices_dir).values())
+        else:
+            resolved.append(get_device(item, devices_dir))
+    if not resolved:
+        raise EdgeflowError("no device to check against; name one, or 'all'")
+    unique = {d.name: d for d in resolved}
+    return list(unique.values())
+
+
+def check(model, devices="all", *, devices_dir=None, measure: bool = True) -> Report:
+    """Check whether a ``.tflite`` model fits each device: RAM, flash, operators, dtypes.
+
+    RAM needed = tensor arena + runtime share + application share (+ the model on Linux
+    boards, where LiteRT holds it in RAM). Flash needed = model bytes + runtime code +
+    application code. On TFLM boards the arena is the smallest one with which tflite-micro
+    runs the model, measured once in a child process on this 64-bit host (``pointer_bytes``
+    8); the static 32-bit estimate is given in the notes. Where TFLM cannot run the model,
+    or ``measure`` is False, the arena is the static estimate for the device's pointer width.
+
+    Args:
+        model: ``.tflite`` bytes or a path to a ``.tflite`` file.
+        devices: ``"all"``, a name, a profile path, a ``Device``, or a list of these.
+        devices_dir: extra profiles (a YAML file or directory), see ``load_devices``.
+        measure: measure the arena with tflite-micro (a child process; a few seconds).
+
+    Returns:
+        A ``Report``; ``report.fits`` and ``report.exit_code`` sum it up. Nothing is written.
+
+    Raises:
+        EdgeflowError: the model is not a readable ``.tflite``, or a device is unknown.
+
+    Example:
+        >>> report = check("model.tflite", ["arduino-nano-33-ble", "raspberry-pi-4"])
+        >>> report["arduino-nano-33-ble"].ram_source
+        'measured'
+    """
+    from edgeflow import tflite
+
+    data, label = _read_model(model)
+    targets = _resolve_devices(devices, devices_dir)
+    info = tflite.parse(data)
+    facts = _facts(info, data, label)
+    estimates = {pb: tflite.estimate_arena(info, pointer_bytes=pb) for pb in (4, 8)}
+    measurement = None
+    if measure and any(d.runtime == "tflm" for d in targets):
+        measurement = _measure(data)
+    results = [
+        _check_device(d, facts, estimates, measurement, devices_dir) for d in targets
+    ]
+    return Report(model=facts["summary"], results=results, measurement=measurement)
+
+
+def _measure(data: bytes) -> dict:
+    """Run tflite-micro once (child process) and return its finding as a dict."""
+    from edgeflow.runtime.tflm import measure_arena
+
+    m = measure_arena(data)
+    return {
+        "status": m.status,
+        "arena_bytes": m.arena_bytes,
+        "pointer_bytes": getattr(m, "pointer_bytes", 8),
+        "message": getattr(m, "message", "") or "",
+        "breakdown": getattr(m, "breakdown", None),
+    }
+
+
+def _facts(info, data: bytes, label: str) -> dict:
+    """What the check needs from a parsed model, in plain Python values."""
+    ops = [
+        {"op": str(op.name), "version": int(getattr(op, "version", 1) or 1),
+         "dtype": str(getattr(op, "dtype", "") or "")}
+        for op in info.ops
+    ]
+    float_ops = [
+        {"op": str(op.name), "version": int(getattr(op, "version", 1) or 1),
+         "dtype": str(getattr(op, "dtype", "") or "")}
+        for op in info.float_ops()
+    ]
+    dynamic = []
+    for tensor in getattr(info, "tensors", []):
+        signature = getattr(tensor, "shape_signature", None)
+        shape = list(getattr(tensor, "shape", []) or [])
+        dims = list(signature) if signature is not None and len(signature) else shape
+        if any(d is None or d < 0 for d in shape) or any(
+            d is None or d < 0 for d in dims[1:]
+        ):
+            dynamic.append(str(getattr(tensor, "name", "?")))
+    size = int(getattr(info, "size_bytes", 0) or len(data))
+    summary = {
+        "path": label,
+        "size_bytes": size,
+        "weights_bytes": int(getattr(info, "weights_bytes", 0) or 0),
+        "ops": len(ops),
+        "float_ops": len(float_ops),
+        "op_types": sorted({o["op"] for o in ops}),
+    }
+    return {"ops": ops, "float_ops": float_ops, "dynamic": dynamic, "summary": summary}
+
+
+def _kib(n: int | None) -> str:
+    return "n/a" if n is None else f"{n / 1024:,.1f} KiB"
+
+
+def _unsupported(device: Device, facts: dict, devices_dir) -> list[dict]:
+    """Every distinct (op, version) the device's runtime lacks, with the reason."""
+    oplist = op_list(device, devices_dir)
+    runtime_name = {
+        "tflm": "TFLM's op resolver (kernels in tflite-micro)",
+        "litert": "LiteRT's builtin op resolver",
+        "edgetpu": "the Edge TPU compiler's supported-operations table",
+    }[device.runtime]
+    missing: dict[tuple[str, int], dict] = {}
+    for op in facts["ops"]:
+        name, version = op["op"], op["version"]
+        entry = oplist.entries.get(name)
+        if entry is None:
+            reason = f"not in {runtime_name}"
+            if device.runtime == "edgetpu":
+                reason += "; it and every op after it run on the CPU"
+        elif oplist.version_checked and entry.max_version and version > entry.max_version:
+            reason = f"version {version} > {entry.max_version}, the newest {runtime_name} has"
+        else:
+            continue
+        missing.setdefault((name, version), {"op": name, "version": version, "reason": reason})
+    return list(missing.values())
+
+
+def _check_device(device: Device, facts: dict, estimates: dict, measurement, devices_dir):
+    problems: list[str] = []
+    notes: list[str] = []
+    ov = device.overhead
+    model_bytes = facts["summary"]["size_bytes"]
+
+    # --- RAM: the arena, measured on TFLM boards when tflite-micro ran the model
+    est_own = estimates[device.pointer_bytes]
+    if device.runtime == "tflm" and measurement and measurement["status"] == "ok":
+        arena, source, pointer = measurement["arena_bytes"], "measured", measurement["pointer_bytes"]
+        est32 = estimates[4].total_bytes
+        notes.append(
+            f"arena {_kib(arena)} measured by tflite-micro on this {pointer * 8}-bit host; "
+            f"the board's {device.pointer_bytes * 8}-bit pointers make its bookkeeping smaller "
+            f"(static 32-bit estimate {_kib(est32)}); the measured figure is the one reported"
+        )
+    else:
+        arena, source, pointer = est_own.total_bytes, "estimated", device.pointer_bytes
+        if device.runtime == "tflm" and measurement:
+            status, message = measurement["status"], measurement["message"]
+            if status == "timeout":
+                notes.append(
+                    "tflite-micro did not finish within the time limit; RAM is the static "
+                    f"estimate ({device.pointer_bytes * 8}-bit)"
+                )
+            else:
+                what = "aborted (the process crashed)" if status == "aborted" else "failed"
+                problems.append(
+                    f"TFLM {what} on this model{': ' + message if message else ''}; "
+                    "the firmware runs the same kernels, so expect the same; RAM below is "
+                    "the static estimate"
+                )
+        elif device.runtime == "tflm":
+            notes.append("not measured (measure=False); RAM is the static estimate")
+        else:
+            notes.append(
+                f"RAM is estimated: {device.runtime} arena from the static memory plan "
+                f"({device.pointer_bytes * 8}-bit), plus the model, which the runtime holds in RAM"
+            )
+
+    overhead_ram = ov.runtime.ram_bytes + ov.application.ram_bytes
+    on_linux = device.runtime in ("litert", "edgetpu")
+    ram_required = arena + overhead_ram + (model_bytes if on_linux else 0)
+    ram_available = device.ram_bytes
+    ext = device.external_ram
+    ram_ok = True
+    if device.ram_bytes is None:
+        ram_required = None
+        notes.append("RAM is the host's, not part of this profile: check the host too")
+    else:
+        arena_max = device.arena_max_bytes or device.ram_bytes
+        on_chip = ram_required <= device.ram_bytes and arena <= arena_max
+        if ext is not None and ext.arena:
+            ram_available = device.ram_bytes + ext.bytes
+        if on_chip:
+            pass
+        elif ext is not None and ext.arena and arena <= ext.bytes and overhead_ram <= device.ram_bytes:
+            notes.append(
+                f"the arena ({_kib(arena)}) does not fit on-chip RAM; it fits the "
+                f"{ext.kind} ({_kib(ext.bytes)}), which is slower"
+            )
+        else:
+            ram_ok = False
+            if ram_required > device.ram_bytes:
+                problems.append(
+                    f"RAM: needs {_kib(ram_required)} (arena {_kib(arena)} + runtime and "
+                    f"application {_kib(overhead_ram)}"
+                    + (f" + model {_kib(model_bytes)}" if on_linux else "")
+                    + f"), {_kib(device.ram_bytes)} available"
+                )
+            else:
+                problems.append(
+                    f"RAM: the arena ({_kib(arena)}) is larger than the largest contiguous "
+                    f"RAM block ({_kib(arena_max)})"
+                )
+
+    # --- flash: model + runtime code + application code
+    overhead_flash = ov.runtime.flash_bytes + ov.application.flash_bytes
+    flash_required = model_bytes + overhead_flash
+    flash_available = device.flash_bytes
+    flash_ok = True
+    fext = device.external_flash
+    if device.flash_bytes is None:
+        flash_required = None
+        notes.append("storage is not checked for this board (microSD/NVMe or the host's)")
+    else:
+        if fext is not None and fext.model:
+            flash_available = device.flash_bytes + fext.bytes
+        if flash_required <= device.flash_bytes:
+            pass
+        elif fext is not None and fext.model and model_bytes <= fext.bytes and overhead_flash <= device.flash_bytes:
+            notes.append(
+                f"the model ({_kib(model_bytes)}) does not fit internal flash with the code; "
+                f"it fits the {fext.kind} ({_kib(fext.bytes)})"
+            )
+        else:
+            flash_ok = False
+            problems.append(
+                f"flash: needs {_kib(flash_required)} (model {_kib(model_bytes)} + code "
+                f"{_kib(overhead_flash)}), {_kib(device.flash_bytes)} available"
+            )
+
+    # --- operators and dtypes
+    unsupported = _unsupported(device, facts, devices_dir)
+    float_ops = facts["float_ops"]
+    if float_ops and "float32" not in device.dtypes:
+        names = sorted({o["op"] for o in float_ops})
+        problems.append(
+            f"{len(float_ops)} op(s) compute in float32 ({', '.join(names)}); "
+            f"{device.display_name} needs a full-integer model: convert with mode 'int8'"
+        )
+    elif float_ops and device.runtime == "tflm":
+        notes.append(
+            f"{len(float_ops)} op(s) compute in float32: they use TFLM's reference kernels "
+            f"(no {device.kernels} speed-up)"
+            + ("; this core has no FPU, so float is emulated in software" if "no FPU" in device.core else "")
+        )
+    if device.runtime == "edgetpu":
+        if facts["dynamic"]:
+            problems.append(
+                f"the Edge TPU needs static tensor shapes; {len(facts['dynamic'])} tensor(s) "
+                f"have dynamic dimensions (e.g. {facts['dynamic'][0]})"
+            )
+        notes.append("compile the model with edgetpu_compiler before deploying")
+        weights = facts["summary"]["weights_bytes"]
+        if device.accelerator_memory_bytes and weights > device.accelerator_memory_bytes:
+            notes.append(
+                f"weights ({_kib(weights)}) exceed the Edge TPU's {_kib(device.accelerator_memory_bytes)}"
+                " parameter cache: they stream from host memory on every inference (slower)"
+            )
+    elif device.runtime == "tflm" and facts["dynamic"]:
+        notes.append(
+            f"{len(facts['dynamic'])} tensor(s) have dynamic dimensions; TFLM plans memory for "
+            "the shapes stored in the file"
+        )
+
+    fits = ram_ok and flash_ok and not unsupported and not problems
+    verdict = _verdict(fits, ram_ok, flash_ok, unsupported, problems, ram_required, ram_available)
+    return DeviceResult(
+        device=device.name,
+        runtime=device.runtime,
+        fits=fits,
+        arena_bytes=int(arena),
+        ram_required_bytes=ram_required,
+        ram_available_bytes=ram_available,
+        ram_source=source,
+        pointer_bytes=int(pointer),
+        flash_required_bytes=flash_required,
+        flash_available_bytes=flash_available,
+        unsupported_ops=unsupported,
+        problems=problems,
+        notes=notes,
+        verdict=verdict,
+    )
+
+
+def _verdict(fits, ram_ok, flash_ok, unsupported, problems, ram_required, ram_available) -> str:
+    if fits:
+        if ram_required is not None and ram_available:
+            return f"fits ({100 * ram_required / ram_available:.0f}% RAM)"
+        return "fits"
+    reasons = []
+    if not ram_ok:
+        reasons.append("RAM")
+    if not flash_ok:
+        reasons.append("flash")
+    if unsupported:
+        reasons.append(f"{len(unsupported)} unsupported op{'s' if len(unsupported) > 1 else ''}")
+    others = [p for p in problems if not p.startswith(("RAM:", "flash:"))]
+    if any("TFLM" in p for p in others):
+        reasons.append("TFLM fails")
+    if any("float32" in p or "static tensor" in p for p in others):
+        reasons.append("dtype/shape")
+    return "does not fit: " + ", ".join(reasons or ["see problems"])
