@@ -89,58 +89,46 @@ def precheck(model) -> Precheck:
 
     data = tfl.read_bytes(model) if not isinstance(model, bytes | bytearray) else bytes(model)
     info = tfl.parse(data)
-    tensors = list(info.tensors)
-
-    def tensor(t):
-        return tensors[t] if isinstance(t, int) else t
-
+    graph = _Graph(data)
     problems: list[str] = []
-    dynamic = []
-    for t in tensors:
-        sig = getattr(t, "shape_signature", None)
-        if sig is not None and any(int(d) < 0 for d in list(sig)[1:]):
-            dynamic.append(getattr(t, "name", "?"))
+    dynamic = graph.dynamic_tensors()
     if dynamic:
         problems.append(f"dynamic tensor sizes (the Edge TPU needs static shapes): {', '.join(dynamic[:5])}")
 
     ops = list(info.ops)
+    names = [op.name for op in ops]
     verdicts: list[OpVerdict] = []
     first: OpVerdict | None = None
-    float_ops = 0
     started = False
     for i, op in enumerate(ops):
-        name = op.name
-        ins = [tensor(t) for t in op.inputs if not (isinstance(t, int) and t < 0)]
-        outs = [tensor(t) for t in op.outputs]
-        reason = _rule_violation(name, ins, outs)
-        if reason and "float" in reason:
-            float_ops += 1
+        ins = [info.tensors[t] if t >= 0 else None for t in op.inputs]
+        outs = [info.tensors[t] for t in op.outputs]
+        reason = _rule_violation(op.name, ins, outs, graph, i)
         if first is None:
-            if reason and not started and name == "QUANTIZE" and _is_float(ins[0]):
-                verdicts.append(OpVerdict(i, name, "cpu", "converts the float model input (use int8/uint8 input)"))
+            if reason and not started and op.name == "QUANTIZE" and _is_float(ins[0]):
+                verdicts.append(OpVerdict(i, op.name, "cpu", "converts the float model input (use int8/uint8 input)"))
                 continue
-            if reason and name == "DEQUANTIZE" and all(_later_is_dequantize(ops, i)):
-                verdicts.append(OpVerdict(i, name, "cpu", "converts the model output to float (use int8/uint8 output)"))
+            if reason and op.name == "DEQUANTIZE" and all(n == "DEQUANTIZE" for n in names[i:]):
+                verdicts.append(OpVerdict(i, op.name, "cpu", "converts the model output to float (use int8/uint8 output)"))
                 continue
             if reason:
-                first = OpVerdict(i, name, "cpu", reason)
+                first = OpVerdict(i, op.name, "cpu", reason)
                 verdicts.append(first)
                 continue
             started = True
-            verdicts.append(OpVerdict(i, name, "tpu"))
+            verdicts.append(OpVerdict(i, op.name, "tpu"))
         else:
-            verdicts.append(OpVerdict(i, name, "cpu", reason or "after the first unsupported op (one TPU subgraph only)"))
-    full_int8 = float_ops == 0
+            verdicts.append(OpVerdict(i, op.name, "cpu", reason or "after the first unsupported op (one TPU subgraph only)"))
+    float_ops = info.float_ops()
+    full_int8 = not float_ops
     if not full_int8:
-        problems.append(f"not fully 8-bit quantized: {float_ops} of {len(ops)} operators compute in float "
+        problems.append(f"not fully 8-bit quantized: {len(float_ops)} of {len(ops)} operators compute in float "
                         "(convert with mode int8 and a representative dataset, or QAT)")
     if first is not None:
         problems.append(f"op #{first.index} {first.op} cannot be mapped ({first.reason}); it and the "
                         f"{len(ops) - first.index - 1} operators after it run on the CPU")
     on_tpu = sum(v.device == "tpu" for v in verdicts)
-    conversions = {"QUANTIZE", "DEQUANTIZE"}
-    compatible = not dynamic and first is None and on_tpu > 0 and all(
-        v.device == "tpu" or v.op in conversions for v in verdicts)
+    compatible = not dynamic and first is None and on_tpu > 0
     return Precheck(full_int8=full_int8, static_shapes=not dynamic, problems=problems, ops=verdicts,
                     first_unsupported=first, ops_on_tpu=on_tpu, ops_on_cpu=len(verdicts) - on_tpu,
                     compatible=compatible)
@@ -157,41 +145,116 @@ def edgetpu_ops() -> dict:
     return load_op_lists()["edgetpu"].entries
 
 
+class _Graph:
+    """Operator options, constant operands and shape signatures of the main subgraph,
+    read with the official TFLite schema classes (``edgeflow.tflite._schema``)."""
+
+    def __init__(self, data: bytes):
+        from edgeflow.tflite._schema import schema
+
+        self.schema = schema
+        self.model = schema.Model.GetRootAs(data, 0)
+        self.sg = self.model.Subgraphs(0)
+
+    def dynamic_tensors(self) -> list[str]:
+        """Names of tensors with an unknown (-1) dimension other than the batch."""
+        out = []
+        for i in range(self.sg.TensorsLength()):
+            t = self.sg.Tensors(i)
+            if t.ShapeSignatureLength() and any(int(d) < 0 for d in t.ShapeSignatureAsNumpy()[1:]):
+                out.append((t.Name() or b"?").decode())
+        return out
+
+    def options(self, op_index: int, cls: str):
+        """The op's builtin options as schema class ``cls`` (e.g. ``Pool2DOptions``), or None."""
+        table = self.sg.Operators(op_index).BuiltinOptions()
+        if table is None:
+            return None
+        opts = getattr(self.schema, cls)()
+        opts.Init(table.Bytes, table.Pos)
+        return opts
+
+    def const_ints(self, tensor_index: int) -> list[int] | None:
+        """The values of a constant int32/int64 tensor, or None when it is not constant."""
+        import numpy as np
+
+        if tensor_index < 0:
+            return None
+        t = self.sg.Tensors(tensor_index)
+        raw = self.model.Buffers(t.Buffer()).DataAsNumpy()
+        if isinstance(raw, int) or raw.size == 0:
+            return None
+        dtype = {self.schema.TensorType.INT32: np.int32, self.schema.TensorType.INT64: np.int64}.get(t.Type())
+        return None if dtype is None else [int(v) for v in np.frombuffer(raw.tobytes(), dtype)]
+
+
 def _dtype(t) -> str:
-    return str(getattr(t, "dtype", "")).replace("numpy.", "").replace("<class '", "").replace("'>", "").lower()
+    return str(getattr(t, "dtype", "")).lower()
 
 
 def _is_float(t) -> bool:
-    return _dtype(t).startswith("float")
-
-
-def _later_is_dequantize(ops, i):
-    for op in ops[i:]:
-        yield op.name == "DEQUANTIZE"
+    return t is not None and _dtype(t).startswith(("float", "bfloat"))
 
 
 def _big_dims(t) -> list[int]:
-    return [int(d) for d in getattr(t, "shape", ()) if int(d) > 1]
+    return [int(d) for d in t.shape if int(d) > 1]
 
 
-def _rule_violation(name: str, ins: list, outs: list) -> str:
-    """The first documented rule this operator breaks, or ''."""
+def _touches_batch(axes: list[int] | None, rank: int) -> bool:
+    return axes is not None and any(a % max(rank, 1) == 0 for a in axes)
+
+
+def _rule_violation(name: str, ins: list, outs: list, graph: _Graph, index: int) -> str:
+    """The first documented Edge TPU rule this operator breaks, or ''."""
     if name not in edgetpu_ops():
         return f"{name} is not an Edge TPU operation"
     # Activations must be 8-bit; int32 is allowed for biases and shape/axis operands.
     acts = [t for t in (ins[:1] + outs) if t is not None]
     bad = sorted({_dtype(t) for t in acts if _dtype(t) not in _EIGHT_BIT})
     if name == "QUANTIZE" and not any(_is_float(t) for t in acts):
-        bad = []  # requantization int8 <-> uint8 runs on the TPU
+        bad = []  # requantization (int8 <-> uint8) runs on the TPU
     if bad:
-        what = "float" if any(b.startswith("float") for b in bad) else "unsupported"
-        return f"works on {what} data ({', '.join(bad)}), the Edge TPU computes 8-bit integers only"
+        what = "float" if any(b.startswith(("float", "bfloat")) for b in bad) else "unsupported"
+        return f"works on {what} data ({', '.join(bad)}); the Edge TPU computes 8-bit integers only"
     for t in acts:
-        shape = [int(d) for d in getattr(t, "shape", ())]
+        shape = [int(d) for d in t.shape]
         big = [i for i, d in enumerate(shape) if d > 1]
-        if len(big) > 3 or (big and big[0] < len(shape) - 3):
-            return (f"tensor {list(shape)} has more than the 3 innermost dimensions larger than 1 "
-                    "(Edge TPU tensors are at most 3-D)")
+        if big and big[0] < len(shape) - 3:
+            return f"tensor {shape} has a dimension > 1 outside the 3 innermost ones (Edge TPU tensors are at most 3-D)"
+    rank = len(ins[0].shape) if ins and ins[0] is not None else 0
+    if name in ("AVERAGE_POOL_2D", "MAX_POOL_2D", "CONCATENATION"):
+        opts = graph.options(index, "ConcatenationOptions" if name == "CONCATENATION" else "Pool2DOptions")
+        if opts is not None and opts.FusedActivationFunction() != 0:
+            return f"{name} has a fused activation function"
+    if name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+        opts = graph.options(index, "Conv2DOptions" if name == "CONV_2D" else "DepthwiseConv2DOptions")
+        if opts is not None and opts.DilationHFactor() != opts.DilationWFactor():
+            return f"{name} dilation {opts.DilationHFactor()}x{opts.DilationWFactor()} differs in x and y"
+    if name in ("MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN") and len(ins) > 1:
+        axes = graph.const_ints(ins[1].index) if ins[1] is not None else None
+        if _touches_batch(axes, rank):
+            return f"{name} reduces over the batch dimension (axes {axes})"
+        if name == "MEAN" and axes and any(a % rank == rank - 1 for a in axes) and int(ins[0].shape[-1]) % 4:
+            return f"MEAN reduces over a depth of {ins[0].shape[-1]}, not a multiple of 4"
+    if name == "PAD" and len(ins) > 1 and ins[1] is not None:
+        pads = graph.const_ints(ins[1].index)
+        if pads and any(pads[:2]):
+            return "PAD pads the batch dimension"
+    if name == "SPLIT" and ins and ins[0] is not None:
+        axis = graph.const_ints(ins[0].index)
+        if _touches_batch(axis, len(ins[1].shape) if len(ins) > 1 and ins[1] is not None else rank):
+            return "SPLIT splits the batch dimension"
+    if name == "PACK":
+        opts = graph.options(index, "PackOptions")
+        if opts is not None and opts.Axis() == 0:
+            return "PACK packs along the batch dimension"
+    if name == "STRIDED_SLICE":
+        strides = graph.const_ints(ins[3].index) if len(ins) > 3 and ins[3] is not None else None
+        opts = graph.options(index, "StridedSliceOptions")
+        if strides is None or any(s != 1 for s in strides):
+            return f"STRIDED_SLICE strides {strides} are not all 1"
+        if opts is not None and (opts.EllipsisMask() or opts.NewAxisMask()):
+            return "STRIDED_SLICE uses an ellipsis or new-axis mask"
     if name == "SOFTMAX":
         n = 1
         for d in _big_dims(ins[0]):

@@ -178,12 +178,9 @@ def resolver_calls(op_names) -> list[str]:
 
 def _distinct_ops(info) -> list[str]:
     names: list[str] = []
-    for op in info.ops:
-        n = op.name
-        if n == "CUSTOM" and getattr(op, "custom_code", None):
-            n = op.custom_code
-        if n not in names:
-            names.append(n)
+    for op in info.ops:  # a custom operator's name is its custom code
+        if op.name not in names:
+            names.append(op.name)
     return names
 
 
@@ -307,8 +304,8 @@ def _tensor_facts(info, which: str):
     t = items[0] if not isinstance(items[0], int) else info.tensors[items[0]]
     dtype = np.dtype(t.dtype).name
     shape = [int(d) for d in t.shape]
-    scale = float(getattr(t, "scale", 0.0) or 0.0)
-    zp = int(getattr(t, "zero_point", 0) or 0)
+    scale = float(t.scale[0]) if t.scale else 0.0
+    zp = int(t.zero_point[0]) if t.zero_point else 0
     return dtype, shape, scale, zp
 
 
@@ -337,12 +334,12 @@ def _render(spec: Board, board: str, device, info, calls, arena, measured, sourc
 // Model input 0: {in_dt} {in_shape}, scale {in_scale!r}, zero point {in_zp}
 #define EDGEFLOW_INPUT_TYPE {_c_dtype(in_dt)}
 #define EDGEFLOW_INPUT_SCALE {in_scale!r}f
-#define EDGEFLOW_INPUT_ZERO_POINT {in_zp}
+#define EDGEFLOW_INPUT_ZERO_POINT ({in_zp})
 // Model output 0: {out_dt} {out_shape}, scale {out_scale!r}, zero point {out_zp}
 #define EDGEFLOW_OUTPUT_TYPE {_c_dtype(out_dt)}
 #define EDGEFLOW_OUTPUT_SIZE {n_out}
 #define EDGEFLOW_OUTPUT_SCALE {out_scale!r}f
-#define EDGEFLOW_OUTPUT_ZERO_POINT {out_zp}
+#define EDGEFLOW_OUTPUT_ZERO_POINT ({out_zp})
 
 #endif  // EDGEFLOW_CONFIG_H_
 """
