@@ -30,10 +30,11 @@ RESOLVER_STUB = """// Test stub of tflite-micro's MicroMutableOpResolver: same t
 // same refusal of a duplicate op or of more ops than the template argument.
 #pragma once
 #include <cstring>
-typedef enum { kTfLiteOk = 0, kTfLiteError = 1 } TfLiteStatus;
+#include "tensorflow/lite/c/common.h"
 namespace tflite {
+class MicroOpResolver {};
 template <unsigned int tOpCount>
-class MicroMutableOpResolver {
+class MicroMutableOpResolver : public MicroOpResolver {
  public:
   const char* calls[tOpCount + 1] = {};
   unsigned int n = 0;
@@ -48,6 +49,80 @@ class MicroMutableOpResolver {
 };
 }  // namespace tflite
 """.replace("@METHODS@", "\n".join(f'  TfLiteStatus {m}() {{ return Add("{m}"); }}' for m in STUB_METHODS))
+
+# Stubs of the rest of the API the main program uses (TFLM's MicroInterpreter, GetModel,
+# TfLiteTensor; Arduino's Serial, millis, micros, delay), with the signatures of
+# tflite-micro and the Arduino core, so the generated main program is compiled too.
+API_STUBS = {
+    "tensorflow/lite/c/common.h": """#pragma once
+#include <cstddef>
+#include <cstdint>
+typedef enum { kTfLiteOk = 0, kTfLiteError = 1 } TfLiteStatus;
+typedef union { int32_t* i32; float* f; void* raw; const void* raw_const; uint8_t* uint8; int8_t* int8; } TfLitePtrUnion;
+typedef struct { TfLitePtrUnion data; size_t bytes; } TfLiteTensor;
+""",
+    "tensorflow/lite/schema/schema_generated.h": """#pragma once
+#include <cstdint>
+#define TFLITE_SCHEMA_VERSION (3)
+namespace tflite {
+struct Model { uint32_t version() const { return 3; } };
+inline const Model* GetModel(const void* buf) { return static_cast<const Model*>(buf); }
+}  // namespace tflite
+""",
+    "tensorflow/lite/micro/micro_interpreter.h": """#pragma once
+#include "tensorflow/lite/c/common.h"
+#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
+#include "tensorflow/lite/schema/schema_generated.h"
+namespace tflite {
+class MicroInterpreter {
+ public:
+  MicroInterpreter(const Model* model, const MicroOpResolver& op_resolver, uint8_t* tensor_arena,
+                   size_t tensor_arena_size) : arena_(tensor_arena), size_(tensor_arena_size) {}
+  TfLiteStatus AllocateTensors() {
+    t_.data.raw = arena_; t_.bytes = size_ / 2; return kTfLiteOk;
+  }
+  TfLiteStatus Invoke() { ++invokes; return kTfLiteOk; }
+  TfLiteTensor* input(size_t index) { return &t_; }
+  TfLiteTensor* output(size_t index) { return &t_; }
+  size_t arena_used_bytes() const { return size_ / 2; }
+  int invokes = 0;
+ private:
+  uint8_t* arena_; size_t size_; TfLiteTensor t_{};
+};
+}  // namespace tflite
+""",
+    "Arduino.h": """#pragma once
+#include <cstdio>
+struct SerialStub {
+  void begin(unsigned long) {}
+  explicit operator bool() const { return true; }
+  void print(const char* s) { std::printf("%s", s); }
+  void print(char c) { std::printf("%c", c); }
+  void print(int v) { std::printf("%d", v); }
+  void print(unsigned long v) { std::printf("%lu", v); }
+  void print(double v, int digits) { std::printf("%.*f", digits, v); }
+  void println() { std::printf("\\n"); }
+  template <class T> void println(T v) { print(v); println(); }
+};
+extern SerialStub Serial;
+unsigned long millis();
+unsigned long micros();
+void delay(unsigned long);
+""",
+    "TensorFlowLite.h": "#pragma once\n",
+    "TensorFlowLite_ESP32.h": "#pragma once\n",
+}
+
+MAIN_DRIVER = r"""
+#include "Arduino.h"
+SerialStub Serial;
+unsigned long millis() { return 0; }
+unsigned long micros() { static unsigned long t = 0; return t += 7; }
+void delay(unsigned long) {}
+void setup();
+void loop();
+int main() { setup(); loop(); return 0; }
+"""
 
 DRIVER = r"""
 #include <cstdint>
@@ -75,10 +150,29 @@ int main(int argc, char** argv) {
 """
 
 
+def _write_stubs(tmp: Path) -> None:
+    for rel, text in {**API_STUBS, "tensorflow/lite/micro/micro_mutable_op_resolver.h": RESOLVER_STUB}.items():
+        (tmp / "stub" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / "stub" / rel).write_text(text)
+
+
+def _compile_main(main_file: Path, src: Path, include: Path, tmp: Path) -> str:
+    """Compile the generated main program (and model array) against the stubs; run setup()+loop()."""
+    unit = tmp / "main_unit.cc"
+    unit.write_text(f'#include "Arduino.h"\n#include "{main_file}"\n')
+    (tmp / "main_driver.cc").write_text(MAIN_DRIVER)
+    exe = tmp / "main_check"
+    cmd = [GXX, "-std=c++17", "-Wall", "-Werror", "-Wno-unused-parameter", "-I", str(include),
+           "-I", str(tmp / "stub"), str(unit), str(tmp / "main_driver.cc"), str(src / "model_data.cc"), "-o", str(exe)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    run = subprocess.run([str(exe)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return run.stdout
+
+
 def _compile_and_run(project: Path, src: Path, include: Path, tmp: Path) -> tuple[str, bytes]:
-    stub = tmp / "stub" / "tensorflow" / "lite" / "micro"
-    stub.mkdir(parents=True)
-    (stub / "micro_mutable_op_resolver.h").write_text(RESOLVER_STUB)
+    _write_stubs(tmp)
     (tmp / "driver.cc").write_text(DRIVER)
     exe = tmp / "check_project"
     cmd = [GXX, "-std=c++17", "-Wall", "-Werror", "-I", str(include), "-I", str(tmp / "stub"),
@@ -136,6 +230,12 @@ def test_project_for_board_compiles_and_registers_exactly_the_models_ops(board, 
     assert f"len {len(int8_cnn)} {len(int8_cnn)}" in stdout
     assert f"arena {p.arena_bytes}" in stdout
     assert back == int8_cnn  # the C array holds the model byte for byte
+
+    main_file = out / "digits_fw.ino" if p.kind == "arduino" else src / "main.cpp"
+    serial = _compile_main(main_file, src, include, tmp_path)
+    assert f"arena used: {p.arena_bytes // 2} of {p.arena_bytes}" in serial
+    assert "top-1: " in serial and "inference: 7 us" in serial
+    assert serial.count("output:") == 1 and len(serial.split("output:")[1].split("\n")[0].split()) == 10
 
 
 def test_dry_run_writes_nothing_and_names_every_file(int8_cnn, tmp_path):

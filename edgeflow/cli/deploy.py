@@ -77,6 +77,9 @@ def rpi(model, host, user, port, identity, known_hosts, ssh_config, accept_new_h
     if dry_run:
         click.echo("dry run: nothing was run")
         return
+    from edgeflow.deploy.rpi import summary_table
+
+    click.echo(summary_table(result))
     if json_path:
         _write_json(json_path, result.to_dict())
     if result.correctness and not result.correctness["match"]:
@@ -92,15 +95,18 @@ def coral(model, host, out_dir, user, port, identity, known_hosts, ssh_config, a
           remote_python, remote_dir, skip_install, runs, warmup, threads, sample, json_path, dry_run):
     """Pre-check MODEL for the Edge TPU, compile it (if edgetpu_compiler is installed), and
     benchmark it on a Dev Board with --host."""
-    from edgeflow.deploy.coral import deploy_coral
+    from edgeflow.deploy.coral import deploy_coral, precheck_table
+    from edgeflow.deploy.rpi import BoardResult, summary_table
 
     target = _target(host, user, port, identity, known_hosts, ssh_config, accept_new_host_key) if host else None
     kwargs = _board_kwargs(remote_python, remote_dir, skip_install, runs, warmup, threads, sample) if host else {}
     result = deploy_coral(model, out_dir=out_dir, target=target, dry_run=dry_run, log=click.echo, **kwargs)
     pc = result.precheck
+    click.echo(precheck_table(pc))
     click.echo(f"Edge TPU pre-check: {'compatible' if pc['compatible'] else 'NOT fully compatible'} "
                f"({pc['ops_on_tpu']} ops on the TPU, {pc['ops_on_cpu']} on the CPU)")
-    click.echo(result.compile_note)
+    if result.board and not dry_run:
+        click.echo(summary_table(BoardResult(**result.board)))
     if dry_run:
         click.echo("dry run: nothing was run")
         return

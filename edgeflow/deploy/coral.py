@@ -134,6 +134,15 @@ def precheck(model) -> Precheck:
                     compatible=compatible)
 
 
+def precheck_table(pc: Precheck | dict) -> str:
+    """The per-operator prediction (a :class:`Precheck` or its dict) as a plain-text table."""
+    from edgeflow.report import table
+
+    ops = [asdict(v) if isinstance(v, OpVerdict) else v for v in (pc.ops if isinstance(pc, Precheck) else pc["ops"])]
+    rows = [[str(v["index"]), v["op"], "Edge TPU" if v["device"] == "tpu" else "CPU", v["reason"]] for v in ops]
+    return table(["#", "operator", "predicted on", "why"], rows, "rlll")
+
+
 def edgetpu_ops() -> dict:
     """The operations the Edge TPU compiler maps, with Coral's documented limits.
 

@@ -114,10 +114,9 @@ def deploy_board(
     ``runs`` timed ``invoke()`` calls (linear interpolation between ranks, as numpy's
     default), after ``warmup`` untimed calls.
 
-    Correctness: the board's and the host's outputs for the same input; for integer
-    outputs ``max_abs_diff`` is in quantization steps and the default tolerance is 1 step
-    (the ARM and x86 kernels may round differently); for float outputs the default
-    tolerance is ``1e-4 * max(1, max|host output|)``.
+    Correctness: the board's raw outputs, dequantized, against the host LiteRT's
+    (``edgeflow.runtime.litert.predict``) for the same input; see :func:`compare_outputs`
+    (default tolerance: one quantization step, or ``1e-4 * max(1, max|host|)`` for float).
 
     Args:
         model: ``.tflite`` path or bytes.
@@ -131,7 +130,7 @@ def deploy_board(
         sample: input to feed (array or ``.npy`` path, with or without the batch axis;
             float samples are quantized for an integer input); default a seeded random tensor.
         seed: seed of the random input.
-        tolerance: override of the correctness tolerance (see above).
+        tolerance: override of the correctness tolerance, in output units.
         delegate: a delegate library loaded on the board (``libedgetpu.so.1`` for Coral).
         reference_model: the model the host runs for the correctness check when it differs
             from ``model`` (the uncompiled model for an Edge TPU compiled one).
@@ -402,3 +401,26 @@ def _last_json(text: str) -> dict:
 
 def _decode(o: dict) -> np.ndarray:
     return np.frombuffer(base64.b64decode(o["data"]), dtype=np.dtype(o["dtype"])).reshape(o["shape"])
+
+
+def summary_table(result: BoardResult) -> str:
+    """The board figures as a plain-text table (``edgeflow.report.table``)."""
+    from edgeflow.report import table
+
+    lat, cor = result.latency or {}, result.correctness or {}
+    rt = result.runtime or {}
+    if cor.get("max_diff_steps") is not None:
+        diff = f"{cor['max_diff_steps']:g} steps"
+    else:
+        diff = f"{cor.get('max_abs_diff', float('nan')):.3g}"
+    row = [
+        f"{result.target} ({result.board.get('machine') or '?'})",
+        f"{rt.get('module', '?')} {rt.get('version', '')}".strip(),
+        str(lat.get("threads") or "default") + (f" +{lat['delegate']}" if lat.get("delegate") else ""),
+        f"{lat.get('median_ms', float('nan')):.3f}",
+        f"{lat.get('p90_ms', float('nan')):.3f}",
+        str(lat.get("runs", "")),
+        ("match" if cor.get("match") else "DIFFERS") + f" (max diff {diff})",
+    ]
+    return table(["board", "runtime", "threads", "median ms", "p90 ms", "runs", "vs host LiteRT"], [row],
+                 "lllrrrl")
