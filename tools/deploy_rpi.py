@@ -12,4 +12,4 @@ import sys
 from edgeflow.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(["deploy", "rpi", *sys.argv[1:]]))
+    sys.exit(main(["deploy", "rpi", *sys.argv[1:]], prog_name="edgeflow"))

@@ -527,6 +527,10 @@ def deploy_coral(model, *, out_dir: str | Path | None = None, target=None, dry_r
         if compiled is not None:
             board = deploy_board(compiled, target, delegate="libedgetpu.so.1", reference_model=data,
                                  dry_run=dry_run, log=log, **board_kwargs)
+        elif dry_run and compiler_path() is not None:
+            say(f"the board would run {Path(name).stem}_edgetpu.tflite (shown below as {name}) "
+                "with the Edge TPU delegate")
+            board = deploy_board(data, target, delegate="libedgetpu.so.1", dry_run=True, log=log, **board_kwargs)
         else:
             say("no compiled model: the Dev Board runs the model on its CPU only (no Edge TPU)")
             board = deploy_board(model, target, dry_run=dry_run, log=log, **board_kwargs)
