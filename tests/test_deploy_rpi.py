@@ -142,15 +142,16 @@ def test_changed_host_key_is_refused(sshd, int8_cnn, tmp_path):
 
 
 def test_skip_install_without_runtime_fails_clearly(sshd, int8_cnn, tmp_path):
-    system_python = shutil.which("python3", path="/usr/bin:/bin")
-    if system_python is None:
-        pytest.skip("no system python3 to act as a board without LiteRT")
-    has_rt = subprocess.run([system_python, "-c", "import ai_edge_litert"], capture_output=True).returncode == 0
-    if has_rt:
-        pytest.skip(f"{system_python} has ai_edge_litert; it cannot play a board without one")
+    # a "board" Python without site-packages: this interpreter with -S cannot import ai_edge_litert
+    bare = tmp_path / "bare-python"
+    bare.write_text(f'#!/bin/sh\nexec {sys.executable} -S "$@"\n')
+    bare.chmod(0o755)
+    lines: list[str] = []
     with pytest.raises(EdgeflowError, match="no LiteRT runtime on 127.0.0.1"):
-        deploy_rpi(int8_cnn, _target(sshd), install=False, remote_python=system_python,
-                   remote_dir=str(tmp_path / "board"), runs=1, warmup=0)
+        deploy_rpi(int8_cnn, _target(sshd), install=False, remote_python=str(bare),
+                   remote_dir=str(tmp_path / "board"), runs=1, warmup=0, log=lines.append)
+    assert any("check the LiteRT runtime" in ln for ln in lines)
+    assert not (tmp_path / "board" / "input.npy").exists()  # stopped before copying the model
 
 
 def test_wrong_remote_python_is_named(sshd, int8_cnn, tmp_path):
