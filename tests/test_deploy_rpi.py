@@ -205,3 +205,24 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path):
     bad.write_bytes(b"not a model at all")
     res = CliRunner().invoke(main, ["deploy", "rpi", str(bad), "pi@board", "--dry-run"])
     assert res.exit_code == 2 and res.output.startswith("error: ")
+
+
+def test_ssh_config_alias_and_strict_checking_cannot_be_turned_off_there(sshd, int8_cnn, tmp_path):
+    cfg = tmp_path / "ssh_config"
+    empty = tmp_path / "empty_known_hosts"
+    empty.write_text("")
+    cfg.write_text(
+        f"Host pi-test\n  HostName 127.0.0.1\n  Port {sshd['port']}\n  User {sshd['user']}\n"
+        f"  IdentityFile {sshd['key']}\n  UserKnownHostsFile {sshd['known_hosts']}\n"
+        f"Host pi-lax\n  HostName 127.0.0.1\n  Port {sshd['port']}\n  User {sshd['user']}\n"
+        f"  IdentityFile {sshd['key']}\n  UserKnownHostsFile {empty}\n  StrictHostKeyChecking no\n"
+    )
+    # user, port, key and known_hosts all come from the config's alias
+    r = deploy_rpi(int8_cnn, SSHTarget("pi-test", ssh_config=str(cfg)), install=False,
+                   remote_python=sys.executable, remote_dir=str(tmp_path / "board"), runs=2, warmup=0)
+    assert r.correctness["match"] and r.latency["runs"] == 2
+    # a config that disables host-key checking is overridden: the unknown key is refused
+    with pytest.raises(EdgeflowError, match="host key of pi-lax is not in"):
+        deploy_rpi(int8_cnn, SSHTarget("pi-lax", ssh_config=str(cfg)), install=False,
+                   remote_python=sys.executable, remote_dir=str(tmp_path / "board2"), runs=1, warmup=0)
+    assert empty.read_text() == "" and not (tmp_path / "board2").exists()

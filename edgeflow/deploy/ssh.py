@@ -162,7 +162,7 @@ def _call(argv: list[str], target: SSHTarget, timeout: float, what: str) -> str:
 def _explain(code: int, stderr: str, target: SSHTarget, what: str) -> str:
     """One line from an ssh/scp failure: the cause and what to do."""
     err = stderr or ""
-    known = f" {target.known_hosts}" if target.known_hosts else " ~/.ssh/known_hosts"
+    known = f" {target.known_hosts}" if target.known_hosts else " your known_hosts (~/.ssh/known_hosts or the SSH config's)"
     if "REMOTE HOST IDENTIFICATION HAS CHANGED" in err:
         return (f"the host key of {target.host} has CHANGED since it was recorded in{known}: "
                 "this may be an attack; verify the board's new key, then remove the old line with ssh-keygen -R")
