@@ -45,6 +45,7 @@ class OpVerdict:
     op: str
     device: str  # "tpu" or "cpu"
     reason: str = ""
+    limits: str = ""  # Coral's documented limits for this op (not all are checkable before compiling)
 
 
 @dataclass
@@ -116,7 +117,8 @@ def precheck(model) -> Precheck:
                 verdicts.append(first)
                 continue
             started = True
-            verdicts.append(OpVerdict(i, op.name, "tpu"))
+            entry = edgetpu_ops().get(op.name)
+            verdicts.append(OpVerdict(i, op.name, "tpu", limits=(entry.limits or "") if entry else ""))
         else:
             verdicts.append(OpVerdict(i, op.name, "cpu", reason or "after the first unsupported op (one TPU subgraph only)"))
     float_ops = info.float_ops()
@@ -139,8 +141,9 @@ def precheck_table(pc: Precheck | dict) -> str:
     from edgeflow.report import table
 
     ops = [asdict(v) if isinstance(v, OpVerdict) else v for v in (pc.ops if isinstance(pc, Precheck) else pc["ops"])]
-    rows = [[str(v["index"]), v["op"], "Edge TPU" if v["device"] == "tpu" else "CPU", v["reason"]] for v in ops]
-    return table(["#", "operator", "predicted on", "why"], rows, "rlll")
+    rows = [[str(v["index"]), v["op"], "Edge TPU" if v["device"] == "tpu" else "CPU",
+             v["reason"] or (f"limit: {v['limits']}" if v.get("limits") else "")] for v in ops]
+    return table(["#", "operator", "predicted on", "why (or Coral's documented limit)"], rows, "rlll")
 
 
 def edgetpu_ops() -> dict:
