@@ -116,6 +116,26 @@ def test_equal_sized_buffers_follow_tflm_tie_order(tmp_path):
                                  for t in (conv.inputs[0], conv.outputs[0]))
 
 
+def _two_outputs() -> keras.Model:
+    """Two outputs, one produced early: TFLM keeps it alive until the last operator."""
+    layers = keras.layers
+    inputs = keras.Input((16, 16, 3))
+    x = layers.Conv2D(16, 3, padding="same")(inputs)
+    early = layers.Flatten()(layers.Conv2D(64, 1)(x))
+    y = layers.Conv2D(32, 3, padding="same")(layers.Conv2D(32, 3, padding="same")(x))
+    return keras.Model(inputs, [early, layers.Dense(10)(layers.Flatten()(y))])
+
+
+def test_early_output_lives_to_the_end(tmp_path):
+    keras.utils.set_random_seed(0)
+    result = check_against_tflm(_convert(_two_outputs()), tmp_path)
+    _assert_matches(result)
+    info = result["info"]
+    spans = {b.tensor: (b.first, b.last) for b in plan_memory(info).buffers}
+    first, last = min(spans[t.index] for t in info.outputs)
+    assert first < len(info.ops) and last == len(info.ops)
+
+
 @pytest.mark.slow
 def test_mobilenet_v2_body_plan_equals_tflm_head(tmp_path):
     """keras.applications MobileNetV2 (α=0.35, no softmax head: TFLM runs it). MobileNet
