@@ -104,6 +104,18 @@ def test_small_cnn_plan_equals_tflm_head(int8_cnn, tmp_path):
     _assert_matches(check_against_tflm(int8_cnn, tmp_path))
 
 
+def test_int16x8_cnn_plan_and_estimate(trained_cnn, digits, tmp_path):
+    """int16 activations: twice the activation bytes, and int16 SOFTMAX look-up tables."""
+    from edgeflow.convert import convert
+
+    (x_tr, _), _ = digits
+    model = convert(trained_cnn, "int16x8", x_tr[:50], input_type="int16", output_type="int16")
+    result = check_against_tflm(model, tmp_path)
+    _assert_matches(result)
+    assert {op.dtype for op in result["info"].ops} == {"int16"}
+    assert result["info"].float_ops() == []
+
+
 def test_equal_sized_buffers_follow_tflm_tie_order(tmp_path):
     keras.utils.set_random_seed(0)
     result = check_against_tflm(_convert(_rescale_chain()), tmp_path)
