@@ -75,6 +75,8 @@ def _applications(name: str) -> keras.Model:
     if name == "mobilenet_v1_body":
         return apps.MobileNet(input_shape=(64, 64, 3), alpha=0.25, weights=None,
                               include_top=False, pooling="avg")
+    if name == "resnet50_body":
+        return apps.ResNet50(input_shape=(32, 32, 3), weights=None, include_top=False)
     if name == "mobilenet_v3_small_body":
         return apps.MobileNetV3Small(input_shape=(64, 64, 3), alpha=0.75, weights=None,
                                      include_top=False, minimalistic=True)
@@ -172,8 +174,15 @@ if __name__ == "__main__":  # python tests/test_tflite_tflm.py: the figures for 
     cnn = small_cnn()
     cnn.compile("adam", "sparse_categorical_crossentropy")
     cnn.fit(x_tr, y_tr, epochs=8, batch_size=32, verbose=0)
-    models = {"small_cnn": convert(cnn, "int8", x_tr[:200]), "rescale_chain": _convert(_rescale_chain())}
-    for name in ("mobilenet_v2_body", "mobilenet_v1_body", "mobilenet_v3_small_body"):
+    models = {
+        "small_cnn": convert(cnn, "int8", x_tr[:200]),
+        "small_cnn_int16x8": convert(cnn, "int16x8", x_tr[:200], input_type="int16",
+                                     output_type="int16"),
+        "rescale_chain": _convert(_rescale_chain()),
+        "two_outputs": _convert(_two_outputs()),
+    }
+    for name in ("mobilenet_v2_body", "mobilenet_v1_body", "mobilenet_v3_small_body",
+                 "resnet50_body"):
         models[name] = _convert(_applications(name))
     models["mobilenet_v2_96_softmax"] = _convert(keras.applications.MobileNetV2(
         input_shape=(96, 96, 3), alpha=0.35, weights=None, classes=2))
