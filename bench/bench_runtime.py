@@ -20,7 +20,7 @@ from edgeflow._keras import keras
 from edgeflow.convert import convert
 from edgeflow.data import digits
 from edgeflow.runtime import litert, tflm
-from edgeflow.runtime._model import schema
+from edgeflow.tflite._schema import schema
 
 
 def digits_cnn() -> tuple[keras.Model, np.ndarray]:
@@ -59,7 +59,7 @@ def raise_softmax_scale(tflite: bytes) -> bytes:
     """The workaround: softmax input scale set to 1.0001 · 2^-26 / beta where it is below."""
     import flatbuffers
 
-    s = schema()
+    s = schema
     model = s.ModelT.InitFromObj(s.Model.GetRootAsModel(tflite, 0))
     graph = model.subgraphs[0]
     for op in graph.operators:

@@ -87,6 +87,34 @@ def test_dynamic_shape_is_a_problem():
     assert any("dynamic tensor sizes" in p for p in pc.problems)
 
 
+def _edit_options(model: bytes, op_name: str, **fields) -> bytes:
+    """``model`` with the builtin options of every ``op_name`` operator changed."""
+    import flatbuffers
+
+    from edgeflow.tflite._schema import schema
+
+    obj = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
+    code = getattr(schema.BuiltinOperator, op_name)
+    for op in obj.subgraphs[0].operators:
+        if obj.operatorCodes[op.opcodeIndex].builtinCode == code:
+            for key, value in fields.items():
+                setattr(op.builtinOptions, key, value)
+    builder = flatbuffers.Builder(len(model) + 1024)
+    builder.Finish(obj.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def test_operator_options_break_documented_limits(int8_cnn):
+    """Rules read from the builtin options: dilation equal in x and y, no fused activation
+    on pooling (the int8 CNN maps entirely before the edit)."""
+    pc = precheck(_edit_options(int8_cnn, "CONV_2D", dilationHFactor=2))
+    assert pc.first_unsupported.op == "CONV_2D" and pc.first_unsupported.index == 0
+    assert "dilation 2x1 differs in x and y" in pc.first_unsupported.reason
+    pc = precheck(_edit_options(int8_cnn, "MAX_POOL_2D", fusedActivationFunction=1))
+    assert pc.first_unsupported.op == "MAX_POOL_2D"
+    assert "fused activation function" in pc.first_unsupported.reason
+
+
 # Text in the format edgetpu_compiler prints with -s (see coral.ai/docs/edgetpu/compiler
 # and the logs quoted in google-coral/edgetpu issues), written for this test.
 STDOUT = """Edge TPU Compiler version 16.0.384591198

@@ -88,11 +88,12 @@ def precheck(model) -> Precheck:
     """
     from edgeflow import tflite as tfl
 
-    data = tfl.read_bytes(model) if not isinstance(model, bytes | bytearray) else bytes(model)
+    data = tfl.read_bytes(model)
     info = tfl.parse(data)
-    graph = _Graph(data)
+    consts = _Constants(data, info)
     problems: list[str] = []
-    dynamic = graph.dynamic_tensors()
+    # unknown (-1) dimensions other than the batch
+    dynamic = [t.name or "?" for t in info.tensors if any(d < 0 for d in t.shape_signature[1:])]
     if dynamic:
         problems.append(f"dynamic tensor sizes (the Edge TPU needs static shapes): {', '.join(dynamic[:5])}")
 
@@ -104,7 +105,7 @@ def precheck(model) -> Precheck:
     for i, op in enumerate(ops):
         ins = [info.tensors[t] if t >= 0 else None for t in op.inputs]
         outs = [info.tensors[t] for t in op.outputs]
-        reason = _rule_violation(op.name, ins, outs, graph, i)
+        reason = _rule_violation(op.name, ins, outs, op.options, consts)
         if first is None:
             if reason and not started and op.name == "QUANTIZE" and _is_float(ins[0]):
                 verdicts.append(OpVerdict(i, op.name, "cpu", "converts the float model input (use int8/uint8 input)"))
@@ -157,47 +158,27 @@ def edgetpu_ops() -> dict:
     return load_op_lists()["edgetpu"].entries
 
 
-class _Graph:
-    """Operator options, constant operands and shape signatures of the main subgraph,
-    read with the official TFLite schema classes (``edgeflow.tflite._schema``)."""
+class _Constants:
+    """Values of the main subgraph's small constant int tensors (axes, paddings, strides):
+    the one thing ``edgeflow.tflite.parse`` does not copy out of the flatbuffer."""
 
-    def __init__(self, data: bytes):
+    def __init__(self, data: bytes, info):
         from edgeflow.tflite._schema import schema
 
-        self.schema = schema
         self.model = schema.Model.GetRootAs(data, 0)
-        self.sg = self.model.Subgraphs(0)
+        self.tensors = info.tensors
 
-    def dynamic_tensors(self) -> list[str]:
-        """Names of tensors with an unknown (-1) dimension other than the batch."""
-        out = []
-        for i in range(self.sg.TensorsLength()):
-            t = self.sg.Tensors(i)
-            if t.ShapeSignatureLength() and any(int(d) < 0 for d in t.ShapeSignatureAsNumpy()[1:]):
-                out.append((t.Name() or b"?").decode())
-        return out
-
-    def options(self, op_index: int, cls: str):
-        """The op's builtin options as schema class ``cls`` (e.g. ``Pool2DOptions``), or None."""
-        table = self.sg.Operators(op_index).BuiltinOptions()
-        if table is None:
-            return None
-        opts = getattr(self.schema, cls)()
-        opts.Init(table.Bytes, table.Pos)
-        return opts
-
-    def const_ints(self, tensor_index: int) -> list[int] | None:
-        """The values of a constant int32/int64 tensor, or None when it is not constant."""
+    def ints(self, tensor) -> list[int] | None:
+        """The values of a constant int32/int64 tensor (a TensorInfo), or None."""
         import numpy as np
 
-        if tensor_index < 0:
+        dtype = {"int32": np.int32, "int64": np.int64}.get(tensor.dtype if tensor else "")
+        if dtype is None or not tensor.is_constant:
             return None
-        t = self.sg.Tensors(tensor_index)
-        raw = self.model.Buffers(t.Buffer()).DataAsNumpy()
+        raw = self.model.Buffers(tensor.buffer).DataAsNumpy()
         if isinstance(raw, int) or raw.size == 0:
             return None
-        dtype = {self.schema.TensorType.INT32: np.int32, self.schema.TensorType.INT64: np.int64}.get(t.Type())
-        return None if dtype is None else [int(v) for v in np.frombuffer(raw.tobytes(), dtype)]
+        return [int(v) for v in np.frombuffer(raw.tobytes(), dtype)]
 
 
 def _dtype(t) -> str:
@@ -216,7 +197,7 @@ def _touches_batch(axes: list[int] | None, rank: int) -> bool:
     return axes is not None and any(a % max(rank, 1) == 0 for a in axes)
 
 
-def _rule_violation(name: str, ins: list, outs: list, graph: _Graph, index: int) -> str:
+def _rule_violation(name: str, ins: list, outs: list, options: dict, consts: _Constants) -> str:
     """The first documented Edge TPU rule this operator breaks, or ''."""
     if name not in edgetpu_ops():
         return f"{name} is not an Edge TPU operation"
@@ -235,37 +216,33 @@ def _rule_violation(name: str, ins: list, outs: list, graph: _Graph, index: int)
             return f"tensor {shape} has a dimension > 1 outside the 3 innermost ones (Edge TPU tensors are at most 3-D)"
     rank = len(ins[0].shape) if ins and ins[0] is not None else 0
     if name in ("AVERAGE_POOL_2D", "MAX_POOL_2D", "CONCATENATION"):
-        opts = graph.options(index, "ConcatenationOptions" if name == "CONCATENATION" else "Pool2DOptions")
-        if opts is not None and opts.FusedActivationFunction() != 0:
+        if options.get("fused_activation_function", 0) != 0:
             return f"{name} has a fused activation function"
     if name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
-        opts = graph.options(index, "Conv2DOptions" if name == "CONV_2D" else "DepthwiseConv2DOptions")
-        if opts is not None and opts.DilationHFactor() != opts.DilationWFactor():
-            return f"{name} dilation {opts.DilationHFactor()}x{opts.DilationWFactor()} differs in x and y"
+        dh, dw = options.get("dilation_h_factor", 1), options.get("dilation_w_factor", 1)
+        if dh != dw:
+            return f"{name} dilation {dh}x{dw} differs in x and y"
     if name in ("MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN") and len(ins) > 1:
-        axes = graph.const_ints(ins[1].index) if ins[1] is not None else None
+        axes = consts.ints(ins[1])
         if _touches_batch(axes, rank):
             return f"{name} reduces over the batch dimension (axes {axes})"
         if name == "MEAN" and axes and any(a % rank == rank - 1 for a in axes) and int(ins[0].shape[-1]) % 4:
             return f"MEAN reduces over a depth of {ins[0].shape[-1]}, not a multiple of 4"
     if name == "PAD" and len(ins) > 1 and ins[1] is not None:
-        pads = graph.const_ints(ins[1].index)
+        pads = consts.ints(ins[1])
         if pads and any(pads[:2]):
             return "PAD pads the batch dimension"
     if name == "SPLIT" and ins and ins[0] is not None:
-        axis = graph.const_ints(ins[0].index)
+        axis = consts.ints(ins[0])
         if _touches_batch(axis, len(ins[1].shape) if len(ins) > 1 and ins[1] is not None else rank):
             return "SPLIT splits the batch dimension"
-    if name == "PACK":
-        opts = graph.options(index, "PackOptions")
-        if opts is not None and opts.Axis() == 0:
-            return "PACK packs along the batch dimension"
+    if name == "PACK" and options and options.get("axis", 0) == 0:
+        return "PACK packs along the batch dimension"
     if name == "STRIDED_SLICE":
-        strides = graph.const_ints(ins[3].index) if len(ins) > 3 and ins[3] is not None else None
-        opts = graph.options(index, "StridedSliceOptions")
+        strides = consts.ints(ins[3]) if len(ins) > 3 else None
         if strides is None or any(s != 1 for s in strides):
             return f"STRIDED_SLICE strides {strides} are not all 1"
-        if opts is not None and (opts.EllipsisMask() or opts.NewAxisMask()):
+        if options.get("ellipsis_mask") or options.get("new_axis_mask"):
             return "STRIDED_SLICE uses an ellipsis or new-axis mask"
     if name == "SOFTMAX":
         n = 1
@@ -508,7 +485,7 @@ def deploy_coral(model, *, out_dir: str | Path | None = None, target=None, dry_r
         if log:
             log(line)
 
-    data = tfl.read_bytes(model) if not isinstance(model, bytes | bytearray) else bytes(model)
+    data = tfl.read_bytes(model)
     name = Path(model).name if not isinstance(model, bytes | bytearray) else "model.tflite"
     pc = precheck(data)
     say(f"pre-check {name}: {pc.ops_on_tpu} ops predicted on the Edge TPU, {pc.ops_on_cpu} on the CPU"

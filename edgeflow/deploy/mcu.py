@@ -225,7 +225,7 @@ def generate_mcu_project(
         raise EdgeflowError(f"no firmware template for {board}{closest(board, BOARDS)}; boards with one: "
                             + ", ".join(BOARDS))
     spec = BOARDS[board]
-    data = tfl.read_bytes(model) if not isinstance(model, bytes | bytearray) else bytes(model)
+    data = tfl.read_bytes(model)
     info = tfl.parse(data)
     ops = _distinct_ops(info)
     calls = resolver_calls(ops)

@@ -146,10 +146,10 @@ def deploy_board(
         >>> deploy_board("m.tflite", SSHTarget("board"), dry_run=True, log=print).steps[0]
     """
     from edgeflow.runtime import litert
-    from edgeflow.runtime._model import read_model
+    from edgeflow.tflite import read_bytes
 
     say = log or (lambda _msg: None)
-    data = read_model(model)
+    data = read_bytes(model)
     in_details = litert.interpreter(data).get_input_details()
     name = Path(model).name if not isinstance(model, bytes | bytearray) else "model.tflite"
     if runs < 1 or warmup < 0:

@@ -16,9 +16,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from edgeflow.errors import EdgeflowError
-from edgeflow.runtime._model import input_arrays, read_model
-from edgeflow.runtime._quant import dequantize, quantize
+from edgeflow.runtime._quant import dequantize, input_arrays, quantize
 from edgeflow.runtime.metrics import score
+from edgeflow.tflite import read_bytes
 
 __all__ = ["Latency", "predict", "evaluate", "benchmark", "interpreter"]
 
@@ -46,7 +46,7 @@ def interpreter(model, *, num_threads: int | None = None):
     """
     from ai_edge_litert.interpreter import Interpreter
 
-    data = read_model(model)
+    data = read_bytes(model)
     try:
         return Interpreter(model_content=data, num_threads=num_threads)
     except (ValueError, RuntimeError) as err:

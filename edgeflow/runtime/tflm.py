@@ -64,7 +64,8 @@ from pathlib import Path
 import numpy as np
 
 from edgeflow.errors import EdgeflowError, RuntimeCrash
-from edgeflow.runtime._model import input_arrays, io_signature, read_model, softmax_ops
+from edgeflow.runtime._quant import input_arrays
+from edgeflow.tflite import parse, read_bytes
 
 __all__ = ["ArenaMeasurement", "measure_arena", "probe", "predict", "known_aborts"]
 
@@ -118,18 +119,23 @@ def known_aborts(model) -> list[str]:
         >>> known_aborts(tflite_bytes)
         ['SOFTMAX (operator 65): int8 input scale 7.84e-09 gives beta·scale·2^26 = 0.526 ≤ 1 ...']
     """
-    data = read_model(model)
+    info = parse(model)
     causes = []
-    for op in softmax_ops(data):
-        if op.input_type not in ("int8", "uint8") or not op.input_scale:
+    for op in info.ops:
+        if op.name != "SOFTMAX" or not op.inputs:
             continue
-        multiplier = op.beta * op.input_scale * 2.0**_SOFTMAX_SHIFT
+        logits = info.tensors[op.inputs[0]]
+        scale = logits.scale[0] if logits.scale else 0.0
+        if logits.dtype not in ("int8", "uint8") or not scale:
+            continue
+        beta = float(op.options.get("beta", 1.0))
+        multiplier = beta * scale * 2.0**_SOFTMAX_SHIFT
         if multiplier <= 1.0:
             causes.append(
-                f"SOFTMAX (operator {op.op_index}): {op.input_type} input scale "
-                f"{op.input_scale:.3g} gives beta·scale·2^26 = {multiplier:.3g} ≤ 1, which "
+                f"SOFTMAX (operator {op.index}): {logits.dtype} input scale "
+                f"{scale:.3g} gives beta·scale·2^26 = {multiplier:.3g} ≤ 1, which "
                 "TFLM's softmax Prepare rejects with abort() (QuantizeMultiplierGreaterThanOne); "
-                f"the logits span less than {255 * 2.0**-_SOFTMAX_SHIFT / op.beta:.2g} on the "
+                f"the logits span less than {255 * 2.0**-_SOFTMAX_SHIFT / beta:.2g} on the "
                 "calibration data (typical of untrained weights=None networks): calibrate a "
                 "trained model with real data or export the logits without softmax"
             )
@@ -157,11 +163,11 @@ def measure_arena(model, *, timeout: float = 300) -> ArenaMeasurement:
         >>> m.status, m.arena_bytes
         ('ok', 5968)
     """
-    data = read_model(model)
+    data = read_bytes(model)
     started = time.monotonic()
     lo, hi = 0, None
     notes = []
-    with _Workdir(data) as work:
+    with _Workdir(data, len(parse(data).inputs)) as work:
         for _attempt in range(4):
             remaining = timeout - (time.monotonic() - started)
             req = {
@@ -206,11 +212,11 @@ def probe(model, arena_size: int, *, timeout: float = 60) -> ArenaMeasurement:
         >>> probe(tflite_bytes, m.arena_bytes - 16).status
         'failed'
     """
-    data = read_model(model)
+    data = read_bytes(model)
     if int(arena_size) <= 0:
         raise EdgeflowError(f"arena_size must be a positive number of bytes, got {arena_size}")
     started = time.monotonic()
-    with _Workdir(data) as work:
+    with _Workdir(data, len(parse(data).inputs)) as work:
         result, proc = work.run({"command": "probe", "arena_size": int(arena_size)}, timeout)
         seconds = time.monotonic() - started
         if proc is None:
@@ -246,18 +252,18 @@ def predict(model, x, *, arena_size: int | None = None, timeout: float = 300) ->
     Example:
         >>> probs = predict(tflite_bytes, x_test[:20])
     """
-    data = read_model(model)
-    inputs, outputs = io_signature(data)
-    xs = input_arrays(x, [shape for _name, shape, _type in inputs])
+    data = read_bytes(model)
+    info = parse(data)
+    xs = input_arrays(x, [t.shape for t in info.inputs])
     size = int(arena_size) if arena_size is not None else max(10 * len(data), 1 << 20)
-    with _Workdir(data) as work:
+    with _Workdir(data, len(info.inputs)) as work:
         np.savez(work.path / "x.npz", **{f"x{i}": a for i, a in enumerate(xs)})
         req = {
             "command": "predict",
             "arena_size": size,
             "x": str(work.path / "x.npz"),
             "y": str(work.path / "y.npz"),
-            "num_outputs": len(outputs),
+            "num_outputs": len(info.outputs),
         }
         result, proc = work.run(req, timeout)
         if proc is None:
@@ -267,7 +273,7 @@ def predict(model, x, *, arena_size: int | None = None, timeout: float = 300) ->
         if result["status"] != "ok":
             raise EdgeflowError(_failure(result["text"], size))
         with np.load(work.path / "y.npz") as f:
-            ys = [f[f"y{i}"] for i in range(len(outputs))]
+            ys = [f[f"y{i}"] for i in range(len(info.outputs))]
     return ys[0] if len(ys) == 1 else ys
 
 
@@ -350,10 +356,15 @@ def _align(n: int) -> int:
 
 
 class _Workdir:
-    """A temporary directory holding the model, the request and the child's outputs."""
+    """A temporary directory holding the model, the request and the child's outputs.
 
-    def __init__(self, data: bytes):
+    Every request tells the child how many inputs the model has, so the child never
+    reads the flatbuffer itself.
+    """
+
+    def __init__(self, data: bytes, num_inputs: int):
         self.data = data
+        self.num_inputs = num_inputs
 
     def __enter__(self) -> _Workdir:
         self._tmp = tempfile.TemporaryDirectory(prefix="edgeflow-tflm-")
@@ -372,6 +383,7 @@ class _Workdir:
         request = {
             **request,
             "model": str(self.path / "model.tflite"),
+            "num_inputs": self.num_inputs,
             "out": str(out),
             "log": str(self.path / "log.txt"),
             "capture": str(self.path / "capture.txt"),
