@@ -179,6 +179,7 @@ class Distiller(keras.Model):
         self.hard_loss = None
         names = ["loss", "hard_loss", *(f"{loss.name}_loss" for loss in self.distill_losses)]
         self._trackers = [keras.metrics.Mean(name=n) for n in names]
+        self.built = True  # every variable exists now: student, teacher and adapters
 
     @staticmethod
     def _extractor(model: keras.Model, role: str, names: list[str]):
@@ -234,6 +235,8 @@ class Distiller(keras.Model):
             >>> terms = distiller.compute_terms(x[:8], y[:8])
             >>> float(terms["loss"])
         """
+        x = tf.convert_to_tensor(x)
+        y = None if y is None else tf.convert_to_tensor(y)
         student_out, student_logits, *s_maps = self._student_net(x, training=training)
         if self._student_kind == "probabilities":
             student_logits = _log_probabilities(student_logits)
@@ -296,7 +299,7 @@ class Distiller(keras.Model):
         fn = self.hard_loss
         if fn is None:
             from_logits = self._output_is_logits
-            one_hot = y.shape.rank == y_pred.shape.rank and y.shape[-1] == y_pred.shape[-1] != 1
+            one_hot = len(y.shape) == len(y_pred.shape) and y.shape[-1] == y_pred.shape[-1] != 1
             cls = (
                 keras.losses.CategoricalCrossentropy
                 if one_hot
