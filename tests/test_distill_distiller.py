@@ -233,3 +233,25 @@ def test_distiller_rejects_different_inputs_and_non_classifiers():
     )
     with pytest.raises(EdgeflowError, match="activation 'sigmoid'"):
         Distiller(sigmoid, _teacher())
+
+
+def test_pruned_student_keeps_its_zeros():
+    keras.utils.set_random_seed(8)
+    student = _student()
+    dense = student.get_layer("s_out")
+    kernel = dense.kernel.numpy()
+    mask = np.abs(kernel) > np.quantile(np.abs(kernel), 0.7)  # 70 % zeros, like magnitude pruning
+    dense.kernel.assign(kernel * mask)
+    x, y = _data(32)
+    result = distill(student, _teacher(), (x, y), epochs=2, batch_size=8)
+    assert result.kept_sparse == [dense.kernel.name]
+    after = result.model.get_layer("s_out").kernel.numpy()
+    np.testing.assert_array_equal(after[~mask], 0.0)
+    assert np.all(after[mask] != kernel[mask])  # the kept weights trained
+    conv_after = result.model.get_layer("s_conv").kernel.numpy()
+    assert np.all(conv_after != 0)  # dense layers are not masked
+    free = distill(student, _teacher(), (x, y), epochs=2, batch_size=8, preserve_sparsity=False)
+    assert free.kept_sparse == []
+    assert np.count_nonzero(free.model.get_layer("s_out").kernel.numpy()[~mask]) > 0
+    with pytest.raises(EdgeflowError, match="preserve_sparsity"):
+        Distiller(student, _teacher(), preserve_sparsity="yes")

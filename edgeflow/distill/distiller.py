@@ -116,6 +116,13 @@ class Distiller(keras.Model):
         temperature: τ for the ``soft`` loss when it is given by name.
         feature_pairs, attention_pairs: ``{teacher_layer: student_layer}`` for the
             ``feature`` / ``attention`` losses when they are given by name.
+        preserve_sparsity: keep the zeros of a pruned student: after every optimizer step
+            each masked weight tensor is multiplied by its 0/1 mask (taken from the weights
+            at construction, saved with the Distiller). ``"auto"`` (default) masks every
+            student weight tensor of rank ≥ 2 that is at least 10 % exact zeros (a magnitude-
+            pruned layer; trained dense layers hold no exact zeros); ``True`` masks every
+            such tensor that holds any zero; ``False`` none; a list gives the indices into
+            ``student.trainable_variables`` to mask.
 
     Example:
         >>> d = Distiller(student, teacher, ["soft", "attention:10"],
@@ -135,6 +142,7 @@ class Distiller(keras.Model):
         temperature: float = 4.0,
         feature_pairs=None,
         attention_pairs=None,
+        preserve_sparsity: bool | str | list[int] = "auto",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -179,6 +187,18 @@ class Distiller(keras.Model):
         self.hard_loss = None
         names = ["loss", "hard_loss", *(f"{loss.name}_loss" for loss in self.distill_losses)]
         self._trackers = [keras.metrics.Mean(name=n) for n in names]
+        self._masked = _masked_indices(student, preserve_sparsity)
+        self._masks = [
+            self.add_weight(
+                name=f"sparsity_mask_{i}",
+                shape=student.trainable_variables[i].shape,
+                initializer="ones",
+                trainable=False,
+            )
+            for i in self._masked
+        ]
+        for i, mask in zip(self._masked, self._masks, strict=True):
+            mask.assign(tf.cast(student.trainable_variables[i] != 0, mask.dtype))
         self.built = True  # every variable exists now: student, teacher and adapters
 
     @staticmethod
@@ -279,6 +299,9 @@ class Distiller(keras.Model):
         self.optimizer.apply_gradients(
             [(g, v) for g, v in zip(grads, variables, strict=True) if g is not None]
         )
+        student_vars = self.student.trainable_variables
+        for i, mask in zip(self._masked, self._masks, strict=True):
+            student_vars[i].assign(student_vars[i] * tf.cast(mask, student_vars[i].dtype))
         return self._update_metrics(terms, y, sample_weight)
 
     def test_step(self, data):
@@ -323,6 +346,7 @@ class Distiller(keras.Model):
             "losses": [keras.saving.serialize_keras_object(loss) for loss in self.distill_losses],
             "alpha": self.alpha,
             "temperature": self.temperature,
+            "preserve_sparsity": list(self._masked),
         }
 
     @classmethod
@@ -334,6 +358,36 @@ class Distiller(keras.Model):
             keras.saving.deserialize_keras_object(c, custom_objects) for c in config.pop("losses")
         ]
         return cls(student, teacher, losses, **config)
+
+
+SPARSE_MIN = 0.1  # "auto": a weight tensor this fraction of exact zeros was pruned
+
+
+def _masked_indices(student: keras.Model, preserve) -> list[int]:
+    """Indices into ``student.trainable_variables`` whose zeros are kept (see Distiller)."""
+    variables = student.trainable_variables
+    if isinstance(preserve, (list, tuple)):
+        bad = [i for i in preserve if not (isinstance(i, int) and 0 <= i < len(variables))]
+        if bad:
+            raise EdgeflowError(
+                f"preserve_sparsity index {bad[0]!r} is not one of the student's "
+                f"{len(variables)} trainable variables"
+            )
+        return list(preserve)
+    if preserve not in (True, False, "auto"):
+        raise EdgeflowError(
+            f"preserve_sparsity must be 'auto', True, False or a list of indices, got {preserve!r}"
+        )
+    if preserve is False:
+        return []
+    least = SPARSE_MIN if preserve == "auto" else 1e-12
+    result = []
+    for i, v in enumerate(variables):
+        if len(v.shape) >= 2 and v.shape.num_elements():
+            zeros = float(tf.reduce_mean(tf.cast(v == 0, tf.float32)))
+            if zeros >= least:
+                result.append(i)
+    return result
 
 
 def _log_probabilities(p):
@@ -361,15 +415,18 @@ class DistillResult:
         history: the Keras history, ``{key: [value per epoch]}`` (``loss``, ``hard_loss``,
             ``<name>_loss``, ``accuracy`` and the ``val_`` keys with validation data).
         losses: the names of the distillation terms used.
+        kept_sparse: the student weights whose zeros were kept (``preserve_sparsity``).
     """
 
     model: keras.Model
     history: dict[str, list[float]]
     losses: list[str] = field(default_factory=list)
+    kept_sparse: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """A JSON-ready summary (without the model)."""
-        return {"losses": list(self.losses), "history": self.history}
+        return {"losses": list(self.losses), "kept_sparse": list(self.kept_sparse),
+                "history": self.history}
 
 
 def distill(
@@ -390,6 +447,7 @@ def distill(
     validation_data=None,
     callbacks=None,
     verbose: int = 0,
+    preserve_sparsity: bool | str = "auto",
 ) -> DistillResult:
     """Train a copy of ``student`` from ``teacher`` and return it as a plain Keras model.
 
@@ -415,6 +473,8 @@ def distill(
         validation_data: the same forms as ``data``.
         callbacks: Keras callbacks for ``fit``.
         verbose: Keras ``fit`` verbosity.
+        preserve_sparsity: keep a pruned student's zeros (see :class:`Distiller`);
+            ``"auto"`` keeps them in every weight tensor that is ≥ 10 % zeros.
 
     Returns:
         A :class:`DistillResult`. Neither ``student`` nor ``teacher`` is modified; the
@@ -436,6 +496,7 @@ def distill(
         temperature=temperature,
         feature_pairs=feature_pairs,
         attention_pairs=attention_pairs,
+        preserve_sparsity=preserve_sparsity,
     )
     if isinstance(optimizer, str) and learning_rate is not None:
         optimizer = keras.optimizers.get({"class_name": optimizer, "config": {"learning_rate": learning_rate}})
@@ -454,7 +515,9 @@ def distill(
         history = distiller.fit(x, y, batch_size=batch_size, shuffle=True, **fit_kwargs)
     hist = {k: [float(v) for v in vs] for k, vs in history.history.items()}
     names = [loss.name for loss in distiller.distill_losses]
-    return DistillResult(model=copy_model(distiller.student), history=hist, losses=names)
+    student_vars = distiller.student.trainable_variables
+    kept = [student_vars[i].name for i in distiller._masked]
+    return DistillResult(copy_model(distiller.student), hist, names, kept)
 
 
 def copy_model(model: keras.Model) -> keras.Model:
