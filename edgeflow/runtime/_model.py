@@ -170,3 +170,28 @@ def _zero_point(tensor) -> int | None:
     if q is None or q.ZeroPointLength() == 0:
         return None
     return int(q.ZeroPoint(0))
+
+
+def input_arrays(x, shapes: list[tuple]) -> list[np.ndarray]:
+    """``x`` (one array, or a list for several inputs) as float32 arrays with a batch axis.
+
+    ``shapes`` are the model's input shapes with the batch axis first (``None`` or -1 for
+    a free size). A single sample without the batch axis gets one. Raises an EdgeflowError
+    naming both shapes when a sample does not fit.
+    """
+    from edgeflow.data import _check_shape
+
+    xs = list(x) if isinstance(x, (list, tuple)) else [x]
+    if len(xs) != len(shapes):
+        raise EdgeflowError(f"the model has {len(shapes)} inputs but {len(xs)} arrays were given")
+    arrays = []
+    for xi, shape in zip(xs, shapes, strict=True):
+        want = tuple(None if d is None or d < 0 else int(d) for d in shape[1:])
+        xi = np.asarray(xi, dtype=np.float32)
+        if xi.ndim == len(want):
+            xi = xi[None]
+        _check_shape(xi.shape[1:], want)
+        arrays.append(xi)
+    if len({len(a) for a in arrays}) != 1 or len(arrays[0]) == 0:
+        raise EdgeflowError("the inputs must hold the same, non-zero number of samples")
+    return arrays
