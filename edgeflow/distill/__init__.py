@@ -4,7 +4,8 @@ Three kinds of terms, combinable with weights (``edgeflow.distill.losses``): sof
 labels (``soft``), feature maps with learned adapters (``feature``) and attention
 transfer (``attention``). :class:`Distiller` is a Keras model for the usual
 ``compile``/``fit`` workflow; :func:`distill` is the one-call form that returns a plain
-student ready for QAT and conversion.
+student ready for QAT and conversion; :func:`chain` runs prune → distill from the
+unpruned model → QAT → int8 and reports every stage's accuracy and size.
 
 Example:
     >>> from edgeflow.distill import distill
@@ -13,7 +14,18 @@ Example:
 
 from __future__ import annotations
 
-from edgeflow.distill.distiller import Distiller, DistillResult, copy_model, distill
+from edgeflow.distill.chain import ChainResult, ChainStage, chain
+from edgeflow.distill.distiller import Distiller, DistillResult, distill
 from edgeflow.distill.losses import LOSSES, DistillationLoss, get
 
-__all__ = ["LOSSES", "DistillResult", "DistillationLoss", "Distiller", "copy_model", "distill", "get"]
+__all__ = [
+    "LOSSES",
+    "ChainResult",
+    "ChainStage",
+    "DistillResult",
+    "DistillationLoss",
+    "Distiller",
+    "chain",
+    "distill",
+    "get",
+]

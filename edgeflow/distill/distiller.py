@@ -9,7 +9,7 @@ from edgeflow._keras import ensure_keras2, keras, tf
 from edgeflow.distill import losses as _losses
 from edgeflow.errors import EdgeflowError, closest
 
-__all__ = ["Distiller", "DistillResult", "distill", "copy_model", "logits_source"]
+__all__ = ["Distiller", "DistillResult", "distill", "logits_source"]
 
 
 def logits_source(model: keras.Model, role: str = "model"):
@@ -485,6 +485,7 @@ def distill(
         >>> result.model.evaluate(x_test, y_test)
     """
     from edgeflow.models import load_model
+    from edgeflow.prune._util import copy_model  # a fresh copy: the input stays unchanged
 
     student = copy_model(load_model(student))
     teacher = load_model(teacher)
@@ -518,17 +519,6 @@ def distill(
     student_vars = distiller.student.trainable_variables
     kept = [student_vars[i].name for i in distiller._masked]
     return DistillResult(copy_model(distiller.student), hist, names, kept)
-
-
-def copy_model(model: keras.Model) -> keras.Model:
-    """A new model with the same architecture, layer names and weights (uncompiled).
-
-    Example:
-        >>> twin = copy_model(model)
-    """
-    twin = keras.models.clone_model(model)
-    twin.set_weights(model.get_weights())
-    return twin
 
 
 def _fit_data(data, batch_size: int, input_rank: int, what: str):
