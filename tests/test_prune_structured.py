@@ -214,4 +214,5 @@ def test_keras_applications_prune_convert_and_run(arch):
     interpreter.invoke()
     out = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
     assert out.shape == (1, 2)
-    assert len(tflite) < 0.5 * len(convert(model, "int8", x, num_samples=8))
+    # int8 weights: about one byte per parameter plus the graph (the unpruned one is ~4× larger).
+    assert len(tflite) < 1.5 * result.params_after + 60_000
