@@ -250,7 +250,7 @@ def channel_groups(model: keras.Model) -> ChannelGroups:
         return int(dim)
 
     for tensor in model.inputs:
-        atoms[_key(tensor)] = fresh(channels(tensor), None, "model input")
+        atoms[_key(tensor)] = fresh(channels(tensor), None, "they are the model input")
 
     layers = []
     consumers: dict = {}
@@ -280,7 +280,7 @@ def channel_groups(model: keras.Model) -> ChannelGroups:
             out = ins[0]
             if kind == "mixing":
                 for s in set(ins[0][0].tolist()):
-                    spaces[s].fixed.append(f"{layer.name} mixes channels")
+                    spaces[s].fixed.append(f"{layer.name} mixes its channels")
         elif kind == "depthwise" and len(ins) == 1:
             dm = int(layer.depth_multiplier)
             out = (np.repeat(ins[0][0], dm), np.repeat(ins[0][1], dm))
@@ -292,7 +292,7 @@ def channel_groups(model: keras.Model) -> ChannelGroups:
                         union(a, b)
                 else:
                     for s in set(first[0].tolist()) | set(other[0].tolist()):
-                        spaces[s].fixed.append(f"{layer.name} merges channels in another order")
+                        spaces[s].fixed.append(f"{layer.name} merges them in another order")
             out = first
         elif kind == "concat" and ins:
             out = (np.concatenate([a[0] for a in ins]), np.concatenate([a[1] for a in ins]))
@@ -308,7 +308,7 @@ def channel_groups(model: keras.Model) -> ChannelGroups:
             for a in ins:
                 for s in set(a[0].tolist()):
                     spaces[s].blockers.append(what)
-            out_atoms = [fresh(channels(t), None, f"made by {what}") for t in outputs]
+            out_atoms = [fresh(channels(t), None, f"they come from {what}") for t in outputs]
             for k, a in zip(out_keys, out_atoms, strict=True):
                 atoms[k] = a
             continue
@@ -316,7 +316,7 @@ def channel_groups(model: keras.Model) -> ChannelGroups:
 
     for tensor in model.outputs:
         for s in set(atoms[_key(tensor)][0].tolist()):
-            spaces[s].fixed.append("reaches the model output")
+            spaces[s].fixed.append("its channels reach the model output")
 
     # The tensor whose activations score a producer: its output followed through
     # single-consumer channel-wise layers (BN, activation) up to the next mixing point.
@@ -427,10 +427,8 @@ def _group_targets(groups: ChannelGroups, ratio) -> dict[int, float]:
                 r = groups.group_of(name)
                 if r not in prunable:
                     if key == name and value > 0:
-                        why = groups.why_fixed(r) or ["it has no producing layer"]
-                        raise EdgeflowError(
-                            f"layer {name!r} cannot be pruned: its channels {', '.join(why)}"
-                        )
+                        why = groups.why_fixed(r)
+                        raise EdgeflowError(f"layer {name!r} cannot be pruned: {'; '.join(why)}")
                     continue
                 targets[r] = max(targets.get(r, 0.0), float(value))
     else:
