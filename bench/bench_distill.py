@@ -13,7 +13,11 @@ start from the same pruned model, so they have the same size.
 Run (about 6 minutes on 2 cores):
 
     PYTHONPATH=. EDGEFLOW_PROGRESS=0 python bench/bench_distill.py [--seeds 4] [--epochs 30]
-        [--chain-seeds 3] [--chain-epochs 10] [--part kinds|chain|all]
+        [--chain-seeds 3] [--chain-epochs 10] [--part kinds|chain|all|temperature]
+
+Part 3 (``--part temperature``, about 2 minutes) asks why soft labels lose in part 2:
+the 90 %-magnitude-pruned teacher recovered by fine-tuning or by soft labels at several
+temperatures and α.
 """
 
 from __future__ import annotations
@@ -106,22 +110,51 @@ def part_chain(teacher, data, seeds: list[int], epochs: int) -> None:
           f"-> int8 on LiteRT; {len(seeds)} seeds; recover = fine-tune on labels, or distill "
           "(soft, T=4, a=0.1) from the unpruned teacher")
     print(f"{'pruning':20s} {'recovery':9s} {'after recovery %':28s} {'int8 (LiteRT) %':28s} "
-          f"{'params':>7s} {'int8 B':>7s} {'gzip B':>7s}")
+          f"{'params':>7s} {'int8 B':>11s} {'gzip B':>11s}")
     for name, kwargs in CHAINS.items():
         for recover in ("finetune", "distill"):
-            rec, final, sizes = [], [], set()
+            rec, final, params, size, gz = [], [], set(), [], []
             for seed in seeds:
                 keras.utils.set_random_seed(seed)
                 result = chain(teacher, (x, y), (xt, yt), recover=recover, epochs=epochs,
                                qat_epochs=2, **kwargs)
                 rec.append(result.stage(recover).accuracy)
                 final.append(result.stage("int8").accuracy)
-                int8 = result.stage("int8")
-                sizes.add((result.stage(recover).params, int8.size_bytes, int8.gzip_bytes))
-            params, size, gz = sorted(sizes)[0]
+                params.add(result.stage(recover).params)
+                size.append(result.stage("int8").size_bytes)
+                gz.append(result.stage("int8").gzip_bytes)
             print(f"{name:20s} {recover:9s} {summary(rec):28s} {summary(final):28s} "
-                  f"{params:7d} {size:7d} {gz:7d}" + ("  (sizes vary by seed)" if len(sizes) > 1 else ""),
+                  f"{'/'.join(map(str, sorted(params))):>7s} {_span(size):>11s} {_span(gz):>11s}",
                   flush=True)
+
+
+def _span(values: list[int]) -> str:
+    return f"{min(values)}" if min(values) == max(values) else f"{min(values)}-{max(values)}"
+
+
+def part_temperature(teacher, data, seeds: list[int], epochs: int) -> None:
+    """Recovery of the 90 %-magnitude-pruned teacher: fine-tuning vs soft labels at T, a."""
+    from edgeflow import prune
+
+    (x, y), (xt, yt) = data
+    print(f"\n## Part 3: recovering the 90%-magnitude-pruned teacher for {epochs} epochs "
+          f"(Adam 1e-3; zeros kept), {len(seeds)} seeds: fine-tune vs soft labels")
+    pruned = {}
+    for seed in seeds:
+        keras.utils.set_random_seed(seed)
+        pruned[seed] = prune.magnitude(teacher, 0.9, data=(x, y), epochs=2).model
+    print(f"right after pruning: {summary([accuracy(m, xt, yt) for m in pruned.values()])}")
+    settings = [("fine-tune", ()), ("soft T=1 a=0.1", {"temperature": 1.0}),
+                ("soft T=2 a=0.1", {"temperature": 2.0}), ("soft T=4 a=0.1", {"temperature": 4.0}),
+                ("soft T=4 a=0.5", {"temperature": 4.0, "alpha": 0.5})]
+    for name, kw in settings:
+        accs = []
+        for seed in seeds:
+            keras.utils.set_random_seed(seed)
+            result = distill(pruned[seed], teacher, (x, y), epochs=epochs, learning_rate=1e-3,
+                             losses=("soft",) if kw else (), **(kw or {}))
+            accs.append(accuracy(result.model, xt, yt))
+        print(f"{name:18s} {summary(accs)}", flush=True)
 
 
 def main(argv=None) -> int:
@@ -131,7 +164,8 @@ def main(argv=None) -> int:
     parser.add_argument("--chain-seeds", type=int, default=3)
     parser.add_argument("--chain-epochs", type=int, default=10, help="recovery epochs of part 2")
     parser.add_argument("--teacher-epochs", type=int, default=20)
-    parser.add_argument("--part", choices=["kinds", "chain", "all"], default="all")
+    parser.add_argument("--part", choices=["kinds", "chain", "temperature", "all"], default="all",
+                        help="all = kinds + chain; temperature is run only when named")
     args = parser.parse_args(argv)
     tf.get_logger().setLevel("ERROR")  # Keras's retracing notices between runs
     warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
@@ -144,6 +178,8 @@ def main(argv=None) -> int:
         part_kinds(teacher, data, seeds, args.epochs)
     if args.part in ("chain", "all"):
         part_chain(teacher, data, list(range(args.chain_seeds)), args.chain_epochs)
+    if args.part == "temperature":
+        part_temperature(teacher, data, list(range(args.chain_seeds)), args.chain_epochs)
     print(f"\ntotal {time.perf_counter() - start:.0f} s")
     return 0
 
