@@ -255,3 +255,17 @@ def test_pruned_student_keeps_its_zeros():
     assert np.count_nonzero(free.model.get_layer("s_out").kernel.numpy()[~mask]) > 0
     with pytest.raises(EdgeflowError, match="preserve_sparsity"):
         Distiller(student, _teacher(), preserve_sparsity="yes")
+
+
+def test_sequential_student_and_teacher():
+    keras.utils.set_random_seed(9)
+    student = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Conv2D(2, 3, name="c"),
+                                keras.layers.Flatten(), keras.layers.Dense(3),
+                                keras.layers.Softmax()])
+    teacher = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Conv2D(4, 3, name="tc"),
+                                keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+    x, y = _data(16)
+    result = distill(student, teacher, (x, y), losses=["soft", "attention"],
+                     attention_pairs={"tc": "c"}, epochs=1)
+    assert isinstance(result.model, keras.Sequential)
+    assert [la.name for la in result.model.layers] == [la.name for la in student.layers]
