@@ -118,8 +118,8 @@ def part_chain(teacher, data, seeds: list[int], epochs: int) -> None:
                 keras.utils.set_random_seed(seed)
                 result = chain(teacher, (x, y), (xt, yt), recover=recover, epochs=epochs,
                                qat_epochs=2, **kwargs)
-                rec.append(result.stage(recover).accuracy)
-                final.append(result.stage("int8").accuracy)
+                rec.append(result.stage(recover).keras_accuracy)
+                final.append(result.stage("int8").tflite_accuracy)
                 params.add(result.stage(recover).params)
                 size.append(result.stage("int8").size_bytes)
                 gz.append(result.stage("int8").gzip_bytes)

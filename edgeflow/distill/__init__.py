@@ -14,14 +14,13 @@ Example:
 
 from __future__ import annotations
 
-from edgeflow.distill.chain import ChainResult, ChainStage, chain
+from edgeflow.distill.chain import ChainResult, chain
 from edgeflow.distill.distiller import Distiller, DistillResult, distill
 from edgeflow.distill.losses import LOSSES, DistillationLoss, get
 
 __all__ = [
     "LOSSES",
     "ChainResult",
-    "ChainStage",
     "DistillResult",
     "DistillationLoss",
     "Distiller",

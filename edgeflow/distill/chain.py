@@ -10,65 +10,48 @@ import numpy as np
 
 from edgeflow._keras import keras
 from edgeflow.errors import EdgeflowError
+from edgeflow.pipeline import StageRecord
 
-__all__ = ["ChainStage", "ChainResult", "chain", "RECOVERY"]
+__all__ = ["ChainResult", "chain", "RECOVERY"]
 
 RECOVERY = ("distill", "finetune")
 PRUNING = ("structured", "magnitude")
 
 
 @dataclass
-class ChainStage:
-    """One stage's figures.
+class ChainResult:
+    """What :func:`chain` returns.
 
     Attributes:
-        stage: ``original``, ``prune``, ``distill`` or ``finetune``, ``qat``, ``int8``.
-        accuracy: test accuracy; of the Keras model, or of the ``.tflite`` on LiteRT for ``int8``.
-        params: parameter count (Keras stages).
-        size_bytes: float32 weight bytes (Keras stages) or ``.tflite`` bytes (``int8``).
-        gzip_bytes: the same bytes gzip-compressed (what a sparse model ships as).
-        sparsity: zero weights / kernel weights (Keras stages).
-        seconds: wall time of the stage.
+        records: one :class:`edgeflow.pipeline.StageRecord` per stage (``original``,
+            ``prune``, ``distill`` or ``finetune``, ``qat``, ``int8``): test accuracy of
+            the Keras model (``keras_accuracy``) or of the ``.tflite`` on LiteRT
+            (``tflite_accuracy``), ``params``, ``size_bytes`` (float32 weights, or the
+            ``.tflite``), ``gzip_bytes``, ``sparsity`` (zeros / kernel weights), ``seconds``.
+        model: the QAT Keras model.
+        tflite: the int8 ``.tflite`` bytes.
+        notes: layers left dense by pruning or float by QAT.
     """
 
-    stage: str
-    accuracy: float
-    params: int | None = None
-    size_bytes: int | None = None
-    gzip_bytes: int | None = None
-    sparsity: float | None = None
-    seconds: float = 0.0
-
-
-@dataclass
-class ChainResult:
-    """What :func:`chain` returns: per-stage figures, the QAT model and the int8 bytes."""
-
-    stages: list[ChainStage]
+    records: list[StageRecord]
     model: keras.Model
     tflite: bytes
     notes: list[str] = field(default_factory=list)
+    check = None  # no device check: lets edgeflow.report render this like a recipe run
 
-    def stage(self, name: str) -> ChainStage:
+    def stage(self, name: str) -> StageRecord:
         """The record of the stage called ``name``."""
-        return next(s for s in self.stages if s.stage == name)
+        return next(r for r in self.records if r.stage == name)
 
     def to_dict(self) -> dict:
         """A JSON-ready record (without the model and the bytes)."""
-        return {"stages": [asdict(s) for s in self.stages], "notes": list(self.notes)}
+        return {"stages": [asdict(r) for r in self.records], "notes": list(self.notes)}
 
     def table(self) -> str:
-        """The stages as a plain-text table."""
-        rows = [f"{'stage':10s} {'accuracy':>9s} {'params':>8s} {'bytes':>9s} {'gzip':>9s} {'sparsity':>9s}"]
-        for s in self.stages:
-            def fmt(v, spec):
-                return format(v, spec) if v is not None else "-"
-            rows.append(
-                f"{s.stage:10s} {100 * s.accuracy:8.2f}% {fmt(s.params, ','):>8s} "
-                f"{fmt(s.size_bytes, ','):>9s} {fmt(s.gzip_bytes, ','):>9s} "
-                f"{fmt(s.sparsity, '.1%'):>9s}"
-            )
-        return "\n".join(rows)
+        """The stages as the terminal table of a recipe run."""
+        from edgeflow.report import render_run_table
+
+        return render_run_table(self)
 
 
 def chain(
@@ -125,8 +108,8 @@ def chain(
         batch_size, verbose: for every training stage.
 
     Returns:
-        A :class:`ChainResult`: ``stages`` (original, prune, distill|finetune, qat, int8),
-        the QAT Keras model and the int8 ``.tflite`` bytes.
+        A :class:`ChainResult`: one record per stage (original, prune, distill|finetune,
+        qat, int8), the QAT Keras model and the int8 ``.tflite`` bytes.
 
     Example:
         >>> result = chain(model, (x, y), (x_test, y_test), prune="structured", ratio=0.5)
@@ -147,17 +130,20 @@ def chain(
     teacher = load_model(model)
     x, y = (np.asarray(a) for a in data)
     xt, yt = (np.asarray(a) for a in test_data)
-    stages: list[ChainStage] = []
+    records: list[StageRecord] = []
     notes: list[str] = []
 
-    def record(name, m, start):
-        stages.append(ChainStage(
-            name, float(evaluate_keras(m, xt, yt)["accuracy"]), int(m.count_params()),
-            *_weight_bytes(m), sparsity=_sparsity(m), seconds=round(time.perf_counter() - start, 2),
+    def record(name, label, m, start):
+        raw, packed = _weight_bytes(m)
+        records.append(StageRecord(
+            len(records) + 1, name, label,
+            keras_accuracy=float(evaluate_keras(m, xt, yt)["accuracy"]),
+            params=int(m.count_params()), size_bytes=raw, gzip_bytes=packed,
+            sparsity=_sparsity(m), seconds=round(time.perf_counter() - start, 2),
         ))
 
     start = time.perf_counter()
-    record("original", teacher, start)
+    record("original", "original (teacher)", teacher, start)
 
     start = time.perf_counter()
     if prune == "structured":
@@ -165,6 +151,7 @@ def chain(
             teacher, ratio, criterion=criterion, data=(x, y), epochs=prune_epochs or 0,
             batch_size=batch_size, verbose=verbose,
         ).model
+        label = f"prune (structured {ratio:.0%}, {criterion})"
     else:
         result = prune_mod.magnitude(
             teacher, target_sparsity, data=(x, y),
@@ -173,16 +160,20 @@ def chain(
         )
         pruned = result.model
         notes += [f"left dense: {s}" for s in result.skipped_layers]
-    record("prune", pruned, start)
+        label = f"prune (magnitude {target_sparsity:.0%})"
+    record("prune", label, pruned, start)
 
     start = time.perf_counter()
+    used = tuple(losses) if recover == "distill" else ()
     recovered = distill(
-        pruned, teacher, (x, y), losses=losses if recover == "distill" else (),
+        pruned, teacher, (x, y), losses=used,
         epochs=epochs, batch_size=batch_size, temperature=temperature, alpha=alpha,
         feature_pairs=feature_pairs, attention_pairs=attention_pairs,
         learning_rate=learning_rate, verbose=verbose,
     ).model
-    record(recover, recovered, start)
+    label = (f"distill ({'+'.join(map(str, used))} from the original)" if used
+             else "finetune (labels)")
+    record(recover, f"{label}, {epochs} epochs", recovered, start)
 
     start = time.perf_counter()
     q = quantize.qat(
@@ -190,15 +181,17 @@ def chain(
         learning_rate=qat_learning_rate, preserve_sparsity=prune == "magnitude", verbose=verbose,
     )
     notes += [f"float in QAT: {s}" for s in q.float_layers]
-    record("qat", q.model, start)
+    record("qat", f"qat ({qat_epochs} epochs)", q.model, start)
 
     start = time.perf_counter()
     tflite = convert(q.model, "int8")
-    stages.append(ChainStage(
-        "int8", float(litert.evaluate(tflite, xt, yt)["accuracy"]), None, len(tflite),
-        len(gzip.compress(tflite, 9)), seconds=round(time.perf_counter() - start, 2),
+    records.append(StageRecord(
+        len(records) + 1, "int8", "convert (int8)",
+        tflite_accuracy=float(litert.evaluate(tflite, xt, yt)["accuracy"]),
+        size_bytes=len(tflite), gzip_bytes=len(gzip.compress(tflite, 9)),
+        seconds=round(time.perf_counter() - start, 2),
     ))
-    return ChainResult(stages, q.model, tflite, notes)
+    return ChainResult(records, q.model, tflite, notes)
 
 
 def _weight_bytes(model) -> tuple[int, int]:
