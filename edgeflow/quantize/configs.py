@@ -1,0 +1,267 @@
+"""QuantizeConfigs for layers TF-MOT does not annotate, and the table that picks them.
+
+TF-MOT's ``Default8BitQuantizeRegistry`` knows a fixed list of Keras layers. Real
+networks hold more: ``Rescaling`` preprocessing, ``Multiply`` (squeeze-excite),
+standalone ``BatchNormalization``, ``Conv1D`` and TF ops written as Python operators
+(``x + 3.0`` of hard-swish), which Keras records as ``TFOpLambda`` layers. This module
+gives each of them a QuantizeConfig that matches what the TFLite int8 kernels expect:
+
+- arithmetic and activations (``ADD``/``MUL``/``SUB``, hard-sigmoid pieces, Rescaling,
+  standalone BN which TFLite runs as ``MUL`` + ``ADD``) get their *output* quantized
+  (8-bit, per tensor, asymmetric: the same fake-quant TF-MOT uses after ``Add``);
+- shape-only ops (reshape, transpose, squeeze, padding) keep the input's scale and get
+  no quantizer (TFLite requires equal input/output quantization there);
+- ``Conv1D`` quantizes its kernel like ``Conv2D`` (per output channel, symmetric) and
+  its output via the following activation, as TF-MOT does for ``Conv2D``.
+
+``TensorOp`` replaces a single-tensor ``TFOpLambda`` (TF-MOT's cloning passes such a
+layer its input as a one-element list and fails with ``AttributeError: 'list' object
+has no attribute 'dtype'``, TF-MOT #1004-style); it calls the same TF function with the
+same constants, so the float model computes exactly what it did.
+"""
+
+from __future__ import annotations
+
+import json
+
+from edgeflow._keras import keras, tf, tfmot
+
+__all__ = [
+    "TensorOp",
+    "OutputQuantizeConfig",
+    "NoOpQuantizeConfig",
+    "KernelQuantizeConfig",
+    "SHAPE_OPS",
+    "config_for",
+    "custom_objects",
+]
+
+INPUT = "$input"  # placeholder for the tensor in a TensorOp's recorded arguments
+
+# TF functions (as TFOpLambda records them, without the "tf." prefix) that move data
+# without changing values: TFLite keeps the input quantization, so no quantizer.
+SHAPE_OPS = frozenset({
+    "reshape", "transpose", "squeeze", "expand_dims", "identity", "compat.v1.squeeze",
+    "image.resize", "nn.space_to_depth", "nn.depth_to_space", "split", "__operators__.getitem",
+    "pad", "compat.v1.pad",
+})
+
+
+@keras.utils.register_keras_serializable(package="edgeflow")
+class TensorOp(keras.layers.Layer):
+    """One TensorFlow function applied to one tensor with constant arguments.
+
+    ``TensorOp("__operators__.add", kwargs={"y": 3.0})`` computes ``x + 3.0``. It stands in
+    for a ``TFOpLambda`` so that TF-MOT can clone and annotate it.
+
+    Args:
+        function: the TF symbol without ``tf.`` (``math.multiply``, ``nn.relu6``, …).
+        args: positional arguments; the string ``"$input"`` marks the tensor.
+        kwargs: keyword arguments; the value ``"$input"`` marks the tensor.
+
+    Example:
+        >>> y = TensorOp("math.multiply", kwargs={"y": 1 / 6})(x)
+    """
+
+    def __init__(self, function: str, args=None, kwargs=None, **layer_kwargs):
+        super().__init__(**layer_kwargs)
+        self.function = function
+        self.op_args = list(args) if args is not None else [INPUT]
+        self.op_kwargs = dict(kwargs or {})
+        self._fn = _tf_symbol(function)
+
+    def call(self, inputs):
+        args = [inputs if a == INPUT else a for a in self.op_args]
+        kwargs = {k: (inputs if v == INPUT else v) for k, v in self.op_kwargs.items()}
+        return self._fn(*args, **kwargs)
+
+    def get_config(self):
+        return {**super().get_config(), "function": self.function, "args": self.op_args,
+                "kwargs": self.op_kwargs}
+
+
+def _tf_symbol(function: str):
+    obj = tf
+    for part in function.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def is_constant(value) -> bool:
+    """True when ``value`` can be stored in a layer config (JSON numbers, strings, lists)."""
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+class _NoWeights(tfmot.quantization.keras.QuantizeConfig):
+    def get_weights_and_quantizers(self, layer):
+        return []
+
+    def get_activations_and_quantizers(self, layer):
+        return []
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        pass
+
+    def set_quantize_activations(self, layer, quantize_activations):
+        pass
+
+    def get_config(self):
+        return {}
+
+
+@keras.utils.register_keras_serializable(package="edgeflow")
+class OutputQuantizeConfig(_NoWeights):
+    """Quantize only the layer's output: 8 bits, per tensor, asymmetric, moving-average range.
+
+    For a float range [min, max] the fake-quant uses scale = (max - min) / 255 and
+    zero point = round(-128 - min / scale), exactly what the int8 TFLite tensor gets.
+    """
+
+    def get_output_quantizers(self, layer):
+        return [tfmot.quantization.keras.quantizers.MovingAverageQuantizer(
+            num_bits=8, per_axis=False, symmetric=False, narrow_range=False)]
+
+
+@keras.utils.register_keras_serializable(package="edgeflow")
+class NoOpQuantizeConfig(_NoWeights):
+    """No quantizer: the output keeps its input's quantization (reshape, padding, …)."""
+
+    def get_output_quantizers(self, layer):
+        return []
+
+
+@keras.utils.register_keras_serializable(package="edgeflow")
+class PerChannelKernelQuantizer(tfmot.quantization.keras.quantizers.Quantizer):
+    """Symmetric per-output-channel int8 fake-quant for a kernel of any rank.
+
+    For output channel c: r_c = max |w[..., c]| (the last value seen in training),
+    scale_c = r_c / 127 and w_q = clip(round(w / scale_c), -127, 127) * scale_c (narrow range,
+    zero point 0), which is how TFLite stores convolution weights. TF-MOT's own
+    ``LastValueQuantizer`` supports per-channel ranges only for rank-2 and rank-4 kernels.
+    """
+
+    def build(self, tensor_shape, name, layer):
+        shape = (int(tensor_shape[-1]),)
+        init = keras.initializers.Constant(6.0)
+        return {
+            "max_var": layer.add_weight(f"{name}_max", shape=shape, initializer=init,
+                                        trainable=False),
+        }
+
+    def __call__(self, inputs, training, weights, **kwargs):
+        channels = inputs.shape[-1]
+        if training:
+            axes = list(range(len(inputs.shape) - 1))
+            weights["max_var"].assign(tf.math.maximum(
+                tf.math.reduce_max(tf.math.abs(inputs), axis=axes), 1e-8))
+        r = weights["max_var"]
+        flat = tf.reshape(inputs, (-1, channels))
+        quant = tf.quantization.fake_quant_with_min_max_vars_per_channel(
+            flat, -r, r, num_bits=8, narrow_range=True)
+        return tf.reshape(quant, tf.shape(inputs))
+
+    def get_config(self):
+        return {}
+
+
+@keras.utils.register_keras_serializable(package="edgeflow")
+class KernelQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
+    """Quantize a kernel per output channel and the layer's activation (``Conv1D``).
+
+    TFLite runs ``Conv1D`` as ``CONV_2D`` on an expanded axis, with per-channel int8 weights
+    like any convolution; the activation gets TF-MOT's usual moving-average output range.
+    """
+
+    def __init__(self, weight_attr: str = "kernel"):
+        self.weight_attr = weight_attr
+
+    def get_weights_and_quantizers(self, layer):
+        return [(getattr(layer, self.weight_attr), PerChannelKernelQuantizer())]
+
+    def get_activations_and_quantizers(self, layer):
+        return [(layer.activation, tfmot.quantization.keras.quantizers.MovingAverageQuantizer(
+            num_bits=8, per_axis=False, symmetric=False, narrow_range=False))]
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        setattr(layer, self.weight_attr, quantize_weights[0])
+
+    def set_quantize_activations(self, layer, quantize_activations):
+        layer.activation = quantize_activations[0]
+
+    def get_output_quantizers(self, layer):
+        return []
+
+    def get_config(self):
+        return {"weight_attr": self.weight_attr}
+
+
+def _is_standalone_bn(layer) -> bool:
+    """A BatchNormalization whose input does not come from Conv/Dense (TF-MOT #363)."""
+    folds_into = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
+    nodes = getattr(layer, "_inbound_nodes", [])
+    if not nodes:
+        return True
+    parents = tf.nest.flatten(nodes[0].inbound_layers)
+    return not (len(parents) == 1 and isinstance(parents[0], folds_into)
+                and len(parents[0]._outbound_nodes) == 1)
+
+
+def config_for(layer):
+    """The QuantizeConfig edgeflow gives ``layer``; ``None`` to use TF-MOT's own; or a reason.
+
+    Returns:
+        ``(config, reason)``: ``config`` is a QuantizeConfig, ``"tfmot"`` (TF-MOT's registry
+        handles it) or ``None`` (leave the layer in float); ``reason`` explains the choice.
+    """
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_registry as registry,
+    )
+
+    layers = keras.layers
+    if isinstance(layer, layers.InputLayer):
+        return "tfmot", "input"
+    if isinstance(layer, layers.BatchNormalization):
+        if _is_standalone_bn(layer):
+            return OutputQuantizeConfig(), "BatchNormalization not after Conv/Dense: runs as MUL+ADD"
+        return "tfmot", "folded into the preceding convolution"
+    if isinstance(layer, layers.Activation):
+        name = getattr(layer.activation, "__name__", "")
+        if name in ("relu", "swish", "gelu", "relu6", "linear", "softmax", "sigmoid", "tanh"):
+            return "tfmot", "activation known to TF-MOT"
+        if name in ("hard_sigmoid", "hard_swish", "hard_silu", "elu", "selu", "silu", "exponential"):
+            return OutputQuantizeConfig(), f"activation {name}: output quantized"
+        return None, f"activation {name or layer.activation!r} has no int8 QAT config"
+    if registry.Default8BitQuantizeRegistry().supports(layer):
+        return "tfmot", "in TF-MOT's registry"
+    if isinstance(layer, TensorOp):
+        if layer.function in SHAPE_OPS:
+            return NoOpQuantizeConfig(), f"tf.{layer.function} moves data: keeps input scale"
+        return OutputQuantizeConfig(), f"tf.{layer.function}: output quantized"
+    if isinstance(layer, (layers.Rescaling, layers.Multiply, layers.Subtract, layers.Maximum,
+                          layers.Minimum, layers.Average, layers.PReLU, layers.ELU)):
+        return OutputQuantizeConfig(), f"{type(layer).__name__}: output quantized"
+    if isinstance(layer, (layers.ZeroPadding1D, layers.ZeroPadding2D, layers.Reshape,
+                          layers.Permute, layers.Cropping1D, layers.Cropping2D,
+                          layers.MaxPooling1D, layers.RepeatVector, layers.UpSampling1D,
+                          layers.Dropout, layers.GaussianNoise, layers.Flatten)):
+        return NoOpQuantizeConfig(), f"{type(layer).__name__} moves data: keeps input scale"
+    if type(layer) is layers.Conv1D:
+        return KernelQuantizeConfig("kernel"), "Conv1D: per-channel kernel like Conv2D (TF-MOT #362)"
+    if isinstance(layer, layers.Layer) and not layer.weights and type(layer).__name__ == "TFOpLambda":
+        return None, f"TF op {layer.get_config().get('function')} with several tensor inputs"
+    return None, f"{type(layer).__name__} is not in TF-MOT's list and edgeflow has no config for it"
+
+
+def custom_objects() -> dict:
+    """The classes a saved QAT model from edgeflow needs when it is loaded again.
+
+    Example:
+        >>> with tfmot.quantization.keras.quantize_scope(custom_objects()):
+        ...     model = keras.models.load_model("qat.h5")
+    """
+    return {c.__name__: c for c in (TensorOp, OutputQuantizeConfig, NoOpQuantizeConfig,
+                                    KernelQuantizeConfig, PerChannelKernelQuantizer)}

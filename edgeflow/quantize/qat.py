@@ -1,0 +1,245 @@
+"""Quantization-aware training on TF-MOT, for networks beyond TF-MOT's layer list."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgeflow._keras import keras, tf, tfmot
+from edgeflow.errors import EdgeflowError
+
+__all__ = ["QatResult", "qat", "annotate", "kernel_sparsity"]
+
+_KERNELS = ("kernel", "depthwise_kernel")
+
+
+@dataclass
+class QatResult:
+    """What :func:`qat` returns.
+
+    Attributes:
+        model: the quantization-aware Keras model (converts to full int8 with
+            ``edgeflow.convert.convert(model, "int8")``, no calibration data needed).
+        float_layers: ``"name (Class): reason"`` for each layer left in float.
+        notes: changes made to the graph before annotation (nested models inlined,
+            TF ops replaced, pruning wrappers stripped).
+        history: the Keras fit history (empty when no data was given).
+        sparsity_before, sparsity_after: fraction of zero weights per layer kernel, when
+            ``preserve_sparsity`` was asked for.
+        zeros_kept: fraction of the weights that were zero before QAT and still are.
+    """
+
+    model: keras.Model
+    float_layers: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    history: dict = field(default_factory=dict)
+    sparsity_before: dict[str, float] | None = None
+    sparsity_after: dict[str, float] | None = None
+    zeros_kept: float | None = None
+
+
+def annotate(model) -> tuple[keras.Model, list[str], list[str]]:
+    """Flatten ``model`` and annotate every layer edgeflow or TF-MOT can quantize.
+
+    Returns ``(annotated_model, float_layers, notes)``; pass the model to TF-MOT's
+    ``quantize_apply`` inside ``quantize_scope(custom_objects())``. The input model is
+    not modified.
+
+    Example:
+        >>> annotated, float_layers, notes = annotate(model)
+    """
+    from edgeflow.quantize._graph import flatten
+    from edgeflow.quantize.configs import config_for
+
+    model, notes = _strip_pruning(model)
+    flat, flat_notes = flatten(model)
+    notes += flat_notes
+    qk = tfmot.quantization.keras
+    float_layers: list[str] = []
+
+    def wrap(layer):
+        config, reason = config_for(layer)
+        if isinstance(layer, keras.layers.InputLayer):
+            return layer
+        if config is None:
+            float_layers.append(f"{layer.name} ({type(layer).__name__}): {reason}")
+            return layer
+        return qk.quantize_annotate_layer(layer, None if config == "tfmot" else config)
+
+    annotated = keras.models.clone_model(flat, clone_function=wrap)
+    annotated.set_weights(flat.get_weights())
+    return annotated, float_layers, notes
+
+
+def qat(
+    model,
+    *,
+    data=None,
+    epochs: int = 2,
+    batch_size: int = 32,
+    validation_data=None,
+    optimizer="adam",
+    learning_rate: float | None = None,
+    loss=None,
+    metrics=("accuracy",),
+    preserve_sparsity: bool = False,
+    verbose: int = 0,
+) -> QatResult:
+    """Prepare ``model`` for quantization-aware training and fine-tune it on ``data``.
+
+    The model is flattened (nested models inlined), TF ops written as Python operators
+    become layers, and every layer gets TF-MOT's 8-bit QuantizeConfig or one edgeflow
+    provides (:mod:`edgeflow.quantize.configs`); layers with neither stay float and are
+    listed in ``float_layers``. With ``preserve_sparsity`` TF-MOT's pruning-preserving
+    scheme (``Default8BitPrunePreserveQuantizeScheme``) keeps the zero weights at zero:
+    it multiplies each kernel by its sparsity mask m = (w != 0) before fake-quantization.
+
+    Args:
+        model: a Keras 2 model, or a ``.keras``/``.h5``/SavedModel path. Pruning wrappers
+            are stripped first.
+        data: ``(x, y)`` arrays, a ``.npz`` path with ``x``/``y``, or a ``tf.data.Dataset``
+            of ``(x, y)``; ``None`` returns the annotated model untrained.
+        epochs, batch_size, validation_data, verbose: as in ``keras.Model.fit``.
+        optimizer: name or Keras optimizer; ``learning_rate`` overrides its default.
+        loss: default: the model's compiled loss, else sparse categorical cross-entropy
+            when the output is a softmax.
+        metrics: compiled metrics.
+        preserve_sparsity: keep pruned zeros through QAT.
+
+    Returns:
+        A :class:`QatResult`. The input model is not modified.
+
+    Example:
+        >>> result = qat(model, data=(x_train, y_train), epochs=2)
+        >>> tflite = edgeflow.convert.convert(result.model, "int8")
+    """
+    from edgeflow.models import load_model
+    from edgeflow.quantize.configs import custom_objects
+
+    model = load_model(model)
+    compiled_loss = getattr(model, "loss", None)
+    annotated, float_layers, notes = annotate(model)
+    qk = tfmot.quantization.keras
+    before_masks = _zero_masks(annotated) if preserve_sparsity else None
+    scheme = None
+    if preserve_sparsity:
+        from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.prune_preserve import (  # noqa: E501
+            default_8bit_prune_preserve_quantize_scheme as pqat,
+        )
+
+        scheme = pqat.Default8BitPrunePreserveQuantizeScheme()
+    try:
+        with qk.quantize_scope(custom_objects()):
+            qat_model = (qk.quantize_apply(annotated, scheme) if scheme is not None
+                         else qk.quantize_apply(annotated))
+    except (ValueError, AttributeError, TypeError, RuntimeError) as err:
+        raise EdgeflowError(
+            f"TF-MOT could not prepare {model.name!r} for QAT: {_first_line(err)}"
+        ) from err
+
+    result = QatResult(qat_model, float_layers, notes)
+    if data is not None:
+        x, y = _fit_data(data)
+        _compile(qat_model, model, optimizer, learning_rate, loss or compiled_loss, metrics)
+        history = qat_model.fit(
+            x, y, epochs=epochs, batch_size=batch_size if y is not None else None,
+            validation_data=_validation(validation_data), verbose=verbose,
+        )
+        result.history = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    if preserve_sparsity:
+        result.sparsity_before = {k: float(1 - m.mean()) for k, m in before_masks.items()}
+        after = _zero_masks(qat_model)
+        result.sparsity_after = {k: float(1 - after[k].mean()) for k in before_masks if k in after}
+        zeros = sum(int((m == 0).sum()) for m in before_masks.values())
+        kept = sum(int(((before_masks[k] == 0) & (after[k] == 0)).sum())
+                   for k in before_masks if k in after)
+        result.zeros_kept = kept / zeros if zeros else 1.0
+    return result
+
+
+def kernel_sparsity(model) -> dict[str, float]:
+    """Fraction of exactly-zero kernel weights per layer (QAT wrappers looked through).
+
+    sparsity(layer) = #{w = 0} / #w over the layer's ``kernel`` / ``depthwise_kernel``.
+
+    Example:
+        >>> kernel_sparsity(model)["conv1"]
+        0.5
+    """
+    return {k: float(1 - m.mean()) for k, m in _zero_masks(model).items()}
+
+
+def _zero_masks(model) -> dict[str, np.ndarray]:
+    """Per layer name: 1 where a kernel weight is non-zero, 0 where it is zero."""
+    return {name: (w.numpy() != 0).astype(np.float32) for name, w in _kernels(model)}
+
+
+def _kernels(model):
+    """``(layer name, kernel variable)`` pairs; QAT wrappers replace the kernel attribute
+    by its fake-quantized tensor, so the variable is found among the trainable weights."""
+    for layer in model.layers:
+        name = getattr(layer, "layer", layer).name
+        for w in layer.trainable_weights:
+            if w.name.split("/")[-1].split(":")[0] in _KERNELS:
+                yield name, w
+
+
+def _strip_pruning(model) -> tuple[keras.Model, list[str]]:
+    wrapped = [layer.name for layer in model.layers if type(layer).__name__ == "PruneLowMagnitude"]
+    if not wrapped:
+        return model, []
+    stripped = tfmot.sparsity.keras.strip_pruning(model)
+    return stripped, [f"stripped pruning wrappers from {len(wrapped)} layers"]
+
+
+def _fit_data(data):
+    if isinstance(data, (str, os.PathLike)):
+        from edgeflow.data import load_arrays
+
+        x, y = load_arrays(data)
+        if y is None:
+            raise EdgeflowError(f"{data} holds no labels (key 'y'): QAT training needs (x, y)")
+        return x, y
+    if isinstance(data, tf.data.Dataset):
+        return data, None
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        return np.asarray(data[0]), np.asarray(data[1])
+    raise EdgeflowError(
+        f"QAT data must be (x, y) arrays, a .npz file with x and y, or a tf.data.Dataset of "
+        f"(x, y) batches; got {type(data).__name__}"
+    )
+
+
+def _validation(data):
+    if data is None or isinstance(data, tf.data.Dataset):
+        return data
+    x, y = _fit_data(data)
+    return (x, y)
+
+
+def _compile(qat_model, original, optimizer, learning_rate, loss, metrics):
+    if loss is None:
+        if _ends_in_softmax(original):
+            loss = "sparse_categorical_crossentropy"
+        else:
+            raise EdgeflowError(
+                "QAT needs a loss: the model is not compiled and its output is not a softmax; "
+                "pass loss=... (e.g. 'mse' or a keras loss)"
+            )
+    opt = keras.optimizers.get(optimizer)
+    if learning_rate is not None:
+        opt.learning_rate = learning_rate
+    qat_model.compile(optimizer=opt, loss=loss, metrics=list(metrics or []))
+
+
+def _ends_in_softmax(model) -> bool:
+    last = model.layers[-1]
+    act = getattr(last, "activation", None)
+    return isinstance(last, keras.layers.Softmax) or getattr(act, "__name__", "") == "softmax"
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -1,0 +1,139 @@
+"""QAT on the digits CNN: fine-tunes, converts to int8 without calibration data, keeps pruned zeros."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgeflow._keras import keras, tfmot
+from edgeflow.convert import convert, is_quantization_aware
+from edgeflow.errors import EdgeflowError
+from edgeflow.quantize import kernel_sparsity, qat
+from edgeflow.runtime.litert import evaluate, interpreter
+from edgeflow.runtime.metrics import evaluate_keras
+
+
+@pytest.fixture(scope="module")
+def pruned_cnn(trained_cnn, digits):
+    """The trained CNN pruned to 60% and stripped (what the prune stage hands over)."""
+    (x_tr, y_tr), _ = digits
+    sp = tfmot.sparsity.keras
+    keras.utils.set_random_seed(0)
+    wrapped = sp.prune_low_magnitude(
+        keras.models.clone_model(trained_cnn),
+        pruning_schedule=sp.ConstantSparsity(0.6, begin_step=0, frequency=10),
+    )
+    wrapped.set_weights(_pruning_weights(wrapped, trained_cnn))
+    wrapped.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    wrapped.fit(x_tr, y_tr, epochs=1, batch_size=32, verbose=0,
+                callbacks=[sp.UpdatePruningStep()])
+    return sp.strip_pruning(wrapped)
+
+
+def _pruning_weights(wrapped, source):
+    """The wrapped model's weights with the source's kernels/biases in place."""
+    values = {w.name: v for w, v in zip(source.weights, source.get_weights(), strict=True)}
+    return [values.get(w.name.replace("prune_low_magnitude_", ""), v)
+            for w, v in zip(wrapped.weights, wrapped.get_weights(), strict=True)]
+
+
+def _tflite_weight_zeros(tflite: bytes) -> int:
+    """Zero entries in the int8 weight tensors (rank >= 2 constants) of a .tflite."""
+    it = interpreter(tflite)
+    zeros = 0
+    for d in it.get_tensor_details():
+        if d["dtype"] == np.int8 and len(d["shape"]) >= 2:
+            try:
+                values = it.get_tensor(d["index"])
+            except ValueError:  # activations hold no data before invoke
+                continue
+            zeros += int((values == 0).sum())
+    return zeros
+
+
+@pytest.mark.slow
+def test_qat_digits_converts_to_int8_and_keeps_accuracy(trained_cnn, digits):
+    (x_tr, y_tr), (x_te, y_te) = digits
+    before = [w.copy() for w in trained_cnn.get_weights()]
+    keras.utils.set_random_seed(1)
+    result = qat(trained_cnn, data=(x_tr, y_tr), epochs=2, validation_data=(x_te, y_te))
+    assert all(np.array_equal(a, b) for a, b in zip(before, trained_cnn.get_weights(), strict=True))
+    assert is_quantization_aware(result.model) and not is_quantization_aware(trained_cnn)
+    assert result.float_layers == []
+    assert len(result.history["loss"]) == 2 and "val_accuracy" in result.history
+
+    tflite = convert(result.model, "int8")  # no calibration data: QAT carries the ranges
+    it = interpreter(tflite)
+    assert it.get_input_details()[0]["dtype"] == np.int8
+    float_acc = evaluate_keras(trained_cnn, x_te, y_te)["accuracy"]
+    int8_acc = evaluate(tflite, x_te, y_te)["accuracy"]
+    assert int8_acc >= float_acc - 0.02, (float_acc, int8_acc)
+
+
+def test_qat_without_data_returns_a_model_that_trains_like_any_keras_model(trained_cnn, digits):
+    (x_tr, y_tr), (x_te, y_te) = digits
+    result = qat(trained_cnn)
+    assert result.history == {}
+    assert is_quantization_aware(result.model)
+    model = result.model
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    # Untrained, the input quantizer's range is [0, 0]: one epoch of the caller's own fit
+    # learns the ranges.
+    untrained = model.evaluate(x_te, y_te, verbose=0)[1]
+    model.fit(x_tr, y_tr, epochs=1, batch_size=32, verbose=0)
+    trained = model.evaluate(x_te, y_te, verbose=0)[1]
+    assert trained > max(0.9, untrained)
+
+
+@pytest.mark.slow
+def test_pqat_keeps_pruned_zeros_through_training_and_conversion(pruned_cnn, digits):
+    (x_tr, y_tr), (x_te, y_te) = digits
+    sparsity = kernel_sparsity(pruned_cnn)
+    assert min(sparsity.values()) > 0.55
+    zeros_before = sum(int((w.numpy() == 0).sum()) for w in pruned_cnn.trainable_weights
+                       if w.name.endswith("kernel:0"))
+
+    keep = qat(pruned_cnn, data=(x_tr, y_tr), epochs=2, preserve_sparsity=True)
+    assert keep.zeros_kept >= 0.99
+    assert set(keep.sparsity_before) == set(sparsity)
+    for name, s in keep.sparsity_after.items():
+        assert s >= 0.99 * keep.sparsity_before[name], name
+    tflite = convert(keep.model, "int8")
+    assert _tflite_weight_zeros(tflite) >= 0.99 * zeros_before
+    assert evaluate(tflite, x_te, y_te)["accuracy"] > 0.9
+
+    # Plain QAT on the same model lets the zeros drift: the scheme is what keeps them.
+    plain = qat(pruned_cnn, data=(x_tr, y_tr), epochs=2)
+    after = kernel_sparsity(plain.model)
+    assert min(after[name] for name in ("conv1", "conv2")) < 0.5 * min(sparsity.values())
+
+
+def test_qat_strips_pruning_wrappers(trained_cnn):
+    sp = tfmot.sparsity.keras
+    wrapped = sp.prune_low_magnitude(keras.models.clone_model(trained_cnn))
+    result = qat(wrapped)
+    assert any("stripped pruning wrappers" in n for n in result.notes)
+    assert not any("prune" in type(layer).__name__.lower() for layer in result.model.layers)
+
+
+def test_qat_needs_a_loss_for_a_non_softmax_output(digits):
+    (x_tr, y_tr), _ = digits
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Flatten()(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(1)(x))
+    with pytest.raises(EdgeflowError, match="needs a loss"):
+        qat(model, data=(x_tr, y_tr.astype("float32")), epochs=1)
+    result = qat(model, data=(x_tr, y_tr.astype("float32")), epochs=1, loss="mse", metrics=())
+    assert "loss" in result.history
+
+
+def test_qat_rejects_bad_data_and_subclassed_models(trained_cnn):
+    with pytest.raises(EdgeflowError, match="QAT data must be"):
+        qat(trained_cnn, data=np.zeros((4, 8, 8, 1)))
+
+    class Sub(keras.Model):
+        def call(self, x):
+            return x
+
+    with pytest.raises(EdgeflowError, match="subclassed or unbuilt"):
+        qat(Sub())
