@@ -296,8 +296,8 @@ def _distill(state: _State, spec, index: int, label: str, verbose: int) -> Stage
         state.model, teacher, data=(d.x_train, d.y_train), losses=spec.losses,
         epochs=spec.epochs, batch_size=spec.batch_size, temperature=spec.temperature,
         alpha=spec.alpha, feature_pairs=spec.feature_pairs, attention_pairs=spec.attention_pairs,
-        learning_rate=spec.learning_rate, validation_data=d.validation, verbose=0,
-        callbacks=_epoch_callbacks(label, verbose),
+        learning_rate=spec.learning_rate, preserve_sparsity=spec.preserve_sparsity,
+        validation_data=d.validation, verbose=0, callbacks=_epoch_callbacks(label, verbose),
     )
     state.model = result.model
     return _keras_record(state, index, "distill", label, result.model)
