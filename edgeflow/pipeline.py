@@ -250,7 +250,8 @@ def _prune(state: _State, spec, index: int, label: str, verbose: int) -> StageRe
     if spec.method == "magnitude":
         result = prune.magnitude(
             state.model, spec.target_sparsity, data=(d.x_train, d.y_train), epochs=spec.epochs,
-            batch_size=spec.batch_size, schedule=spec.schedule, frequency=spec.frequency,
+            batch_size=spec.batch_size, schedule=spec.schedule, begin_step=spec.begin_step,
+            end_step=spec.end_step, frequency=spec.frequency,
             m_by_n=spec.m_by_n, validation_data=d.validation,
             optimizer=keras.optimizers.Adam(spec.learning_rate), loss=_loss_for(d.y_train),
             verbose=0, callbacks=_epoch_callbacks(label, verbose),

@@ -87,6 +87,8 @@ class PruneStage(_Training):
     method: Literal["magnitude", "structured"] = "magnitude"
     target_sparsity: float = Field(0.5, ge=0, lt=1)
     schedule: Literal["polynomial", "constant"] = "polynomial"
+    begin_step: int = Field(0, ge=0)
+    end_step: int | None = Field(None, ge=1)
     frequency: int | None = Field(None, ge=1)
     m_by_n: tuple[int, int] | None = None
     ratio: float = Field(0.5, ge=0, lt=1)

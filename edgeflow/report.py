@@ -71,28 +71,7 @@ def render_run_table(result) -> str:
     )
     if result.check is None:
         return text
-    dev_rows = []
-    for d in result.check.results:
-        ram = f"{_bytes(d.ram_required_bytes)} / {_bytes(d.ram_available_bytes)}"
-        flash = f"{_bytes(d.flash_required_bytes)} / {_bytes(d.flash_available_bytes)}"
-        dev_rows.append([
-            d.device, _bytes(d.arena_bytes), d.ram_source, ram, flash,
-            "fits" if d.fits else "DOES NOT FIT", _first_problem(d),
-        ])
-    devices = table(
-        ["device", "arena B", "ram source", "RAM need / have B", "flash need / have B",
-         "verdict", "first problem"],
-        dev_rows, "lrlrrll",
-    )
-    return f"{text}\n\n{devices}"
-
-
-def _first_problem(d) -> str:
-    problems = list(d.problems) + [f"unsupported {o['op']} v{o['version']}" for o in d.unsupported_ops]
-    if not problems:
-        return ""
-    more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
-    return problems[0][:70] + more
+    return f"{text}\n\n{check_table(result.check)}"
 
 
 # ---------------------------------------------------------------- HTML
@@ -181,11 +160,11 @@ def _devices_html(report) -> str:
         problems = [*d.problems, *(f"unsupported {o['op']} v{o['version']}: {o.get('reason', '')}"
                                    for o in d.unsupported_ops)]
         rows.append(
-            f"<tr><td>{esc(d.device)}</td><td>{verdict}</td><td class=n>{_bytes(d.arena_bytes)}</td>"
-            f"<td>{esc(d.ram_source)}</td><td class=n>{_bytes(d.ram_required_bytes)}</td>"
-            f"<td class=n>{_bytes(d.ram_available_bytes)}</td>"
-            f"<td class=n>{_bytes(d.flash_required_bytes)}</td>"
-            f"<td class=n>{_bytes(d.flash_available_bytes)}</td>"
+            f"<tr><td>{esc(d.device)}</td><td>{verdict}</td><td class=n>{format_bytes(d.arena_bytes)}</td>"
+            f"<td>{esc(d.ram_source)}</td><td class=n>{format_bytes(d.ram_required_bytes)}</td>"
+            f"<td class=n>{format_bytes(d.ram_available_bytes)}</td>"
+            f"<td class=n>{format_bytes(d.flash_required_bytes)}</td>"
+            f"<td class=n>{format_bytes(d.flash_available_bytes)}</td>"
             f"<td>{'<br>'.join(esc(p) for p in problems)}</td></tr>"
         )
     names = [d.device for d in report.results]
