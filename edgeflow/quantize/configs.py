@@ -11,12 +11,13 @@ gives each of them a QuantizeConfig that matches what the TFLite int8 kernels ex
   (8-bit, per tensor, asymmetric: the same fake-quant TF-MOT uses after ``Add``);
 - shape-only ops (reshape, transpose, squeeze, padding) keep the input's scale and get
   no quantizer (TFLite requires equal input/output quantization there);
-- ``Conv1D`` quantizes its kernel like ``Conv2D`` (per output channel, symmetric) and
-  its output via the following activation, as TF-MOT does for ``Conv2D``.
+- ``Conv1D`` quantizes its kernel (symmetric, one range: see ``KernelQuantizeConfig``)
+  and its activation, as TF-MOT does for ``Dense``.
 
-``TensorOp`` replaces a single-tensor ``TFOpLambda`` (TF-MOT's cloning passes such a
-layer its input as a one-element list and fails with ``AttributeError: 'list' object
-has no attribute 'dtype'``, TF-MOT #1004-style); it calls the same TF function with the
+``TensorOp`` replaces a single-tensor ``TFOpLambda``: when ``quantize_apply`` clones the
+annotated model, Keras passes such a layer its input as a one-element list and it fails
+with ``AttributeError: 'list' object has no attribute 'dtype'`` (what stops
+``quantize_model`` on MobileNetV3). ``TensorOp`` calls the same TF function with the
 same constants, so the float model computes exactly what it did.
 """
 
@@ -135,52 +136,23 @@ class NoOpQuantizeConfig(_NoWeights):
 
 
 @keras.utils.register_keras_serializable(package="edgeflow")
-class PerChannelKernelQuantizer(tfmot.quantization.keras.quantizers.Quantizer):
-    """Symmetric per-output-channel int8 fake-quant for a kernel of any rank.
-
-    For output channel c: r_c = max |w[..., c]| (the last value seen in training),
-    scale_c = r_c / 127 and w_q = clip(round(w / scale_c), -127, 127) * scale_c (narrow range,
-    zero point 0), which is how TFLite stores convolution weights. TF-MOT's own
-    ``LastValueQuantizer`` supports per-channel ranges only for rank-2 and rank-4 kernels.
-    """
-
-    def build(self, tensor_shape, name, layer):
-        shape = (int(tensor_shape[-1]),)
-        init = keras.initializers.Constant(6.0)
-        return {
-            "max_var": layer.add_weight(f"{name}_max", shape=shape, initializer=init,
-                                        trainable=False),
-        }
-
-    def __call__(self, inputs, training, weights, **kwargs):
-        channels = inputs.shape[-1]
-        if training:
-            axes = list(range(len(inputs.shape) - 1))
-            weights["max_var"].assign(tf.math.maximum(
-                tf.math.reduce_max(tf.math.abs(inputs), axis=axes), 1e-8))
-        r = weights["max_var"]
-        flat = tf.reshape(inputs, (-1, channels))
-        quant = tf.quantization.fake_quant_with_min_max_vars_per_channel(
-            flat, -r, r, num_bits=8, narrow_range=True)
-        return tf.reshape(quant, tf.shape(inputs))
-
-    def get_config(self):
-        return {}
-
-
-@keras.utils.register_keras_serializable(package="edgeflow")
 class KernelQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
-    """Quantize a kernel per output channel and the layer's activation (``Conv1D``).
+    """Quantize a kernel (per tensor, symmetric) and the layer's activation (``Conv1D``).
 
-    TFLite runs ``Conv1D`` as ``CONV_2D`` on an expanded axis, with per-channel int8 weights
-    like any convolution; the activation gets TF-MOT's usual moving-average output range.
+    TFLite runs ``Conv1D`` as ``EXPAND_DIMS`` + ``CONV_2D``. Per-channel fake-quant on the
+    rank-3 kernel does not survive the expand (the converter fails with "'tfl.reshape' op
+    requires 'output' type ... cast compatible": quantized axis 1 vs 3), so the kernel gets
+    one symmetric range: scale = max|w| / 127. The activation gets TF-MOT's usual
+    moving-average output range.
     """
 
     def __init__(self, weight_attr: str = "kernel"):
         self.weight_attr = weight_attr
 
     def get_weights_and_quantizers(self, layer):
-        return [(getattr(layer, self.weight_attr), PerChannelKernelQuantizer())]
+        return [(getattr(layer, self.weight_attr),
+                 tfmot.quantization.keras.quantizers.LastValueQuantizer(
+                     num_bits=8, per_axis=False, symmetric=True, narrow_range=True))]
 
     def get_activations_and_quantizers(self, layer):
         return [(layer.activation, tfmot.quantization.keras.quantizers.MovingAverageQuantizer(
@@ -250,7 +222,7 @@ def config_for(layer):
                           layers.Dropout, layers.GaussianNoise, layers.Flatten)):
         return NoOpQuantizeConfig(), f"{type(layer).__name__} moves data: keeps input scale"
     if type(layer) is layers.Conv1D:
-        return KernelQuantizeConfig("kernel"), "Conv1D: per-channel kernel like Conv2D (TF-MOT #362)"
+        return KernelQuantizeConfig("kernel"), "Conv1D: per-tensor kernel range (TF-MOT #362)"
     if isinstance(layer, layers.Layer) and not layer.weights and type(layer).__name__ == "TFOpLambda":
         return None, f"TF op {layer.get_config().get('function')} with several tensor inputs"
     return None, f"{type(layer).__name__} is not in TF-MOT's list and edgeflow has no config for it"
@@ -264,4 +236,4 @@ def custom_objects() -> dict:
         ...     model = keras.models.load_model("qat.h5")
     """
     return {c.__name__: c for c in (TensorOp, OutputQuantizeConfig, NoOpQuantizeConfig,
-                                    KernelQuantizeConfig, PerChannelKernelQuantizer)}
+                                    KernelQuantizeConfig)}
