@@ -8,6 +8,7 @@ Public API:
     compare_keep_float(model, data, eval, n)    int8 vs int8 with n worst ops in float vs int16x8
     kernel_sparsity(model)                      fraction of zero weights per layer
     custom_objects()                            classes needed to load a saved QAT model
+    quantize_to_tflite(model, mode, data, ...)  one step for CLI/recipes: .tflite + report
 """
 
 from __future__ import annotations
@@ -23,10 +24,13 @@ from edgeflow.quantize.ptq import (
     variants_table,
 )
 from edgeflow.quantize.qat import QatResult, annotate, kernel_sparsity, qat
+from edgeflow.quantize.stage import QUANTIZE_MODES, Outcome, quantize_to_tflite
 from edgeflow.quantize.verify import Int8Check, verify_int8
 
 __all__ = [
     "Int8Check",
+    "Outcome",
+    "QUANTIZE_MODES",
     "LayerError",
     "LayerErrors",
     "QatResult",
@@ -38,6 +42,7 @@ __all__ = [
     "layer_errors",
     "ptq",
     "qat",
+    "quantize_to_tflite",
     "variants_table",
     "verify_int8",
 ]
