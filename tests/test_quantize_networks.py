@@ -145,3 +145,21 @@ def test_layer_without_config_stays_float_and_is_named(digits):
     tflite = convert(result.model, "int8")
     check = verify_int8(tflite)
     assert not check.ok and check.float_ops, check.summary()
+
+
+def test_activations_quantized_or_named_as_float(digits):
+    (x_tr, y_tr), _ = digits
+
+    def model_with(activation):
+        inputs = keras.Input((8, 8, 1))
+        x = keras.layers.Conv2D(4, 3, name="c")(inputs)
+        x = keras.layers.Activation(activation, name="act")(x)
+        x = keras.layers.Flatten()(x)
+        return keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x))
+
+    gelu = qat(model_with("gelu"), data=(x_tr[:64], y_tr[:64]), epochs=1)
+    assert gelu.float_layers == [] and verify_int8(convert(gelu.model, "int8")).ok
+    softplus = qat(model_with("softplus"), data=(x_tr[:64], y_tr[:64]), epochs=1)
+    assert softplus.float_layers[0].startswith("act (TensorOp): activation softplus")
+    check = verify_int8(convert(softplus.model, "int8"))
+    assert any("act/Softplus" in op for op in check.float_ops), check.summary()

@@ -14,7 +14,7 @@ import numpy as np
 
 from edgeflow._keras import keras, tf
 from edgeflow.errors import EdgeflowError
-from edgeflow.quantize.configs import INPUT, TensorOp, is_constant
+from edgeflow.quantize.configs import INPUT, TFMOT_ACTIVATIONS, TensorOp, is_constant
 
 # TFOpLambda functions on two tensors that have a Keras merge layer.
 _MERGE = {
@@ -117,6 +117,12 @@ def _call_copy(layer, args, kwargs, prefix, notes, used):
             return replaced[1]
     if isinstance(layer, keras.layers.Rescaling):
         return _split_rescaling(layer, args, kwargs, name, notes, used)
+    if (isinstance(layer, keras.layers.Activation)
+            and getattr(layer.activation, "__name__", "") not in TFMOT_ACTIVATIONS):
+        # TF-MOT's Conv/Dense + Activation transforms would pick the layer up and fail on it.
+        function = f"keras.activations.{layer.activation.__name__}"
+        notes.append(f"{layer.name}: Activation → TensorOp({function})")
+        return TensorOp(function, name=name)(args[0] if args else kwargs["inputs"])
     config = layer.get_config()
     config["name"] = name
     copy = type(layer).from_config(config)

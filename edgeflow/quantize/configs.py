@@ -33,11 +33,18 @@ __all__ = [
     "NoOpQuantizeConfig",
     "KernelQuantizeConfig",
     "SHAPE_OPS",
+    "TFMOT_ACTIVATIONS",
     "config_for",
     "custom_objects",
 ]
 
-INPUT = "$input"  # placeholder for the tensor in a TensorOp's recorded arguments
+INPUT = "$input"
+
+# Activations TF-MOT's Default8BitActivationQuantizeConfig handles and that convert to one
+# int8 TFLite kernel (checked: each gives a full-int8 model after Conv2D).
+TFMOT_ACTIVATIONS = frozenset({
+    "relu", "relu6", "swish", "silu", "gelu", "linear", "softmax", "sigmoid", "tanh",
+})  # placeholder for the tensor in a TensorOp's recorded arguments
 
 # TF functions (as TFOpLambda records them, without the "tf." prefix) that move data
 # without changing values: TFLite keeps the input quantization, so no quantizer.
@@ -171,17 +178,6 @@ class KernelQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
         return {"weight_attr": self.weight_attr}
 
 
-def _is_standalone_bn(layer) -> bool:
-    """A BatchNormalization whose input does not come from Conv/Dense (TF-MOT #363)."""
-    folds_into = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
-    nodes = getattr(layer, "_inbound_nodes", [])
-    if not nodes:
-        return True
-    parents = tf.nest.flatten(nodes[0].inbound_layers)
-    return not (len(parents) == 1 and isinstance(parents[0], folds_into)
-                and len(parents[0]._outbound_nodes) == 1)
-
-
 def config_for(layer):
     """The QuantizeConfig edgeflow gives ``layer``; ``None`` to use TF-MOT's own; or a reason.
 
@@ -197,19 +193,19 @@ def config_for(layer):
     if isinstance(layer, layers.InputLayer):
         return "tfmot", "input"
     if isinstance(layer, layers.BatchNormalization):
-        if _is_standalone_bn(layer):
-            return OutputQuantizeConfig(), "BatchNormalization not after Conv/Dense: runs as MUL+ADD"
+        # edgeflow.quantize._graph splits every BN TF-MOT cannot fold before annotation.
         return "tfmot", "folded into the preceding convolution"
     if isinstance(layer, layers.Activation):
         name = getattr(layer.activation, "__name__", "")
-        if name in ("relu", "swish", "gelu", "relu6", "linear", "softmax", "sigmoid", "tanh"):
+        if name in TFMOT_ACTIVATIONS:
             return "tfmot", "activation known to TF-MOT"
-        if name in ("hard_sigmoid", "hard_swish", "hard_silu", "elu", "selu", "silu", "exponential"):
-            return OutputQuantizeConfig(), f"activation {name}: output quantized"
         return None, f"activation {name or layer.activation!r} has no int8 QAT config"
     if registry.Default8BitQuantizeRegistry().supports(layer):
         return "tfmot", "in TF-MOT's registry"
     if isinstance(layer, TensorOp):
+        if layer.function.startswith("keras.activations."):
+            return None, (f"activation {layer.function.rsplit('.', 1)[-1]}: no int8 QAT config "
+                          "(hard_sigmoid, elu, selu, softplus convert to float ops)")
         if layer.function in SHAPE_OPS:
             return NoOpQuantizeConfig(), f"tf.{layer.function} moves data: keeps input scale"
         return OutputQuantizeConfig(), f"tf.{layer.function}: output quantized"
