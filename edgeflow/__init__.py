@@ -11,11 +11,27 @@ import importlib
 __version__ = "0.1.0"
 
 _API = {
+    # Keras 2 (tf_keras), the one edgeflow and TF-MOT work with
     "keras": "edgeflow._keras:keras",
     "load_model": "edgeflow.models:load_model",
+    # Keras → .tflite, and firmware arrays
     "convert": "edgeflow.convert:convert",
     "to_c_array": "edgeflow.convert:to_c_array",
+    # does it fit a board?
+    "check": "edgeflow.devices:check",
+    "get_device": "edgeflow.devices:get_device",
+    "load_devices": "edgeflow.devices:load_devices",
+    # recipes
+    "load_recipe": "edgeflow.recipe:load_recipe",
+    "run_recipe": "edgeflow.pipeline:run_recipe",
     "EdgeflowError": "edgeflow.errors:EdgeflowError",
+    # the stages and tools, one subpackage each
+    "prune": "edgeflow.prune",
+    "quantize": "edgeflow.quantize",
+    "distill": "edgeflow.distill",
+    "tflite": "edgeflow.tflite",
+    "runtime": "edgeflow.runtime",
+    "deploy": "edgeflow.deploy",
 }
 
 __all__ = sorted(_API)
@@ -24,8 +40,10 @@ __all__ = sorted(_API)
 def __getattr__(name: str):
     if name not in _API:
         raise AttributeError(f"module 'edgeflow' has no attribute {name!r}")
-    module, attr = _API[name].split(":")
-    value = getattr(importlib.import_module(module), attr)
+    module, _, attr = _API[name].partition(":")
+    value = importlib.import_module(module)
+    if attr:
+        value = getattr(value, attr)
     globals()[name] = value
     return value
 

@@ -296,8 +296,8 @@ def _distill(state: _State, spec, index: int, label: str, verbose: int) -> Stage
         state.model, teacher, data=(d.x_train, d.y_train), losses=spec.losses,
         epochs=spec.epochs, batch_size=spec.batch_size, temperature=spec.temperature,
         alpha=spec.alpha, feature_pairs=spec.feature_pairs, attention_pairs=spec.attention_pairs,
-        learning_rate=spec.learning_rate, validation_data=d.validation, verbose=0,
-        callbacks=_epoch_callbacks(label, verbose),
+        learning_rate=spec.learning_rate, preserve_sparsity=spec.preserve_sparsity,
+        validation_data=d.validation, verbose=0, callbacks=_epoch_callbacks(label, verbose),
     )
     state.model = result.model
     return _keras_record(state, index, "distill", label, result.model)
@@ -305,7 +305,7 @@ def _distill(state: _State, spec, index: int, label: str, verbose: int) -> Stage
 
 def _convert(state: _State, spec, index: int, label: str, verbose: int) -> StageRecord:
     from edgeflow.convert import convert, is_quantization_aware, to_c_array
-    from edgeflow.runtime import litert
+    from edgeflow.runtime import litert, metrics
 
     d = state.data
     data = None if (is_quantization_aware(state.model) and spec.mode == "int8") else d.calibration
@@ -317,7 +317,7 @@ def _convert(state: _State, spec, index: int, label: str, verbose: int) -> Stage
     name = f"{index:02d}-{state.recipe.name}-{spec.mode}"
     path = _io.write_bytes(state.out / f"{name}.tflite", tflite)
     record = StageRecord(index, "convert", label, artifact=str(path))
-    record.keras_accuracy = litert.evaluate_keras(state.model, d.x_test, d.y_test).get("accuracy")
+    record.keras_accuracy = metrics.evaluate_keras(state.model, d.x_test, d.y_test).get("accuracy")
     record.tflite_accuracy = litert.evaluate(tflite, d.x_test, d.y_test).get("accuracy")
     record.size_bytes = len(tflite)
     record.gzip_bytes = len(gzip.compress(tflite, 9))
@@ -352,13 +352,13 @@ _RUNNERS = {
 
 
 def _keras_record(state: _State, index: int, stage: str, label: str, model) -> StageRecord:
-    from edgeflow.runtime import litert
+    from edgeflow.runtime import metrics
 
     d = state.data
     weights = b"".join(np.asarray(w, np.float32).tobytes() for w in model.get_weights())
     record = StageRecord(
         index, stage, label,
-        keras_accuracy=litert.evaluate_keras(model, d.x_test, d.y_test).get("accuracy"),
+        keras_accuracy=metrics.evaluate_keras(model, d.x_test, d.y_test).get("accuracy"),
         params=int(model.count_params()),
         size_bytes=len(weights),
         gzip_bytes=len(gzip.compress(weights, 6)),

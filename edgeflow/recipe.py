@@ -113,6 +113,7 @@ class DistillStage(_Training):
     alpha: float = Field(0.1, ge=0, le=1)
     feature_pairs: dict[str, str] | None = None
     attention_pairs: dict[str, str] | None = None
+    preserve_sparsity: bool | Literal["auto"] = "auto"
 
 
 class ConvertStage(_Strict):

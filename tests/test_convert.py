@@ -11,7 +11,7 @@ import pytest
 from edgeflow._keras import tf
 from edgeflow.convert import MODES, convert, get_mode, to_c_array
 from edgeflow.errors import EdgeflowError
-from edgeflow.runtime import litert
+from edgeflow.runtime import litert, metrics
 
 
 def _io_dtypes(tflite: bytes):
@@ -21,20 +21,28 @@ def _io_dtypes(tflite: bytes):
     return interp.get_input_details()[0]["dtype"], interp.get_output_details()[0]["dtype"]
 
 
+@pytest.fixture(scope="module")
+def converted(trained_cnn, digits):
+    """The trained CNN in every mode, converted once for the module."""
+    (x_tr, _), _ = digits
+    return {mode: convert(trained_cnn, mode, x_tr[:100]) for mode in MODES}
+
+
 @pytest.mark.parametrize("mode", list(MODES))
-def test_every_mode_converts_and_runs_close_to_keras(mode, trained_cnn, digits):
-    (x_tr, _), (x_te, y_te) = digits
-    tflite = convert(trained_cnn, mode, x_tr[:100])
-    keras_acc = litert.evaluate_keras(trained_cnn, x_te, y_te)["accuracy"]
+def test_every_mode_converts_and_runs_close_to_keras(mode, converted, trained_cnn, digits):
+    _, (x_te, y_te) = digits
+    tflite = converted[mode]
+    keras_acc = metrics.evaluate_keras(trained_cnn, x_te, y_te)["accuracy"]
     tflite_acc = litert.evaluate(tflite, x_te, y_te)["accuracy"]
     assert tflite[4:8] == b"TFL3"
     assert abs(keras_acc - tflite_acc) < 0.03, (mode, keras_acc, tflite_acc)
 
 
-def test_sizes_follow_the_mode(trained_cnn, digits):
-    (x_tr, _), _ = digits
-    sizes = {m: len(convert(trained_cnn, m, x_tr[:50])) for m in ("int8", "float16", "float32")}
+def test_sizes_follow_the_mode(converted):
+    sizes = {mode: len(b) for mode, b in converted.items()}
     assert sizes["int8"] < sizes["float16"] < sizes["float32"]
+    assert sizes["dynamic"] < sizes["float16"]
+    assert _io_dtypes(converted["int16x8"]) == (np.float32, np.float32)
 
 
 @pytest.mark.parametrize(
@@ -65,22 +73,29 @@ def test_wrong_calibration_shape_names_both_shapes(trained_cnn):
         convert(trained_cnn, "int8", np.zeros((4, 28, 28), np.float32))
 
 
-def test_calibration_sources_agree(trained_cnn, digits, tmp_path):
+def test_calibration_sources_give_the_same_samples(digits, tmp_path):
+    from edgeflow.data import take
+
     (x_tr, y_tr), _ = digits
     calib = x_tr[:32]
     np.save(tmp_path / "calib.npy", calib)
     np.savez(tmp_path / "calib.npz", x=calib, y=y_tr[:32])
-    batched = tf.data.Dataset.from_tensor_slices((calib, y_tr[:32])).batch(8)
     sources = {
-        "array": calib,
         "npy": tmp_path / "calib.npy",
         "npz": str(tmp_path / "calib.npz"),
-        "dataset": batched,
+        "dataset": tf.data.Dataset.from_tensor_slices((calib, y_tr[:32])).batch(8),
+        "unbatched": tf.data.Dataset.from_tensor_slices(calib),
         "iterable": (row for row in calib),
     }
-    outputs = {name: convert(trained_cnn, "int8", src) for name, src in sources.items()}
-    # Same samples → same calibration ranges → identical flatbuffers.
-    assert len(set(outputs.values())) == 1
+    for name, source in sources.items():
+        np.testing.assert_array_equal(take(source, (8, 8, 1)), calib, err_msg=name)
+
+
+def test_dataset_calibration_converts_like_an_array(converted, trained_cnn, digits):
+    (x_tr, y_tr), _ = digits
+    dataset = tf.data.Dataset.from_tensor_slices((x_tr[:100], y_tr[:100])).batch(16)
+    # Same samples → same calibration ranges → the same flatbuffer.
+    assert convert(trained_cnn, "int8", dataset) == converted["int8"]
 
 
 def test_image_folder_calibration(tmp_path):

@@ -192,3 +192,48 @@ def test_parse_accepts_paths(tmp_path, int8_cnn, cnn_info):
     path.write_bytes(int8_cnn)
     assert read_bytes(path) == int8_cnn
     assert parse(path).to_dict() == cnn_info.to_dict() == parse(str(path)).to_dict()
+
+
+def test_builtin_options_follow_the_keras_layers(int8_cnn, cnn_info):
+    act, pad = schema.ActivationFunctionType, schema.Padding
+    by_name: dict[str, list[dict]] = {}
+    for op in cnn_info.ops:
+        by_name.setdefault(op.name, []).append(op.options)
+    # Conv2D(3, padding="same") with BatchNorm + ReLU folded in
+    for conv in by_name["CONV_2D"]:
+        assert conv["padding"] == pad.SAME and conv["stride_w"] == conv["stride_h"] == 1
+        assert conv["dilation_w_factor"] == conv["dilation_h_factor"] == 1
+        assert conv["fused_activation_function"] == act.RELU
+    (pool,) = by_name["MAX_POOL_2D"]  # MaxPooling2D(): 2x2, stride 2
+    assert (pool["filter_width"], pool["filter_height"], pool["stride_w"]) == (2, 2, 2)
+    fc1, logits = by_name["FULLY_CONNECTED"]  # Dense(relu), Dense(softmax)
+    assert fc1["fused_activation_function"] == act.RELU
+    assert logits["fused_activation_function"] == act.NONE
+    assert by_name["SOFTMAX"] == [{"beta": 1.0}]
+    json.dumps(cnn_info.to_dict())  # options are plain values
+
+    def edit(obj):
+        for op in obj.subgraphs[0].operators:
+            if op.builtinOptionsType == schema.BuiltinOptions.SoftmaxOptions:
+                op.builtinOptions.beta = 0.25
+
+    softmax = [op for op in parse(_rebuild(int8_cnn, edit)).ops if op.name == "SOFTMAX"]
+    assert [op.options for op in softmax] == [{"beta": 0.25}]
+
+
+def test_shape_signature_keeps_the_free_batch(cnn_info):
+    (inp,) = cnn_info.inputs
+    assert inp.shape == (1, 8, 8, 1) and inp.shape_signature == (-1, 8, 8, 1)
+    for t in cnn_info.tensors:
+        assert len(t.shape_signature) == len(t.shape)
+        assert all(s in (d, -1) for s, d in zip(t.shape_signature, t.shape, strict=True))
+
+
+def test_read_bytes_takes_bytes_or_a_path_only(int8_cnn):
+    assert read_bytes(int8_cnn) == read_bytes(bytearray(int8_cnn)) == int8_cnn
+    with pytest.raises(EdgeflowError, match="truncated or corrupt"):
+        read_bytes(int8_cnn[: len(int8_cnn) // 2])
+    with pytest.raises(EdgeflowError, match="expected .tflite bytes or a file path, got int"):
+        read_bytes(3)
+    with pytest.raises(EdgeflowError, match="got list"):
+        parse([int8_cnn])

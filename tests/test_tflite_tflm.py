@@ -75,6 +75,8 @@ def _applications(name: str) -> keras.Model:
     if name == "mobilenet_v1_body":
         return apps.MobileNet(input_shape=(64, 64, 3), alpha=0.25, weights=None,
                               include_top=False, pooling="avg")
+    if name == "resnet50_body":
+        return apps.ResNet50(input_shape=(32, 32, 3), weights=None, include_top=False)
     if name == "mobilenet_v3_small_body":
         return apps.MobileNetV3Small(input_shape=(64, 64, 3), alpha=0.75, weights=None,
                                      include_top=False, minimalistic=True)
@@ -104,6 +106,18 @@ def test_small_cnn_plan_equals_tflm_head(int8_cnn, tmp_path):
     _assert_matches(check_against_tflm(int8_cnn, tmp_path))
 
 
+def test_int16x8_cnn_plan_and_estimate(trained_cnn, digits, tmp_path):
+    """int16 activations: twice the activation bytes, and int16 SOFTMAX look-up tables."""
+    from edgeflow.convert import convert
+
+    (x_tr, _), _ = digits
+    model = convert(trained_cnn, "int16x8", x_tr[:50], input_type="int16", output_type="int16")
+    result = check_against_tflm(model, tmp_path)
+    _assert_matches(result)
+    assert {op.dtype for op in result["info"].ops} == {"int16"}
+    assert result["info"].float_ops() == []
+
+
 def test_equal_sized_buffers_follow_tflm_tie_order(tmp_path):
     keras.utils.set_random_seed(0)
     result = check_against_tflm(_convert(_rescale_chain()), tmp_path)
@@ -114,6 +128,26 @@ def test_equal_sized_buffers_follow_tflm_tie_order(tmp_path):
     conv = next(op for op in info.ops if op.name == "CONV_2D")
     assert result["plan"] == sum(-(-info.tensors[t].nbytes // 16) * 16
                                  for t in (conv.inputs[0], conv.outputs[0]))
+
+
+def _two_outputs() -> keras.Model:
+    """Two outputs, one produced early: TFLM keeps it alive until the last operator."""
+    layers = keras.layers
+    inputs = keras.Input((16, 16, 3))
+    x = layers.Conv2D(16, 3, padding="same")(inputs)
+    early = layers.Flatten()(layers.Conv2D(64, 1)(x))
+    y = layers.Conv2D(32, 3, padding="same")(layers.Conv2D(32, 3, padding="same")(x))
+    return keras.Model(inputs, [early, layers.Dense(10)(layers.Flatten()(y))])
+
+
+def test_early_output_lives_to_the_end(tmp_path):
+    keras.utils.set_random_seed(0)
+    result = check_against_tflm(_convert(_two_outputs()), tmp_path)
+    _assert_matches(result)
+    info = result["info"]
+    spans = {b.tensor: (b.first, b.last) for b in plan_memory(info).buffers}
+    first, last = min(spans[t.index] for t in info.outputs)
+    assert first < len(info.ops) and last == len(info.ops)
 
 
 @pytest.mark.slow
@@ -140,8 +174,15 @@ if __name__ == "__main__":  # python tests/test_tflite_tflm.py: the figures for 
     cnn = small_cnn()
     cnn.compile("adam", "sparse_categorical_crossentropy")
     cnn.fit(x_tr, y_tr, epochs=8, batch_size=32, verbose=0)
-    models = {"small_cnn": convert(cnn, "int8", x_tr[:200]), "rescale_chain": _convert(_rescale_chain())}
-    for name in ("mobilenet_v2_body", "mobilenet_v1_body", "mobilenet_v3_small_body"):
+    models = {
+        "small_cnn": convert(cnn, "int8", x_tr[:200]),
+        "small_cnn_int16x8": convert(cnn, "int16x8", x_tr[:200], input_type="int16",
+                                     output_type="int16"),
+        "rescale_chain": _convert(_rescale_chain()),
+        "two_outputs": _convert(_two_outputs()),
+    }
+    for name in ("mobilenet_v2_body", "mobilenet_v1_body", "mobilenet_v3_small_body",
+                 "resnet50_body"):
         models[name] = _convert(_applications(name))
     models["mobilenet_v2_96_softmax"] = _convert(keras.applications.MobileNetV2(
         input_shape=(96, 96, 3), alpha=0.35, weights=None, classes=2))

@@ -1,4 +1,5 @@
-"""Float ↔ integer conversion at a model's inputs and outputs (numpy only).
+"""A model's inputs and outputs for the runtimes (numpy only): the caller's arrays checked
+against the input shapes, and float ↔ integer conversion.
 
 Both LiteRT and TFLM describe an input/output tensor with a details dict; the affine
 quantization is ``real = scale * (q - zero_point)``, so
@@ -12,6 +13,8 @@ A tensor with scale 0 is not quantized: values pass through with a plain cast.
 from __future__ import annotations
 
 import numpy as np
+
+from edgeflow.errors import EdgeflowError
 
 
 def qparams(details: dict) -> tuple[float, int]:
@@ -46,3 +49,28 @@ def dequantize(q: np.ndarray, details: dict) -> np.ndarray:
     if scale == 0.0:
         return q
     return (scale * (q.astype(np.float64) - zero_point)).astype(np.float32)
+
+
+def input_arrays(x, shapes: list[tuple]) -> list[np.ndarray]:
+    """``x`` (one array, or a list for several inputs) as float32 arrays with a batch axis.
+
+    ``shapes`` are the model's input shapes with the batch axis first (``None`` or -1 for
+    a free size). A single sample without the batch axis gets one. Raises an EdgeflowError
+    naming both shapes when a sample does not fit.
+    """
+    from edgeflow.data import check_shape
+
+    xs = list(x) if isinstance(x, (list, tuple)) else [x]
+    if len(xs) != len(shapes):
+        raise EdgeflowError(f"the model has {len(shapes)} inputs but {len(xs)} arrays were given")
+    arrays = []
+    for xi, shape in zip(xs, shapes, strict=True):
+        want = tuple(None if d is None or d < 0 else int(d) for d in shape[1:])
+        xi = np.asarray(xi, dtype=np.float32)
+        if xi.ndim == len(want):
+            xi = xi[None]
+        check_shape(xi.shape[1:], want)
+        arrays.append(xi)
+    if len({len(a) for a in arrays}) != 1 or len(arrays[0]) == 0:
+        raise EdgeflowError("the inputs must hold the same, non-zero number of samples")
+    return arrays

@@ -1,7 +1,8 @@
 """Child-process entry for TFLM: ``python -m edgeflow.runtime._tflm_child REQUEST.json``.
 
 TFLM can abort the process (see ``edgeflow.runtime.tflm``), so it only ever runs here.
-The request names the model file and what to do (``search`` for the smallest arena,
+The request names the model file, its number of inputs (the parent read the model with
+``edgeflow.tflite``) and what to do (``search`` for the smallest arena,
 ``probe`` one arena size, ``predict``); the result is written as JSON (and ``.npz`` for
 outputs) into files the parent chose. TFLM's C++ output (stdout and stderr) is captured at
 the file-descriptor level into a file, so nothing reaches the parent's terminal, and each
@@ -59,7 +60,7 @@ class _Log:
         os.write(self.fd, (line + "\n").encode())
 
 
-def _probe(data: bytes, size: int, capture: _Capture, log: _Log) -> tuple[bool, str]:
+def _probe(data: bytes, size: int, num_inputs: int, capture: _Capture, log: _Log) -> tuple[bool, str]:
     """Allocate and invoke once with ``size`` bytes of arena; ``(ok, TFLM's text)``."""
     from tflite_micro.python.tflite_micro import runtime
 
@@ -69,7 +70,7 @@ def _probe(data: bytes, size: int, capture: _Capture, log: _Log) -> tuple[bool, 
     interp = None
     try:
         interp = runtime.Interpreter.from_bytes(data, arena_size=size)
-        for i in range(_num_inputs(data)):
+        for i in range(num_inputs):
             d = interp.get_input_details(i)
             interp.set_input(np.zeros(tuple(d["shape"]), d["dtype"]), i)
         interp.invoke()
@@ -84,20 +85,15 @@ def _probe(data: bytes, size: int, capture: _Capture, log: _Log) -> tuple[bool, 
     return ok, capture.since(start)
 
 
-def _num_inputs(data: bytes) -> int:
-    from edgeflow.runtime._model import io_signature
-
-    return len(io_signature(data)[0])
-
-
 def _search(data: bytes, req: dict, capture: _Capture, log: _Log) -> dict:
     """Smallest 16-aligned arena that allocates and invokes, by doubling then bisection."""
     lo, hi, cap = int(req["lo"]), req.get("hi"), int(req["cap"])
+    n_in = int(req["num_inputs"])
     best_text = ""
     if hi is None:
         size = _align(max(int(req["start"]), lo + 16))
         while True:
-            ok, text = _probe(data, size, capture, log)
+            ok, text = _probe(data, size, n_in, capture, log)
             if ok:
                 hi, best_text = size, text
                 break
@@ -109,14 +105,14 @@ def _search(data: bytes, req: dict, capture: _Capture, log: _Log) -> dict:
                 return {"status": "failed", "text": text, "cap": cap}
     else:
         hi = int(hi)
-        ok, best_text = _probe(data, hi, capture, log)
+        ok, best_text = _probe(data, hi, n_in, capture, log)
         if not ok:
             return {"status": "failed", "text": best_text, "arena_bytes": hi}
     while hi - lo > 16:
         mid = _align((lo + hi) // 2)
         if mid <= lo:
             mid = lo + 16
-        ok, text = _probe(data, mid, capture, log)
+        ok, text = _probe(data, mid, n_in, capture, log)
         if ok:
             hi, best_text = mid, text
         else:
@@ -166,7 +162,7 @@ def main(argv: list[str]) -> int:
     if command == "search":
         result = _search(data, req, capture, log)
     elif command == "probe":
-        ok, text = _probe(data, int(req["arena_size"]), capture, log)
+        ok, text = _probe(data, int(req["arena_size"]), int(req["num_inputs"]), capture, log)
         result = {"status": "ok" if ok else "failed", "arena_bytes": int(req["arena_size"]),
                   "text": text}
     elif command == "predict":

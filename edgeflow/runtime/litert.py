@@ -16,11 +16,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from edgeflow.errors import EdgeflowError
-from edgeflow.runtime._model import read_model
-from edgeflow.runtime._quant import dequantize, quantize
-from edgeflow.runtime.metrics import evaluate_keras, score
+from edgeflow.runtime._quant import dequantize, input_arrays, quantize
+from edgeflow.runtime.metrics import score
+from edgeflow.tflite import read_bytes
 
-__all__ = ["Latency", "predict", "evaluate", "evaluate_keras", "benchmark", "interpreter"]
+__all__ = ["Latency", "predict", "evaluate", "benchmark", "interpreter"]
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def interpreter(model, *, num_threads: int | None = None):
     """
     from ai_edge_litert.interpreter import Interpreter
 
-    data = read_model(model)
+    data = read_bytes(model)
     try:
         return Interpreter(model_content=data, num_threads=num_threads)
     except (ValueError, RuntimeError) as err:
@@ -74,10 +74,8 @@ def predict(
     """
     it = interpreter(model, num_threads=num_threads)
     in_details = it.get_input_details()
-    xs = _as_inputs(x, in_details)
+    xs = input_arrays(x, [tuple(d["shape_signature"]) for d in in_details])
     n = len(xs[0])
-    if n == 0:
-        raise EdgeflowError("no samples to predict: x is empty")
     chunk = _set_batch(it, in_details, min(n, max(1, batch_size)))
     in_details = it.get_input_details()
     out_details = it.get_output_details()
@@ -105,7 +103,7 @@ def evaluate(model, x, y, *, task: str = "auto", num_threads: int | None = None)
 
     ``task`` is ``auto`` (decided from ``y`` and the output shape), ``classification`` or
     ``regression``; the scoring is ``edgeflow.runtime.metrics.score`` (formulas there),
-    the same as ``evaluate_keras`` uses for the Keras model.
+    the same as ``edgeflow.runtime.metrics.evaluate_keras`` uses for the Keras model.
 
     Returns:
         ``{"task", "accuracy", "n"}`` or ``{"task", "mae", "mse", "n"}``.
@@ -155,30 +153,6 @@ def benchmark(model, *, runs: int = 50, warmup: int = 5, num_threads: int = 1) -
         runs=runs,
         num_threads=num_threads,
     )
-
-
-def _as_inputs(x, details) -> list[np.ndarray]:
-    xs = list(x) if isinstance(x, (list, tuple)) else [x]
-    if len(xs) != len(details):
-        raise EdgeflowError(
-            f"the model has {len(details)} inputs but {len(xs)} arrays were given"
-        )
-    arrays = []
-    for xi, d in zip(xs, details, strict=True):
-        xi = np.asarray(xi)
-        want = tuple(int(v) for v in d["shape_signature"][1:])
-        if xi.ndim == len(want):  # one sample without the batch axis
-            xi = xi[None]
-        got = xi.shape[1:]
-        if len(got) != len(want) or any(w != -1 and g != w for g, w in zip(got, want, strict=True)):
-            shown = "(N, " + ", ".join("?" if w == -1 else str(w) for w in want) + ")"
-            raise EdgeflowError(
-                f"input samples have shape {got} but the model input {d['name']!r} is {shown}"
-            )
-        arrays.append(xi)
-    if len({len(a) for a in arrays}) != 1:
-        raise EdgeflowError("the input arrays hold different numbers of samples")
-    return arrays
 
 
 def _set_batch(it, details, batch: int) -> int:

@@ -24,8 +24,9 @@ Found by reproducing it in a child process under gdb and bisecting the graph:
 * The int8 conversion of ``MobileNetV2(alpha=0.35, weights=None, classes=2)`` gives the
   softmax input (the Dense logits) the scale 7.84e-9, so the multiplier is 0.526. With
   random (``weights=None``) weights the activations shrink about tenfold per block: on the
-  calibration data the features after the body are ~1e-10 and the logits span ~4e-11, and
-  the converter's smallest range for them gives that scale. Every network whose logits span
+  calibration data the features after the body are ~1e-10 and the logits span ~4e-11; the
+  converter then uses a range of about 2e-6 (scale 2e-6 / 255 = 7.84e-9, the same in all
+  three models: a floor of the converter, not the logits' real range). Every network whose logits span
   less than ``255 · 2^-26 ≈ 3.8e-6`` on the calibration data hits it; the number of
   classes, int8 vs float model I/O, and the layers before the logits do not matter (tiny
   GAP → Dense → Softmax models abort the same way with 2 or 10 classes once the logits
@@ -40,8 +41,10 @@ What edgeflow does: ``known_aborts(model)`` finds the condition from the flatbuf
 for a user: calibrate a trained model with real data; or export the logits without the
 softmax (argmax is unchanged); or raise the softmax input tensor's scale to just above
 ``2^-26 / beta`` in the flatbuffer (the logits are below the int8 resolution either way:
-the softmax output stays uniform) — done on this model, TFLM then runs it with a 210,208
-byte arena.
+the softmax output stays uniform). Done on the three models (``bench/bench_runtime.py``),
+TFLM then runs them: MobileNetV2 α=0.35 with a 210,208-byte arena, MobileNet α=0.25 with
+104,160 and MobileNetV3Small with 175,520 (64-bit host). ``MobileNet(alpha=0.25)`` and
+``MobileNetV3Small`` abort for the same reason (softmax input scale 7.84e-9 as well).
 """
 
 from __future__ import annotations
@@ -61,7 +64,8 @@ from pathlib import Path
 import numpy as np
 
 from edgeflow.errors import EdgeflowError, RuntimeCrash
-from edgeflow.runtime._model import io_signature, read_model, softmax_ops
+from edgeflow.runtime._quant import input_arrays
+from edgeflow.tflite import parse, read_bytes
 
 __all__ = ["ArenaMeasurement", "measure_arena", "probe", "predict", "known_aborts"]
 
@@ -115,18 +119,23 @@ def known_aborts(model) -> list[str]:
         >>> known_aborts(tflite_bytes)
         ['SOFTMAX (operator 65): int8 input scale 7.84e-09 gives beta·scale·2^26 = 0.526 ≤ 1 ...']
     """
-    data = read_model(model)
+    info = parse(model)
     causes = []
-    for op in softmax_ops(data):
-        if op.input_type not in ("int8", "uint8") or not op.input_scale:
+    for op in info.ops:
+        if op.name != "SOFTMAX" or not op.inputs:
             continue
-        multiplier = op.beta * op.input_scale * 2.0**_SOFTMAX_SHIFT
+        logits = info.tensors[op.inputs[0]]
+        scale = logits.scale[0] if logits.scale else 0.0
+        if logits.dtype not in ("int8", "uint8") or not scale:
+            continue
+        beta = float(op.options.get("beta", 1.0))
+        multiplier = beta * scale * 2.0**_SOFTMAX_SHIFT
         if multiplier <= 1.0:
             causes.append(
-                f"SOFTMAX (operator {op.op_index}): {op.input_type} input scale "
-                f"{op.input_scale:.3g} gives beta·scale·2^26 = {multiplier:.3g} ≤ 1, which "
+                f"SOFTMAX (operator {op.index}): {logits.dtype} input scale "
+                f"{scale:.3g} gives beta·scale·2^26 = {multiplier:.3g} ≤ 1, which "
                 "TFLM's softmax Prepare rejects with abort() (QuantizeMultiplierGreaterThanOne); "
-                f"the logits span less than {255 * 2.0**-_SOFTMAX_SHIFT / op.beta:.2g} on the "
+                f"the logits span less than {255 * 2.0**-_SOFTMAX_SHIFT / beta:.2g} on the "
                 "calibration data (typical of untrained weights=None networks): calibrate a "
                 "trained model with real data or export the logits without softmax"
             )
@@ -154,11 +163,11 @@ def measure_arena(model, *, timeout: float = 300) -> ArenaMeasurement:
         >>> m.status, m.arena_bytes
         ('ok', 5968)
     """
-    data = read_model(model)
+    data = read_bytes(model)
     started = time.monotonic()
     lo, hi = 0, None
     notes = []
-    with _Workdir(data) as work:
+    with _Workdir(data, len(parse(data).inputs)) as work:
         for _attempt in range(4):
             remaining = timeout - (time.monotonic() - started)
             req = {
@@ -203,11 +212,11 @@ def probe(model, arena_size: int, *, timeout: float = 60) -> ArenaMeasurement:
         >>> probe(tflite_bytes, m.arena_bytes - 16).status
         'failed'
     """
-    data = read_model(model)
+    data = read_bytes(model)
     if int(arena_size) <= 0:
         raise EdgeflowError(f"arena_size must be a positive number of bytes, got {arena_size}")
     started = time.monotonic()
-    with _Workdir(data) as work:
+    with _Workdir(data, len(parse(data).inputs)) as work:
         result, proc = work.run({"command": "probe", "arena_size": int(arena_size)}, timeout)
         seconds = time.monotonic() - started
         if proc is None:
@@ -243,18 +252,18 @@ def predict(model, x, *, arena_size: int | None = None, timeout: float = 300) ->
     Example:
         >>> probs = predict(tflite_bytes, x_test[:20])
     """
-    data = read_model(model)
-    inputs, outputs = io_signature(data)
-    xs = _check_inputs(x, inputs)
+    data = read_bytes(model)
+    info = parse(data)
+    xs = input_arrays(x, [t.shape for t in info.inputs])
     size = int(arena_size) if arena_size is not None else max(10 * len(data), 1 << 20)
-    with _Workdir(data) as work:
+    with _Workdir(data, len(info.inputs)) as work:
         np.savez(work.path / "x.npz", **{f"x{i}": a for i, a in enumerate(xs)})
         req = {
             "command": "predict",
             "arena_size": size,
             "x": str(work.path / "x.npz"),
             "y": str(work.path / "y.npz"),
-            "num_outputs": len(outputs),
+            "num_outputs": len(info.outputs),
         }
         result, proc = work.run(req, timeout)
         if proc is None:
@@ -264,7 +273,7 @@ def predict(model, x, *, arena_size: int | None = None, timeout: float = 300) ->
         if result["status"] != "ok":
             raise EdgeflowError(_failure(result["text"], size))
         with np.load(work.path / "y.npz") as f:
-            ys = [f[f"y{i}"] for i in range(len(outputs))]
+            ys = [f[f"y{i}"] for i in range(len(info.outputs))]
     return ys[0] if len(ys) == 1 else ys
 
 
@@ -339,26 +348,6 @@ def _signal_name(returncode: int) -> str:
     return f"exit status {returncode}"
 
 
-def _check_inputs(x, inputs: list[tuple]) -> list[np.ndarray]:
-    xs = list(x) if isinstance(x, (list, tuple)) else [x]
-    if len(xs) != len(inputs):
-        raise EdgeflowError(f"the model has {len(inputs)} inputs but {len(xs)} arrays were given")
-    arrays = []
-    for xi, (name, shape, _type) in zip(xs, inputs, strict=True):
-        xi = np.asarray(xi, dtype=np.float32)
-        if xi.ndim == len(shape) - 1:
-            xi = xi[None]
-        if xi.shape[1:] != tuple(shape[1:]):
-            raise EdgeflowError(
-                f"input samples have shape {xi.shape[1:]} but the model input {name!r} is "
-                f"(N, {', '.join(map(str, shape[1:]))})"
-            )
-        arrays.append(xi)
-    if len({len(a) for a in arrays}) != 1 or len(arrays[0]) == 0:
-        raise EdgeflowError("the inputs must hold the same, non-zero number of samples")
-    return arrays
-
-
 def _align(n: int) -> int:
     return (int(n) + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
 
@@ -367,10 +356,15 @@ def _align(n: int) -> int:
 
 
 class _Workdir:
-    """A temporary directory holding the model, the request and the child's outputs."""
+    """A temporary directory holding the model, the request and the child's outputs.
 
-    def __init__(self, data: bytes):
+    Every request tells the child how many inputs the model has, so the child never
+    reads the flatbuffer itself.
+    """
+
+    def __init__(self, data: bytes, num_inputs: int):
         self.data = data
+        self.num_inputs = num_inputs
 
     def __enter__(self) -> _Workdir:
         self._tmp = tempfile.TemporaryDirectory(prefix="edgeflow-tflm-")
@@ -389,6 +383,7 @@ class _Workdir:
         request = {
             **request,
             "model": str(self.path / "model.tflite"),
+            "num_inputs": self.num_inputs,
             "out": str(out),
             "log": str(self.path / "log.txt"),
             "capture": str(self.path / "capture.txt"),
@@ -399,7 +394,7 @@ class _Workdir:
                 [sys.executable, "-m", "edgeflow.runtime._tflm_child", str(self.path / "request.json")],
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
-                timeout=max(1.0, timeout),
+                timeout=max(0.001, timeout),
                 env=_child_env(),
                 cwd=self.path,
                 check=False,

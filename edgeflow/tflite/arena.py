@@ -14,7 +14,7 @@ TFLM keeps, for the model's whole life, in the tail of the arena (``micro_alloca
 - each kernel's op data (``AllocatePersistentBuffer``, every allocation rounded up to
   16 bytes): a per-kernel struct (table below) and, for CONV_2D, DEPTHWISE_CONV_2D,
   TRANSPOSE_CONV and FULLY_CONNECTED, per-channel output multipliers and shifts
-  (``2 · align16(4 · Cout)``);
+  (``2 · align16(4 · Cout)``); an int16 SOFTMAX adds two 513-entry int16 look-up tables;
 - the parsed builtin options of each operator (about 32 bytes each);
 - variable tensors (e.g. RNN state), ``align16(nbytes)`` each;
 - the allocator, planner and interpreter objects themselves (a fixed ~``64.5·P`` bytes).
@@ -60,6 +60,8 @@ _DEFAULT_OP_DATA = (32, 0)
 #: Kernels that keep a per-channel output multiplier and shift array.
 _PER_CHANNEL = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "FULLY_CONNECTED"})
 _BUILTIN_DATA = 32
+#: entries of each int16 look-up table the int16 SOFTMAX kernel builds in Prepare
+_INT16_SOFTMAX_LUT = 513
 _FIXED_PER_POINTER_BYTE = 64.5
 
 
@@ -97,6 +99,8 @@ def persistent_bytes(info: ModelInfo, pointer_bytes: int) -> tuple[int, dict[str
         if op.name in _PER_CHANNEL and op.dtype in ("int8", "int16"):
             channels = _out_channels(info, op)
             op_data += 2 * _up(4 * channels, 16)
+        if op.name == "SOFTMAX" and op.dtype == "int16":
+            op_data += 2 * _up(2 * _INT16_SOFTMAX_LUT, 16)  # exp and 1/(1+x) tables
     parts["op_data"] = op_data
     parts["builtin_options"] = n_ops * _BUILTIN_DATA
     parts["variables"] = sum(_up(t.nbytes, 16) for t in info.tensors if t.is_variable)

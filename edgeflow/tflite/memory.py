@@ -9,11 +9,13 @@ The plan follows TFLM's ``AllocationInfoBuilder`` + ``GreedyMemoryPlanner``:
 2. Buffers: every tensor of the main subgraph that has no data in the model, is not a
    variable (TFLM keeps those in the persistent tail) and has a non-zero size, with its
    size rounded up to the arena alignment (16 bytes in TFLM).
-3. Placement: buffers sorted by size, largest first (equal sizes in reverse tensor
-   order, because TFLM fills its sort array from the tail); each is put at the lowest offset where it does not overlap, in memory, any
-   already placed buffer whose lifetime overlaps its own (first fit over placed buffers
-   in offset order).
-4. ``peak_bytes = max(offset + size)`` over all buffers.
+3. Kernel scratch buffers (see :func:`scratch_requests`) follow the tensors, alive for
+   their operator's scope only.
+4. Placement: buffers sorted by size, largest first (equal sizes in reverse order of
+   addition, because TFLM fills its sort array from the tail); each is put at the lowest
+   offset where it does not overlap, in memory, any already placed buffer whose lifetime
+   overlaps its own (first fit over the placed buffers in offset order).
+5. ``peak_bytes = max(offset + size)`` over all buffers.
 """
 
 from __future__ import annotations

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import struct
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from edgeflow.errors import EdgeflowError
 from edgeflow.tflite._schema import DTYPE_BITS, DTYPE_NAMES, FLOAT_DTYPES, OP_NAMES, schema
@@ -42,6 +45,9 @@ class TensorInfo:
     is_variable: bool = False
     quantized_dimension: int = 0
     buffer: int = 0
+    #: the shape with -1 for each dimension left free at conversion (``shape`` when the
+    #: model stores no signature).
+    shape_signature: tuple[int, ...] = ()
 
     @property
     def elements(self) -> int:
@@ -55,7 +61,10 @@ class OpInfo:
 
     ``dtype`` is the type the operator computes in: the type of its first non-constant
     input (its first input, or output, when it has none). A hybrid op (float input, int8
-    weights) therefore computes in ``float32``.
+    weights) therefore computes in ``float32``. ``options`` are its builtin options with
+    the schema's field names (``{"beta": 1.0}`` for SOFTMAX, ``{"padding": 0,
+    "stride_w": 1, ..., "fused_activation_function": 1}`` for CONV_2D; enums as their
+    integer values); empty for custom operators and those without options.
     """
 
     index: int
@@ -66,6 +75,7 @@ class OpInfo:
     outputs: list[int]
     macs: int
     dtype: str
+    options: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -119,23 +129,19 @@ class ModelInfo:
         return data
 
 
-def read_bytes(path: str | os.PathLike) -> bytes:
-    """Read a ``.tflite`` file and check that it is a complete TFLite flatbuffer.
+def read_bytes(model: bytes | bytearray | memoryview | str | os.PathLike) -> bytes:
+    """The bytes of a ``.tflite`` (a file path, or bytes already in memory), checked to be
+    a complete TFLite flatbuffer.
 
-    Raises an EdgeflowError (one line) for a missing file, a directory, an empty file,
-    a file without the ``TFL3`` identifier, or a truncated/corrupt flatbuffer.
+    This is the one check every reader and runtime of edgeflow applies before it uses a
+    model (no native runtime ever sees bytes that fail it). Raises an EdgeflowError (one
+    line) for a missing file, a directory, an empty file, a file without the ``TFL3``
+    identifier, a truncated/corrupt flatbuffer, or anything that is neither bytes nor a path.
 
     Example:
         >>> data = read_bytes("model.tflite")
     """
-    path = Path(path)
-    if not path.exists():
-        raise EdgeflowError(f"model file {str(path)!r} does not exist")
-    if path.is_dir():
-        raise EdgeflowError(f"{str(path)!r} is a directory, not a .tflite file")
-    data = path.read_bytes()
-    _walk(data, str(path))
-    return data
+    return _load(model)[0]
 
 
 def parse(model: bytes | bytearray | str | os.PathLike) -> ModelInfo:
@@ -149,10 +155,25 @@ def parse(model: bytes | bytearray | str | os.PathLike) -> ModelInfo:
         >>> info.op_versions()
         {'CONV_2D': 3, 'SOFTMAX': 2}
     """
+    return _load(model)[1]
+
+
+def _load(model) -> tuple[bytes, ModelInfo]:
     if isinstance(model, (bytes, bytearray, memoryview)):
         data = bytes(model)
-        return _walk(data, "the model bytes")
-    return _walk(read_bytes(model), str(model))
+        return data, _walk(data, "the model bytes")
+    if not isinstance(model, (str, os.PathLike)):
+        raise EdgeflowError(
+            f"expected .tflite bytes or a file path, got {type(model).__name__}: "
+            "convert the Keras model first (edgeflow.convert)"
+        )
+    path = Path(model)
+    if not path.exists():
+        raise EdgeflowError(f"model file {str(path)!r} does not exist")
+    if path.is_dir():
+        raise EdgeflowError(f"{str(path)!r} is a directory, not a .tflite file")
+    data = path.read_bytes()
+    return data, _walk(data, str(path))
 
 
 def _walk(data: bytes, what: str) -> ModelInfo:
@@ -228,6 +249,7 @@ def _tensor(t, index: int, buffer_sizes: list[int]) -> TensorInfo:
         if q.ZeroPointLength():
             zero_point = [int(z) for z in q.ZeroPointAsNumpy()]
         qdim = int(q.QuantizedDimension())
+    signature = tuple(_ints(t.ShapeSignatureAsNumpy, t.ShapeSignatureLength())) or shape
     return TensorInfo(
         index=index,
         name=_text(t.Name()),
@@ -240,6 +262,7 @@ def _tensor(t, index: int, buffer_sizes: list[int]) -> TensorInfo:
         is_variable=bool(t.IsVariable()),
         quantized_dimension=qdim,
         buffer=buffer,
+        shape_signature=signature,
     )
 
 
@@ -257,13 +280,26 @@ def _opcodes(model) -> list[tuple[str, int, bool]]:
     return codes
 
 
-def _adj_x(op) -> bool:
-    table = op.BuiltinOptions()
-    if table is None:
-        return False
-    options = schema.BatchMatMulOptions()
-    options.Init(table.Bytes, table.Pos)
-    return bool(options.AdjX())
+def _options(op) -> dict:
+    """The operator's builtin options as ``{snake_case field: plain value}`` ({} if none)."""
+    obj = schema.BuiltinOptionsCreator(op.BuiltinOptionsType(), op.BuiltinOptions())
+    return {} if obj is None else _plain(obj)
+
+
+_SNAKE = re.compile(r"([A-Z])")  # the object API camel-cases the schema's snake_case fields
+
+
+def _plain(value):
+    """JSON-ready Python values for what the schema's object API returns (tables as dicts)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "__dict__"):
+        return {_SNAKE.sub(r"_\1", k).lower(): _plain(v) for k, v in vars(value).items()}
+    return value
 
 
 def _read(data: bytes) -> ModelInfo:
@@ -292,7 +328,8 @@ def _read(data: bytes) -> ModelInfo:
             for t in inputs + outputs:
                 if not -1 <= t < len(tensors):
                     raise EdgeflowError(f"operator {i} names tensor {t} of {len(tensors)}")
-            ops.append((i, name, version, is_custom, inputs, outputs, op))
+            options = {} if is_custom else _options(op)
+            ops.append((i, name, version, is_custom, inputs, outputs, options))
         io = [
             _ints(sg.InputsAsNumpy, sg.InputsLength()),
             _ints(sg.OutputsAsNumpy, sg.OutputsLength()),
@@ -307,16 +344,17 @@ def _read(data: bytes) -> ModelInfo:
 
     tensors, raw_ops, (inputs, outputs) = main
     ops = []
-    for i, name, version, is_custom, ins, outs, op in raw_ops:
+    for i, name, version, is_custom, ins, outs, options in raw_ops:
         in_shapes = [tensors[t].shape if t >= 0 else None for t in ins]
         out_shapes = [tensors[t].shape for t in outs]
-        adj_x = name == "BATCH_MATMUL" and _adj_x(op)
+        adj_x = name == "BATCH_MATMUL" and bool(options.get("adj_x", False))
         ops.append(
             OpInfo(
                 index=i, name=name, version=version, is_custom=is_custom,
                 inputs=ins, outputs=outs,
                 macs=0 if is_custom else op_macs(name, in_shapes, out_shapes, adj_x=adj_x),
                 dtype=_compute_dtype(tensors, ins, outs),
+                options=options,
             )
         )
     return ModelInfo(

@@ -1,0 +1,74 @@
+"""``edgeflow distill``: train a small student from a teacher (soft labels, features, attention)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import click
+
+LOSS_NAMES = ("soft", "feature", "attention")  # edgeflow.distill.LOSSES, without importing TF
+
+
+@click.command()
+@click.option("--teacher", required=True, help="Teacher model (.keras, .h5 or SavedModel).")
+@click.option("--student", required=True, help="Student model to train (.keras, .h5 or SavedModel).")
+@click.option("--data", required=True, help="Training data: .npz with arrays x and y.")
+@click.option("-o", "--output", required=True, help="Output .keras file for the trained student.")
+@click.option(
+    "--loss", "losses", multiple=True,
+    help=f"Distillation loss, repeatable: {', '.join(LOSS_NAMES)}, or NAME:WEIGHT "
+    "(e.g. attention:10). Default: soft.",
+)
+@click.option("--feature-pair", "feature_pairs", multiple=True, metavar="T_LAYER:S_LAYER",
+              help="Teacher and student layer names for --loss feature (repeatable).")
+@click.option("--attention-pair", "attention_pairs", multiple=True, metavar="T_LAYER:S_LAYER",
+              help="Teacher and student layer names for --loss attention (repeatable).")
+@click.option("--temperature", default=4.0, show_default=True, type=float, help="Soft-label temperature τ.")
+@click.option("--alpha", default=0.1, show_default=True, type=float,
+              help="Weight of the hard-label loss against the soft labels.")
+@click.option("--epochs", default=10, show_default=True, type=int)
+@click.option("--batch-size", default=32, show_default=True, type=int)
+@click.option("--learning-rate", type=float, help="Adam learning rate (default: Keras's 0.001).")
+@click.option("--validation-data", help="Validation .npz with x and y (accuracy is printed).")
+@click.option("--verbose", is_flag=True, help="Show Keras's per-epoch progress.")
+@click.option("--unsafe", is_flag=True, help="Allow loading Lambda layers (runs code from the file).")
+def distill(teacher, student, data, output, losses, feature_pairs, attention_pairs, temperature,
+            alpha, epochs, batch_size, learning_rate, validation_data, verbose, unsafe):
+    """Train STUDENT from TEACHER on labelled data and save the plain student.
+
+    The saved model has exactly the student's layers (no teacher, no adapters), ready for
+    `edgeflow quantize` (QAT) and `edgeflow export`.
+    """
+    from edgeflow import _io
+    from edgeflow.distill import distill as run
+    from edgeflow.errors import EdgeflowError
+    from edgeflow.models import load_model
+
+    if not output.endswith((".keras", ".h5")):
+        raise EdgeflowError(f"output {output!r} must end in .keras or .h5")
+    result = run(
+        load_model(student, safe_mode=not unsafe),
+        load_model(teacher, safe_mode=not unsafe),
+        data,
+        losses=list(losses) or ["soft"],
+        epochs=epochs,
+        batch_size=batch_size,
+        temperature=temperature,
+        alpha=alpha,
+        feature_pairs=list(feature_pairs) or None,
+        attention_pairs=list(attention_pairs) or None,
+        learning_rate=learning_rate,
+        validation_data=validation_data,
+        verbose=2 if verbose else 0,
+    )
+    with tempfile.TemporaryDirectory() as tmp:  # Keras writes in place; publish atomically
+        path = Path(tmp) / ("model" + (".h5" if output.endswith(".h5") else ".keras"))
+        result.model.save(path)
+        _io.write_bytes(output, path.read_bytes())
+    hist = result.history
+    parts = [f"{k}={hist[k][-1]:.4f}" for k in ("loss", "accuracy", "val_accuracy") if k in hist]
+    click.echo(
+        f"wrote {output} (student {result.model.count_params():,} parameters; "
+        f"losses {', '.join(result.losses) or 'none'}; after {epochs} epochs: {', '.join(parts)})"
+    )
