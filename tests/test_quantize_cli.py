@@ -30,7 +30,7 @@ def test_cli_int8_report_and_keep_float(files):
                files / "train.npz", "--eval-data", files / "test.npz", "--report",
                "--keep-float", "1")
     assert res.exit_code == 0, res.output
-    assert "rmse/scale" in res.output and "int8+float1" in res.output
+    assert "rmse/scale" in res.output and "mode int8+float1:" in res.output
     assert "keras" in res.output and "tflite" in res.output
     assert not verify_int8(out.read_bytes()).ok  # one op kept in float, as asked
 

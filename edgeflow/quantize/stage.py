@@ -122,11 +122,11 @@ def quantize_to_tflite(
         outcome.errors, outcome.variants = compare_keep_float(
             keras_model, x, (ex, ey) if ex is not None else (x, None), keep_float,
             num_samples=min(num_samples, 64))
-        outcome.tflite = next(v.tflite for v in outcome.variants
-                              if v.name == f"int8+float{keep_float}")
+        outcome.mode = f"int8+float{keep_float}"
+        outcome.tflite = next(v.tflite for v in outcome.variants if v.name == outcome.mode)
     else:
         outcome.tflite = ptq(keras_model, mode, x, num_samples=num_samples)
-    if mode in ("qat", "int8"):
+    if mode in ("qat", "int8"):  # with keep_float the check names the ops kept in float
         outcome.int8_check = verify_int8(outcome.tflite)
     if report and outcome.errors is None:
         outcome.errors = layer_errors(keras_model, x, num_samples=min(num_samples, 64))
