@@ -14,7 +14,7 @@ import numpy as np
 
 from edgeflow._keras import keras, tf
 from edgeflow.errors import EdgeflowError
-from edgeflow.quantize.configs import INPUT, TensorOp, is_constant
+from edgeflow.quantize.configs import INPUT, TFMOT_ACTIVATIONS, TensorOp, is_constant
 
 # TFOpLambda functions on two tensors that have a Keras merge layer.
 _MERGE = {
@@ -77,6 +77,9 @@ def _inline(model, inputs, prefix: str, notes: list[str], used: set[str]):
                 outs = _inline(layer, sub_inputs, f"{prefix}{layer.name}_", notes, used)
                 notes.append(f"inlined nested model {layer.name!r} ({len(layer.layers)} layers)")
                 new_out = outs if len(outs) > 1 else outs[0]
+            elif isinstance(layer, keras.layers.BatchNormalization) and not _folds(node):
+                new_out = _split_bn(layer, args, kwargs, _unique(layer.name, prefix, used),
+                                    notes, used)
             else:
                 new_out = _call_copy(layer, args, kwargs, prefix, notes, used)
             for old, new in zip(tf.nest.flatten(node.outputs), tf.nest.flatten(new_out), strict=True):
@@ -112,6 +115,14 @@ def _call_copy(layer, args, kwargs, prefix, notes, used):
             notes.append(f"{layer.name}: tf.{layer.get_config()['function']} → "
                          f"{type(replaced[0]).__name__}")
             return replaced[1]
+    if isinstance(layer, keras.layers.Rescaling):
+        return _split_rescaling(layer, args, kwargs, name, notes, used)
+    if (isinstance(layer, keras.layers.Activation)
+            and getattr(layer.activation, "__name__", "") not in TFMOT_ACTIVATIONS):
+        # TF-MOT's Conv/Dense + Activation transforms would pick the layer up and fail on it.
+        function = f"keras.activations.{layer.activation.__name__}"
+        notes.append(f"{layer.name}: Activation → TensorOp({function})")
+        return TensorOp(function, name=name)(args[0] if args else kwargs["inputs"])
     config = layer.get_config()
     config["name"] = name
     copy = type(layer).from_config(config)
@@ -145,3 +156,55 @@ def _replace_op(layer, args, kwargs, name):
         return None
     new = TensorOp(function, op_args, op_kwargs, name=name)
     return new, new(tensor)
+
+
+def _split_rescaling(layer, args, kwargs, name, notes, used):
+    """``Rescaling`` as two ops, ``x * scale`` then ``+ offset``, each with its own range.
+
+    TFLite runs Rescaling as MUL then ADD; with one fake-quant after both, the MUL output
+    has no range and both ops stay float behind a DEQUANTIZE (TF-MOT #647).
+    """
+    x = args[0] if args else kwargs["inputs"]
+    scale, offset = layer.scale, layer.offset
+    out = TensorOp("math.multiply", kwargs={"y": _plain(scale)}, name=name)(x)
+    if np.any(np.asarray(offset) != 0):
+        out = TensorOp("math.add", kwargs={"y": _plain(offset)},
+                       name=_unique(f"{name}_offset", "", used))(out)
+    notes.append(f"{layer.name}: Rescaling → multiply, add (a quantized range for each)")
+    return out
+
+
+def _plain(value):
+    """A layer-config-friendly number or list."""
+    arr = np.asarray(value, dtype=np.float32)
+    return float(arr) if arr.ndim == 0 else arr.tolist()
+
+
+def _folds(node) -> bool:
+    """True when TF-MOT folds this BatchNormalization into the convolution before it."""
+    parents = tf.nest.flatten(node.inbound_layers)
+    return (len(parents) == 1
+            and isinstance(parents[0], (keras.layers.Conv2D, keras.layers.DepthwiseConv2D))
+            and len(parents[0]._outbound_nodes) == 1)
+
+
+def _split_bn(layer, args, kwargs, name, notes, used):
+    """A BatchNormalization TF-MOT cannot fold (TF-MOT #363), as its inference affine.
+
+    y = x * a + b with a = gamma / sqrt(moving_var + epsilon) and b = beta - moving_mean * a,
+    computed as two ops with a quantized range each (TFLite runs BN as MUL then ADD). The
+    statistics are frozen during QAT, as they are after folding.
+    """
+    x = args[0] if args else kwargs["inputs"]
+    gamma = layer.gamma.numpy() if layer.gamma is not None else 1.0
+    beta = layer.beta.numpy() if layer.beta is not None else 0.0
+    a = gamma / np.sqrt(layer.moving_variance.numpy() + layer.epsilon)
+    b = beta - layer.moving_mean.numpy() * a
+    rank = len(x.shape)
+    axis = [ax % rank for ax in (layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis])]
+    shape = [x.shape[i] if i in axis else 1 for i in range(1, rank)]
+    out = TensorOp("math.multiply", kwargs={"y": _plain(np.reshape(a, shape))}, name=name)(x)
+    out = TensorOp("math.add", kwargs={"y": _plain(np.reshape(b, shape))},
+                   name=_unique(f"{name}_offset", "", used))(out)
+    notes.append(f"{layer.name}: BatchNormalization not after Conv2D → frozen multiply, add")
+    return out

@@ -11,12 +11,13 @@ gives each of them a QuantizeConfig that matches what the TFLite int8 kernels ex
   (8-bit, per tensor, asymmetric: the same fake-quant TF-MOT uses after ``Add``);
 - shape-only ops (reshape, transpose, squeeze, padding) keep the input's scale and get
   no quantizer (TFLite requires equal input/output quantization there);
-- ``Conv1D`` quantizes its kernel like ``Conv2D`` (per output channel, symmetric) and
-  its output via the following activation, as TF-MOT does for ``Conv2D``.
+- ``Conv1D`` quantizes its kernel (symmetric, one range: see ``KernelQuantizeConfig``)
+  and its activation, as TF-MOT does for ``Dense``.
 
-``TensorOp`` replaces a single-tensor ``TFOpLambda`` (TF-MOT's cloning passes such a
-layer its input as a one-element list and fails with ``AttributeError: 'list' object
-has no attribute 'dtype'``, TF-MOT #1004-style); it calls the same TF function with the
+``TensorOp`` replaces a single-tensor ``TFOpLambda``: when ``quantize_apply`` clones the
+annotated model, Keras passes such a layer its input as a one-element list and it fails
+with ``AttributeError: 'list' object has no attribute 'dtype'`` (what stops
+``quantize_model`` on MobileNetV3). ``TensorOp`` calls the same TF function with the
 same constants, so the float model computes exactly what it did.
 """
 
@@ -32,11 +33,18 @@ __all__ = [
     "NoOpQuantizeConfig",
     "KernelQuantizeConfig",
     "SHAPE_OPS",
+    "TFMOT_ACTIVATIONS",
     "config_for",
     "custom_objects",
 ]
 
-INPUT = "$input"  # placeholder for the tensor in a TensorOp's recorded arguments
+INPUT = "$input"
+
+# Activations TF-MOT's Default8BitActivationQuantizeConfig handles and that convert to one
+# int8 TFLite kernel (checked: each gives a full-int8 model after Conv2D).
+TFMOT_ACTIVATIONS = frozenset({
+    "relu", "relu6", "swish", "silu", "gelu", "linear", "softmax", "sigmoid", "tanh",
+})  # placeholder for the tensor in a TensorOp's recorded arguments
 
 # TF functions (as TFOpLambda records them, without the "tf." prefix) that move data
 # without changing values: TFLite keeps the input quantization, so no quantizer.
@@ -135,52 +143,23 @@ class NoOpQuantizeConfig(_NoWeights):
 
 
 @keras.utils.register_keras_serializable(package="edgeflow")
-class PerChannelKernelQuantizer(tfmot.quantization.keras.quantizers.Quantizer):
-    """Symmetric per-output-channel int8 fake-quant for a kernel of any rank.
-
-    For output channel c: r_c = max |w[..., c]| (the last value seen in training),
-    scale_c = r_c / 127 and w_q = clip(round(w / scale_c), -127, 127) * scale_c (narrow range,
-    zero point 0), which is how TFLite stores convolution weights. TF-MOT's own
-    ``LastValueQuantizer`` supports per-channel ranges only for rank-2 and rank-4 kernels.
-    """
-
-    def build(self, tensor_shape, name, layer):
-        shape = (int(tensor_shape[-1]),)
-        init = keras.initializers.Constant(6.0)
-        return {
-            "max_var": layer.add_weight(f"{name}_max", shape=shape, initializer=init,
-                                        trainable=False),
-        }
-
-    def __call__(self, inputs, training, weights, **kwargs):
-        channels = inputs.shape[-1]
-        if training:
-            axes = list(range(len(inputs.shape) - 1))
-            weights["max_var"].assign(tf.math.maximum(
-                tf.math.reduce_max(tf.math.abs(inputs), axis=axes), 1e-8))
-        r = weights["max_var"]
-        flat = tf.reshape(inputs, (-1, channels))
-        quant = tf.quantization.fake_quant_with_min_max_vars_per_channel(
-            flat, -r, r, num_bits=8, narrow_range=True)
-        return tf.reshape(quant, tf.shape(inputs))
-
-    def get_config(self):
-        return {}
-
-
-@keras.utils.register_keras_serializable(package="edgeflow")
 class KernelQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
-    """Quantize a kernel per output channel and the layer's activation (``Conv1D``).
+    """Quantize a kernel (per tensor, symmetric) and the layer's activation (``Conv1D``).
 
-    TFLite runs ``Conv1D`` as ``CONV_2D`` on an expanded axis, with per-channel int8 weights
-    like any convolution; the activation gets TF-MOT's usual moving-average output range.
+    TFLite runs ``Conv1D`` as ``EXPAND_DIMS`` + ``CONV_2D``. Per-channel fake-quant on the
+    rank-3 kernel does not survive the expand (the converter fails with "'tfl.reshape' op
+    requires 'output' type ... cast compatible": quantized axis 1 vs 3), so the kernel gets
+    one symmetric range: scale = max|w| / 127. The activation gets TF-MOT's usual
+    moving-average output range.
     """
 
     def __init__(self, weight_attr: str = "kernel"):
         self.weight_attr = weight_attr
 
     def get_weights_and_quantizers(self, layer):
-        return [(getattr(layer, self.weight_attr), PerChannelKernelQuantizer())]
+        return [(getattr(layer, self.weight_attr),
+                 tfmot.quantization.keras.quantizers.LastValueQuantizer(
+                     num_bits=8, per_axis=False, symmetric=True, narrow_range=True))]
 
     def get_activations_and_quantizers(self, layer):
         return [(layer.activation, tfmot.quantization.keras.quantizers.MovingAverageQuantizer(
@@ -199,17 +178,6 @@ class KernelQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
         return {"weight_attr": self.weight_attr}
 
 
-def _is_standalone_bn(layer) -> bool:
-    """A BatchNormalization whose input does not come from Conv/Dense (TF-MOT #363)."""
-    folds_into = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
-    nodes = getattr(layer, "_inbound_nodes", [])
-    if not nodes:
-        return True
-    parents = tf.nest.flatten(nodes[0].inbound_layers)
-    return not (len(parents) == 1 and isinstance(parents[0], folds_into)
-                and len(parents[0]._outbound_nodes) == 1)
-
-
 def config_for(layer):
     """The QuantizeConfig edgeflow gives ``layer``; ``None`` to use TF-MOT's own; or a reason.
 
@@ -225,19 +193,19 @@ def config_for(layer):
     if isinstance(layer, layers.InputLayer):
         return "tfmot", "input"
     if isinstance(layer, layers.BatchNormalization):
-        if _is_standalone_bn(layer):
-            return OutputQuantizeConfig(), "BatchNormalization not after Conv/Dense: runs as MUL+ADD"
+        # edgeflow.quantize._graph splits every BN TF-MOT cannot fold before annotation.
         return "tfmot", "folded into the preceding convolution"
     if isinstance(layer, layers.Activation):
         name = getattr(layer.activation, "__name__", "")
-        if name in ("relu", "swish", "gelu", "relu6", "linear", "softmax", "sigmoid", "tanh"):
+        if name in TFMOT_ACTIVATIONS:
             return "tfmot", "activation known to TF-MOT"
-        if name in ("hard_sigmoid", "hard_swish", "hard_silu", "elu", "selu", "silu", "exponential"):
-            return OutputQuantizeConfig(), f"activation {name}: output quantized"
         return None, f"activation {name or layer.activation!r} has no int8 QAT config"
     if registry.Default8BitQuantizeRegistry().supports(layer):
         return "tfmot", "in TF-MOT's registry"
     if isinstance(layer, TensorOp):
+        if layer.function.startswith("keras.activations."):
+            return None, (f"activation {layer.function.rsplit('.', 1)[-1]}: no int8 QAT config "
+                          "(hard_sigmoid, elu, selu, softplus convert to float ops)")
         if layer.function in SHAPE_OPS:
             return NoOpQuantizeConfig(), f"tf.{layer.function} moves data: keeps input scale"
         return OutputQuantizeConfig(), f"tf.{layer.function}: output quantized"
@@ -250,7 +218,7 @@ def config_for(layer):
                           layers.Dropout, layers.GaussianNoise, layers.Flatten)):
         return NoOpQuantizeConfig(), f"{type(layer).__name__} moves data: keeps input scale"
     if type(layer) is layers.Conv1D:
-        return KernelQuantizeConfig("kernel"), "Conv1D: per-channel kernel like Conv2D (TF-MOT #362)"
+        return KernelQuantizeConfig("kernel"), "Conv1D: per-tensor kernel range (TF-MOT #362)"
     if isinstance(layer, layers.Layer) and not layer.weights and type(layer).__name__ == "TFOpLambda":
         return None, f"TF op {layer.get_config().get('function')} with several tensor inputs"
     return None, f"{type(layer).__name__} is not in TF-MOT's list and edgeflow has no config for it"
@@ -264,4 +232,4 @@ def custom_objects() -> dict:
         ...     model = keras.models.load_model("qat.h5")
     """
     return {c.__name__: c for c in (TensorOp, OutputQuantizeConfig, NoOpQuantizeConfig,
-                                    KernelQuantizeConfig, PerChannelKernelQuantizer)}
+                                    KernelQuantizeConfig)}

@@ -86,6 +86,7 @@ def qat(
     metrics=("accuracy",),
     preserve_sparsity: bool = False,
     verbose: int = 0,
+    callbacks=None,
 ) -> QatResult:
     """Prepare ``model`` for quantization-aware training and fine-tune it on ``data``.
 
@@ -101,7 +102,7 @@ def qat(
             are stripped first.
         data: ``(x, y)`` arrays, a ``.npz`` path with ``x``/``y``, or a ``tf.data.Dataset``
             of ``(x, y)``; ``None`` returns the annotated model untrained.
-        epochs, batch_size, validation_data, verbose: as in ``keras.Model.fit``.
+        epochs, batch_size, validation_data, verbose, callbacks: as in ``keras.Model.fit``.
         optimizer: name or Keras optimizer; ``learning_rate`` overrides its default.
         loss: default: the model's compiled loss, else sparse categorical cross-entropy
             when the output is a softmax.
@@ -146,6 +147,7 @@ def qat(
         history = qat_model.fit(
             x, y, epochs=epochs, batch_size=batch_size if y is not None else None,
             validation_data=_validation(validation_data), verbose=verbose,
+            callbacks=list(callbacks or []),
         )
         result.history = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     if preserve_sparsity:

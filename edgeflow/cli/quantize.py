@@ -1,0 +1,38 @@
+"""``edgeflow quantize``: QAT or post-training quantization to a .tflite, with a report."""
+
+from __future__ import annotations
+
+import click
+
+from edgeflow.quantize.stage import QUANTIZE_MODES
+
+
+@click.command()
+@click.argument("model")
+@click.option("-o", "--output", required=True, help="Output .tflite file.")
+@click.option("--mode", type=click.Choice(QUANTIZE_MODES), default="int8", show_default=True,
+              help="qat trains with --data (x, y); the others are post-training.")
+@click.option("--data", help="A .npz with x (and y): calibration samples, QAT training data.")
+@click.option("--eval-data", help="A .npz with x and y to score Keras vs .tflite (default: --data).")
+@click.option("--epochs", default=2, show_default=True, help="QAT fine-tuning epochs.")
+@click.option("--learning-rate", type=float, help="QAT learning rate (default: Adam's).")
+@click.option("--preserve-sparsity", is_flag=True, help="QAT keeps pruned zeros (PQAT).")
+@click.option("--report", is_flag=True, help="Print the per-op int8 error table, worst first.")
+@click.option("--keep-float", default=0, show_default=True,
+              help="int8: keep the N worst ops in float; shows size, RAM and accuracy.")
+@click.option("--num-samples", default=200, show_default=True, help="Calibration samples at most.")
+@click.option("--unsafe", is_flag=True, help="Allow loading Lambda layers (runs code from the file).")
+def quantize(model, output, mode, data, eval_data, epochs, learning_rate, preserve_sparsity,
+             report, keep_float, num_samples, unsafe):
+    """Quantize MODEL (.keras, .h5 or SavedModel) and write OUTPUT .tflite."""
+    from edgeflow import _io
+    from edgeflow.quantize.stage import quantize_to_tflite
+
+    outcome = quantize_to_tflite(
+        model, mode, data, eval_data=eval_data, epochs=epochs, learning_rate=learning_rate,
+        preserve_sparsity=preserve_sparsity, report=report, keep_float=keep_float,
+        num_samples=num_samples, safe_mode=not unsafe,
+    )
+    _io.write_bytes(output, outcome.tflite)
+    click.echo(outcome.render())
+    click.echo(f"wrote {output}")

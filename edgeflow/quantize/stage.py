@@ -1,0 +1,153 @@
+"""One quantization step, as the CLI and recipes run it: model in, ``.tflite`` and a report out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgeflow.errors import EdgeflowError, closest
+
+__all__ = ["QUANTIZE_MODES", "Outcome", "quantize_to_tflite"]
+
+# The names users pick (CLI --mode, recipe `mode:`): "qat" plus the converter's PTQ modes.
+QUANTIZE_MODES = ("qat", "int8", "int16x8", "float16", "dynamic")
+
+
+@dataclass
+class Outcome:
+    """What :func:`quantize_to_tflite` produced and measured."""
+
+    mode: str
+    tflite: bytes = field(repr=False)
+    int8_check: object | None = None  # edgeflow.quantize.Int8Check for qat/int8
+    keras_metrics: dict | None = None
+    tflite_metrics: dict | None = None
+    errors: object | None = None  # LayerErrors when a report was asked for
+    variants: list = field(default_factory=list)
+    float_layers: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def render(self, top: int = 10) -> str:
+        """Plain-text report: size, int8 check, Keras vs .tflite score, worst layers."""
+        lines = [f"mode {self.mode}: {len(self.tflite):,} bytes"]
+        if self.int8_check is not None:
+            lines.append(f"check: {self.int8_check.summary()}")
+        for name in self.float_layers:
+            lines.append(f"left in float: {name}")
+        if self.keras_metrics and self.tflite_metrics:
+            lines.append("score     keras      tflite")
+            for key in ("accuracy", "mae", "mse"):
+                if key in self.keras_metrics:
+                    lines.append(f"{key:<9} {self.keras_metrics[key]:<10.4f} "
+                                 f"{self.tflite_metrics[key]:.4f}")
+        if self.errors is not None:
+            lines.append(f"per-op int8 error (worst first, TFLite quantization debugger):\n"
+                         f"{self.errors.table(top)}")
+        if self.variants:
+            from edgeflow.quantize.ptq import variants_table
+
+            lines.append(variants_table(self.variants))
+        return "\n".join(lines)
+
+
+def get_quantize_mode(name: str) -> str:
+    """Validate a quantization mode name (``qat``, ``int8``, ``int16x8``, ``float16``, ``dynamic``)."""
+    if name not in QUANTIZE_MODES:
+        raise EdgeflowError(f"unknown quantization mode {name!r}{closest(str(name), QUANTIZE_MODES)}; "
+                            "valid modes are " + ", ".join(QUANTIZE_MODES))
+    return name
+
+
+def quantize_to_tflite(
+    model,
+    mode: str = "int8",
+    data=None,
+    *,
+    eval_data=None,
+    epochs: int = 2,
+    batch_size: int = 32,
+    learning_rate: float | None = None,
+    preserve_sparsity: bool = False,
+    report: bool = False,
+    keep_float: int = 0,
+    num_samples: int = 200,
+    safe_mode: bool = True,
+) -> Outcome:
+    """Quantize ``model`` in ``mode`` and measure the result.
+
+    ``qat`` fine-tunes with :func:`edgeflow.quantize.qat` on ``data`` (x, y) and converts to
+    int8; the other modes are post-training conversions calibrated with ``data``. With
+    ``eval_data`` (x, y) the Keras model and the ``.tflite`` (LiteRT) are scored side by side.
+    ``report`` adds the per-op error table; ``keep_float=N`` returns the int8 model with the
+    N worst ops in float and the size/RAM/accuracy comparison (PTQ ``int8`` only).
+
+    Args:
+        model: Keras model or model file.
+        data: ``.npz`` path or ``(x, y)`` / ``x`` arrays.
+        eval_data: ``(x, y)`` or ``.npz`` path for scoring; default: ``data`` when it has labels.
+
+    Returns:
+        An :class:`Outcome`; ``outcome.tflite`` holds the bytes. The input model is not modified.
+
+    Example:
+        >>> outcome = quantize_to_tflite("digits.keras", "qat", "train.npz")
+        >>> print(outcome.render())
+    """
+    from edgeflow.models import load_model
+    from edgeflow.quantize.ptq import compare_keep_float, layer_errors, ptq
+    from edgeflow.quantize.qat import qat
+    from edgeflow.quantize.verify import verify_int8
+
+    mode = get_quantize_mode(mode)
+    keras_model = load_model(model, safe_mode=safe_mode)
+    x, y = _arrays(data)
+    if eval_data is None and y is not None:
+        eval_data = (x, y)
+    ex, ey = _arrays(eval_data)
+    if keep_float and mode != "int8":
+        raise EdgeflowError("--keep-float works with --mode int8 (post-training int8)")
+    if (report or keep_float) and x is None:
+        raise EdgeflowError("the per-layer report needs --data with input samples")
+
+    outcome = Outcome(mode=mode, tflite=b"")
+    if mode == "qat":
+        if x is None or y is None:
+            raise EdgeflowError("--mode qat trains: --data must be a .npz with x and y (labels)")
+        result = qat(keras_model, data=(x, y), epochs=epochs, batch_size=batch_size,
+                     learning_rate=learning_rate, preserve_sparsity=preserve_sparsity)
+        outcome.float_layers, outcome.notes = result.float_layers, result.notes
+        outcome.tflite = ptq(result.model, "int8")
+    elif keep_float:
+        outcome.errors, outcome.variants = compare_keep_float(
+            keras_model, x, (ex, ey) if ex is not None else (x, None), keep_float,
+            num_samples=min(num_samples, 64))
+        outcome.mode = f"int8+float{keep_float}"
+        outcome.tflite = next(v.tflite for v in outcome.variants if v.name == outcome.mode)
+    else:
+        outcome.tflite = ptq(keras_model, mode, x, num_samples=num_samples)
+    if mode in ("qat", "int8"):  # with keep_float the check names the ops kept in float
+        outcome.int8_check = verify_int8(outcome.tflite)
+    if report and outcome.errors is None:
+        outcome.errors = layer_errors(keras_model, x, num_samples=min(num_samples, 64))
+    if ex is not None and ey is not None:
+        from edgeflow.runtime.litert import evaluate
+        from edgeflow.runtime.metrics import evaluate_keras
+
+        outcome.keras_metrics = evaluate_keras(keras_model, ex, ey)
+        outcome.tflite_metrics = evaluate(outcome.tflite, ex, ey)
+    return outcome
+
+
+def _arrays(data):
+    """``(x, y)`` from a path, a pair or an array; ``(None, None)`` for no data."""
+    if data is None:
+        return None, None
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        return np.asarray(data[0], np.float32), (None if data[1] is None else np.asarray(data[1]))
+    if isinstance(data, np.ndarray):
+        return data.astype(np.float32), None
+    from edgeflow.data import load_arrays
+
+    x, y = load_arrays(data)
+    return x.astype(np.float32), y
