@@ -464,8 +464,9 @@ def _resume(state: _State, index: int, spec, key: str, entry: dict | None) -> St
     else:
         from edgeflow._keras import tfmot
         from edgeflow.models import load_model
+        from edgeflow.quantize import custom_objects
 
-        with tfmot.quantization.keras.quantize_scope():
+        with tfmot.quantization.keras.quantize_scope(custom_objects()):
             state.model = load_model(artifact)
     record = StageRecord(**entry["record"])
     record.resumed = True
