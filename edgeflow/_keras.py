@@ -19,7 +19,7 @@ import tf_keras as keras  # noqa: E402
 
 from edgeflow.errors import EdgeflowError  # noqa: E402
 
-__all__ = ["tf", "keras", "tfmot", "ensure_keras2", "is_keras3_model"]
+__all__ = ["tf", "keras", "ensure_keras2", "is_keras3_model"]  # and tfmot, lazily
 
 
 def __getattr__(name: str):

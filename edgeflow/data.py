@@ -89,9 +89,9 @@ def samples(data, input_shape: tuple[int | None, ...], limit: int | None = None)
     """
     data = resolve(data, tuple(input_shape))
     if isinstance(data, np.ndarray):
-        if data.ndim == len(input_shape):  # a single sample without batch axis
+        if _fits(data.shape, input_shape):  # a single sample without batch axis
             data = data[None]
-        _check_shape(data.shape[1:], input_shape)
+        check_shape(data.shape[1:], input_shape)
         for row in data[:limit]:
             yield row[None].astype(np.float32)
         return
@@ -100,9 +100,9 @@ def samples(data, input_shape: tuple[int | None, ...], limit: int | None = None)
         if isinstance(item, (tuple, list)):
             item = item[0]
         arr = np.asarray(item.numpy() if hasattr(item, "numpy") else item)
-        if arr.ndim == len(input_shape):
+        if _fits(arr.shape, input_shape):
             arr = arr[None]
-        _check_shape(arr.shape[1:], input_shape)
+        check_shape(arr.shape[1:], input_shape)
         for row in arr:
             if limit is not None and count >= limit:
                 return
@@ -121,8 +121,13 @@ def _iterate(data) -> Iterable:
     )
 
 
-def _check_shape(got: tuple[int, ...], want: tuple[int | None, ...]) -> None:
-    if len(got) != len(want) or any(w is not None and g != w for g, w in zip(got, want)):
+def _fits(got: tuple[int, ...], want: tuple[int | None, ...]) -> bool:
+    return len(got) == len(want) and all(w is None or g == w for g, w in zip(got, want))
+
+
+def check_shape(got: tuple[int, ...], want: tuple[int | None, ...]) -> None:
+    """Raise an EdgeflowError naming both shapes when samples of shape ``got`` don't fit ``want``."""
+    if not _fits(got, want):
         expect = "(N, " + ", ".join("?" if w is None else str(w) for w in want) + ")"
         raise EdgeflowError(
             f"data samples have shape {tuple(got)} but the model input is {expect}: "

@@ -8,7 +8,7 @@ import zipfile
 from pathlib import Path
 
 from edgeflow._keras import ensure_keras2, keras
-from edgeflow.errors import EdgeflowError
+from edgeflow.errors import EdgeflowError, closest
 
 # TFOpLambda is safe: it names a TF op and holds no bytecode.
 _BYTECODE_LAYERS = ("Lambda",)
@@ -106,3 +106,59 @@ def _find_layers(config, class_names: tuple[str, ...]) -> list[str]:
 
     walk(config)
     return found
+
+
+def digits_cnn(num_classes: int = 10, input_shape=(8, 8, 1)) -> keras.Model:
+    """A small functional CNN for 8×8 digits: Conv-BN-ReLU ×2, max pooling, Dense ×2.
+
+    Example:
+        >>> model = digits_cnn()
+        >>> model.count_params()
+        21738
+    """
+    inputs = keras.Input(input_shape)
+    x = keras.layers.Conv2D(16, 3, padding="same", name="conv1")(inputs)
+    x = keras.layers.BatchNormalization(name="bn1")(x)
+    x = keras.layers.ReLU(name="relu1")(x)
+    x = keras.layers.Conv2D(32, 3, padding="same", name="conv2")(x)
+    x = keras.layers.BatchNormalization(name="bn2")(x)
+    x = keras.layers.ReLU(name="relu2")(x)
+    x = keras.layers.MaxPooling2D(name="pool")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(32, activation="relu", name="fc1")(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="logits")(x)
+    return keras.Model(inputs, outputs, name="digits_cnn")
+
+
+# Models a recipe can build by name (``model: {builder: NAME}``).
+BUILDERS = {"digits_cnn": digits_cnn}
+
+
+def build(name: str, **kwargs) -> keras.Model:
+    """Build a model by name: a builder of BUILDERS or a ``keras.applications`` class.
+
+    ``keras.applications`` models are always built with ``weights=None``: nothing is
+    downloaded.
+
+    Example:
+        >>> build("MobileNetV2", input_shape=(96, 96, 3), alpha=0.35, classes=2)
+    """
+    if name in BUILDERS:
+        return BUILDERS[name](**kwargs)
+    app = getattr(keras.applications, name, None)
+    if app is None or not callable(app) or name[0].islower():
+        apps = [n for n in dir(keras.applications) if n[0].isupper()]
+        raise EdgeflowError(
+            f"unknown model builder {name!r}{closest(name, list(BUILDERS) + apps)}; use one of "
+            f"{', '.join(BUILDERS)} or a keras.applications class such as MobileNetV2"
+        )
+    if kwargs.get("weights") not in (None, "None"):
+        raise EdgeflowError(
+            f"{name}: only weights=None is possible (nothing is downloaded); train the model or "
+            "pass a saved model file instead"
+        )
+    kwargs["weights"] = None
+    try:
+        return app(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise EdgeflowError(f"cannot build {name} with {kwargs}: {err}") from err

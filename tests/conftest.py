@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from _models import small_cnn
 
 from edgeflow._keras import keras

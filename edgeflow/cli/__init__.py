@@ -10,6 +10,7 @@ Exit status: 0 success (and "fits"), 1 the model does not fit a named device,
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 
 import click
@@ -58,8 +59,9 @@ class _LazyGroup(click.Group):
         except Exception as err:  # a bug: one line, with the way to see the traceback
             if debug:
                 raise
+            first = (str(err).strip().splitlines() or [""])[0]
             click.echo(
-                f"error: internal error {type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''} "
+                f"error: internal error {type(err).__name__}: {first} "
                 "(rerun with --debug for the traceback and please report it)",
                 err=True,
             )

@@ -1,0 +1,3 @@
+from edgeflow.cli import main
+
+main()

@@ -1,0 +1,471 @@
+"""Running a recipe: each stage calls the library function of its kind, in order.
+
+The pipeline holds no compression logic of its own: ``train`` is a Keras fit,
+``prune`` is :func:`edgeflow.prune.magnitude` / :func:`edgeflow.prune.structured`,
+``qat`` is :func:`edgeflow.quantize.qat`, ``distill`` is :func:`edgeflow.distill.distill`,
+``convert`` is :func:`edgeflow.convert.convert` and ``check`` is
+:func:`edgeflow.devices.check`. After every stage it records accuracy, size and sparsity
+and writes the stage's artifact to the output directory, so a run can be resumed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeflow import _io
+from edgeflow.errors import EdgeflowError
+from edgeflow.recipe import Recipe, load_recipe
+
+__all__ = ["run_recipe", "RunResult", "StageRecord"]
+
+
+@dataclass
+class StageRecord:
+    """What one stage produced: the figures of the table and where its artifact is."""
+
+    index: int
+    stage: str
+    label: str
+    keras_accuracy: float | None = None
+    tflite_accuracy: float | None = None
+    params: int | None = None
+    size_bytes: int | None = None
+    gzip_bytes: int | None = None
+    sparsity: float | None = None
+    seconds: float = 0.0
+    artifact: str | None = None
+    resumed: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    """The outcome of a recipe run."""
+
+    recipe: str
+    output_dir: str
+    records: list[StageRecord]
+    check: Any = None  # edgeflow.devices.Report, when the recipe has a check stage
+
+    @property
+    def exit_code(self) -> int:
+        """0 when the model fits every checked device (or nothing was checked), else 1."""
+        return self.check.exit_code if self.check is not None else 0
+
+    def to_dict(self) -> dict:
+        return {
+            "recipe": self.recipe,
+            "output_dir": self.output_dir,
+            "stages": [asdict(r) for r in self.records],
+            "devices": self.check.to_dict()["results"] if self.check is not None else [],
+            "fits_all": None if self.check is None else self.check.fits,
+        }
+
+
+@dataclass
+class _Data:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray | None
+    y_val: np.ndarray | None
+    x_test: np.ndarray
+    y_test: np.ndarray
+    calibration: np.ndarray
+
+    @property
+    def validation(self):
+        return None if self.x_val is None else (self.x_val, self.y_val)
+
+
+@dataclass
+class _State:
+    recipe: Recipe
+    out: Path
+    data: _Data
+    model: Any = None
+    tflite: bytes | None = None
+    models_after: dict[str, Any] = field(default_factory=dict)  # stage kind -> model after it
+    check: Any = None
+
+
+def run_recipe(
+    recipe: Recipe | str | Path,
+    *,
+    output_dir: str | Path | None = None,
+    overrides: tuple[str, ...] | list[str] = (),
+    resume: bool = False,
+    verbose: int = 1,
+    echo: Callable[[str], None] = print,
+) -> RunResult:
+    """Run every stage of a recipe and write artifacts plus ``report.json``/``report.html``.
+
+    Args:
+        recipe: a Recipe, a recipe file, or the name of a shipped recipe.
+        output_dir: where artifacts go (default: the recipe's ``output_dir``, else
+            ``runs/<name>``).
+        overrides: ``dotted.key=value`` strings applied before validation.
+        resume: reuse a stage's artifact when the recipe up to that stage is unchanged.
+        verbose: 0 silent, 1 a line per stage and per epoch.
+        echo: where progress lines go.
+
+    Example:
+        >>> result = run_recipe("recipes/quickstart.yaml")
+        >>> result.records[-1].tflite_accuracy
+    """
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe, overrides)
+    elif overrides:
+        raise EdgeflowError("overrides apply to recipe files; change the Recipe object instead")
+    from edgeflow._keras import keras
+
+    out = Path(output_dir or recipe.output_dir or f"runs/{recipe.name}")
+    out.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(recipe.seed)
+    state = _State(recipe=recipe, out=out, data=_load_data(recipe))
+    say = echo if verbose else (lambda _msg: None)
+
+    state.model = _build_model(recipe)
+    say(f"edgeflow: {recipe.name}: {len(recipe.stages)} stages, output in {out}")
+    records: list[StageRecord] = []
+    done = _read_manifest(out) if resume else {}
+    for i, spec in enumerate(recipe.stages, start=1):
+        key = _stage_key(recipe, i)
+        label = _label(spec)
+        say(f"[{i}/{len(recipe.stages)}] {label}")
+        start = time.perf_counter()
+        record = _resume(state, i, spec, key, done.get(str(i))) if resume else None
+        if record is None:
+            resume = False  # a stage that ran changes what every later stage gets
+            record = _RUNNERS[spec.stage](state, spec, i, label, verbose)
+        record.seconds = round(time.perf_counter() - start, 2)
+        records.append(record)
+        if record.artifact:
+            done[str(i)] = {"key": key, "record": asdict(record)}
+            _io.write_text(out / "stages.json", json.dumps(done, indent=2))
+        say("      " + _summary(record))
+        state.models_after.setdefault(spec.stage, state.model)
+    result = RunResult(recipe.name, str(out), records, state.check)
+    from edgeflow import report
+
+    _io.write_text(out / "report.json", json.dumps(result.to_dict(), indent=2, default=str))
+    _io.write_text(out / "report.html", report.render_run_html(result))
+    if verbose:
+        echo(report.render_run_table(result))
+        echo(f"artifacts and report.json/report.html in {out}")
+    return result
+
+
+# ---------------------------------------------------------------- data and model
+
+
+def _load_data(recipe: Recipe) -> _Data:
+    from edgeflow import data as data_mod
+
+    spec = recipe.data
+    if spec.source == "digits":
+        (x_tr, y_tr), (x_te, y_te) = data_mod.digits(spec.test_fraction, seed=recipe.seed)
+    else:
+        x_tr, y_tr, x_te, y_te = _npz_splits(Path(spec.path), spec.test_fraction, recipe.seed)
+    x_val = y_val = None
+    if spec.validation_fraction > 0:
+        n_val = max(1, int(len(x_tr) * spec.validation_fraction))
+        order = np.random.default_rng(recipe.seed).permutation(len(x_tr))
+        val, train = order[:n_val], order[n_val:]
+        x_tr, y_tr, x_val, y_val = x_tr[train], y_tr[train], x_tr[val], y_tr[val]
+    return _Data(x_tr, y_tr, x_val, y_val, x_te, y_te, x_tr[: spec.calibration_samples])
+
+
+def _npz_splits(path: Path, test_fraction: float, seed: int):
+    if not path.exists():
+        raise EdgeflowError(f"data file {str(path)!r} does not exist")
+    with np.load(path, allow_pickle=False) as f:
+        keys = set(f.keys())
+        if {"x_train", "y_train", "x_test", "y_test"} <= keys:
+            return f["x_train"], f["y_train"], f["x_test"], f["y_test"]
+        if {"x", "y"} <= keys:
+            x, y = f["x"], f["y"]
+        else:
+            raise EdgeflowError(
+                f"{path} needs arrays x and y (or x_train, y_train, x_test, y_test); it has "
+                + ", ".join(sorted(keys))
+            )
+    if len(x) != len(y):
+        raise EdgeflowError(f"{path}: x has {len(x)} samples but y has {len(y)}")
+    order = np.random.default_rng(seed).permutation(len(x))
+    n_test = max(1, int(len(x) * test_fraction))
+    test, train = order[:n_test], order[n_test:]
+    return x[train], y[train], x[test], y[test]
+
+
+def _build_model(recipe: Recipe):
+    from edgeflow import models
+
+    spec = recipe.model
+    if spec.path:
+        return models.load_model(spec.path, safe_mode=not spec.unsafe)
+    return models.build(spec.builder, **spec.kwargs)
+
+
+def _loss_for(y: np.ndarray) -> str:
+    """The usual loss for targets ``y``: sparse CE for integer labels, CE for one-hot, else MSE."""
+    if np.issubdtype(y.dtype, np.integer) and y.ndim == 1:
+        return "sparse_categorical_crossentropy"
+    if y.ndim == 2 and set(np.unique(y)) <= {0, 1}:
+        return "categorical_crossentropy"
+    return "mse"
+
+
+# ---------------------------------------------------------------- stages
+
+
+def _train(state: _State, spec, index: int, label: str, verbose: int) -> StageRecord:
+    from edgeflow._keras import keras
+
+    d = state.data
+    model = state.model
+    model.compile(
+        keras.optimizers.Adam(spec.learning_rate), _loss_for(d.y_train), metrics=["accuracy"]
+    )
+    model.fit(
+        d.x_train, d.y_train, epochs=spec.epochs, batch_size=spec.batch_size,
+        validation_data=d.validation, verbose=0, callbacks=_epoch_callbacks(label, verbose),
+    )
+    return _keras_record(state, index, "train", label, model)
+
+
+def _prune(state: _State, spec, index: int, label: str, verbose: int) -> StageRecord:
+    from edgeflow import prune
+    from edgeflow._keras import keras
+
+    d = state.data
+    if spec.method == "magnitude":
+        result = prune.magnitude(
+            state.model, spec.target_sparsity, data=(d.x_train, d.y_train), epochs=spec.epochs,
+            batch_size=spec.batch_size, schedule=spec.schedule, frequency=spec.frequency,
+            m_by_n=spec.m_by_n, validation_data=d.validation,
+            optimizer=keras.optimizers.Adam(spec.learning_rate), loss=_loss_for(d.y_train),
+            verbose=0, callbacks=_epoch_callbacks(label, verbose),
+        )
+    else:
+        result = prune.structured(
+            state.model, spec.ratio, criterion=spec.criterion, data=(d.x_train, d.y_train),
+            epochs=spec.epochs, steps=spec.steps, batch_size=spec.batch_size,
+            max_accuracy_drop=spec.max_accuracy_drop, validation_data=d.validation,
+            optimizer=keras.optimizers.Adam(spec.learning_rate), loss=_loss_for(d.y_train),
+            verbose=0, callbacks=_epoch_callbacks(label, verbose),
+        )
+    state.model = result.model
+    return _keras_record(state, index, "prune", label, result.model)
+
+
+def _qat(state: _State, spec, index: int, label: str, verbose: int) -> StageRecord:
+    from edgeflow import quantize
+
+    d = state.data
+    result = quantize.qat(
+        state.model, data=(d.x_train, d.y_train), epochs=spec.epochs, batch_size=spec.batch_size,
+        validation_data=d.validation, learning_rate=spec.learning_rate,
+        loss=_loss_for(d.y_train), preserve_sparsity=spec.preserve_sparsity,
+        verbose=0, callbacks=_epoch_callbacks(label, verbose),
+    )
+    state.model = result.model
+    record = _keras_record(state, index, "qat", label, result.model)
+    if result.float_layers:
+        record.extra["float_layers"] = list(result.float_layers)
+    return record
+
+
+def _distill(state: _State, spec, index: int, label: str, verbose: int) -> StageRecord:
+    from edgeflow import distill
+    from edgeflow.models import load_model
+
+    teacher = state.models_after.get(spec.teacher)
+    if teacher is None:
+        teacher = load_model(spec.teacher)
+    d = state.data
+    result = distill.distill(
+        state.model, teacher, data=(d.x_train, d.y_train), losses=spec.losses,
+        epochs=spec.epochs, batch_size=spec.batch_size, temperature=spec.temperature,
+        alpha=spec.alpha, feature_pairs=spec.feature_pairs, attention_pairs=spec.attention_pairs,
+        learning_rate=spec.learning_rate, validation_data=d.validation, verbose=0,
+        callbacks=_epoch_callbacks(label, verbose),
+    )
+    state.model = result.model
+    return _keras_record(state, index, "distill", label, result.model)
+
+
+def _convert(state: _State, spec, index: int, label: str, verbose: int) -> StageRecord:
+    from edgeflow.convert import convert, is_quantization_aware, to_c_array
+    from edgeflow.runtime import litert, metrics
+
+    d = state.data
+    data = None if (is_quantization_aware(state.model) and spec.mode == "int8") else d.calibration
+    tflite = convert(
+        state.model, spec.mode, data, input_type=spec.input_type, output_type=spec.output_type,
+        num_samples=len(d.calibration),
+    )
+    state.tflite = tflite
+    name = f"{index:02d}-{state.recipe.name}-{spec.mode}"
+    path = _io.write_bytes(state.out / f"{name}.tflite", tflite)
+    record = StageRecord(index, "convert", label, artifact=str(path))
+    record.keras_accuracy = metrics.evaluate_keras(state.model, d.x_test, d.y_test).get("accuracy")
+    record.tflite_accuracy = litert.evaluate(tflite, d.x_test, d.y_test).get("accuracy")
+    record.size_bytes = len(tflite)
+    record.gzip_bytes = len(gzip.compress(tflite, 9))
+    record.sparsity = _sparsity(state.model)
+    if spec.c_array:
+        cname = "g_" + "".join(c if c.isalnum() else "_" for c in state.recipe.name) + "_model"
+        header, source = to_c_array(tflite, cname, header_name="model_data.h")
+        _io.write_text(state.out / "model_data.h", header)
+        _io.write_text(state.out / "model_data.cc", source)
+        record.extra["c_array"] = str(state.out / "model_data.cc")
+    return record
+
+
+def _check(state: _State, spec, index: int, label: str, verbose: int) -> StageRecord:
+    from edgeflow.devices import check
+
+    report = check(state.tflite, spec.devices, devices_dir=spec.devices_dir, measure=spec.measure)
+    state.check = report
+    fits = sum(1 for r in report.results if r.fits)
+    record = StageRecord(index, "check", label)
+    record.extra["fits"] = f"{fits}/{len(report.results)} devices"
+    return record
+
+
+_RUNNERS = {
+    "train": _train, "prune": _prune, "qat": _qat, "distill": _distill,
+    "convert": _convert, "check": _check,
+}
+
+
+# ---------------------------------------------------------------- records
+
+
+def _keras_record(state: _State, index: int, stage: str, label: str, model) -> StageRecord:
+    from edgeflow.runtime import metrics
+
+    d = state.data
+    weights = b"".join(np.asarray(w, np.float32).tobytes() for w in model.get_weights())
+    record = StageRecord(
+        index, stage, label,
+        keras_accuracy=metrics.evaluate_keras(model, d.x_test, d.y_test).get("accuracy"),
+        params=int(model.count_params()),
+        size_bytes=len(weights),
+        gzip_bytes=len(gzip.compress(weights, 6)),
+        sparsity=_sparsity(model),
+    )
+    record.artifact = str(_save_model(model, state.out / f"{index:02d}-{stage}"))
+    return record
+
+
+def _sparsity(model) -> float:
+    from edgeflow import prune
+
+    return float(prune.sparsity(model)["overall"])
+
+
+def _save_model(model, stem: Path) -> Path:
+    """Save a Keras model atomically (``.keras``; QAT models need TF-MOT's scope to load)."""
+    path = stem.with_suffix(".keras")
+    tmp = path.with_name(f".{path.name}.tmp.keras")
+    try:
+        model.save(tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _label(spec) -> str:
+    if spec.stage == "train":
+        return f"train ({spec.epochs} epochs)"
+    if spec.stage == "prune":
+        if spec.method == "magnitude":
+            return f"prune (magnitude {spec.target_sparsity:.0%}, {spec.schedule})"
+        return f"prune (structured {spec.ratio:.0%}, {spec.criterion})"
+    if spec.stage == "qat":
+        return f"qat ({spec.epochs} epochs)"
+    if spec.stage == "distill":
+        return f"distill ({'+'.join(spec.losses)} from {spec.teacher})"
+    if spec.stage == "convert":
+        return f"convert ({spec.mode})"
+    return f"check ({spec.devices if isinstance(spec.devices, str) else ', '.join(spec.devices)})"
+
+
+def _summary(record: StageRecord) -> str:
+    parts = []
+    if record.keras_accuracy is not None:
+        parts.append(f"keras acc {record.keras_accuracy:.4f}")
+    if record.tflite_accuracy is not None:
+        parts.append(f"tflite acc {record.tflite_accuracy:.4f}")
+    if record.size_bytes is not None:
+        parts.append(f"size {record.size_bytes:,} B (gzip {record.gzip_bytes:,} B)")
+    if record.sparsity is not None:
+        parts.append(f"sparsity {record.sparsity:.1%}")
+    parts.extend(f"{k} {v}" for k, v in record.extra.items() if k == "fits")
+    parts.append(f"{record.seconds:.1f} s" + (" (resumed)" if record.resumed else ""))
+    return ", ".join(parts)
+
+
+def _epoch_callbacks(label: str, verbose: int) -> list:
+    """A Keras callback printing one line per epoch (the progress of training stages)."""
+    if not verbose:
+        return []
+    from edgeflow._keras import keras
+
+    class _Epochs(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in logs.items() if isinstance(v, float))
+            total = self.params.get("epochs", "?")
+            print(f"      epoch {epoch + 1}/{total}: {shown}", flush=True)
+
+    return [_Epochs()]
+
+
+# ---------------------------------------------------------------- resume
+
+
+def _stage_key(recipe: Recipe, index: int) -> str:
+    """A hash of everything that decides a stage's output: model, data, seed, stages up to it."""
+    payload = recipe.model_dump(mode="json", include={"model", "data", "seed"})
+    payload["stages"] = [s.model_dump(mode="json") for s in recipe.stages[:index]]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _read_manifest(out: Path) -> dict:
+    path = out / "stages.json"
+    try:
+        return json.loads(path.read_text()) if path.exists() else {}
+    except json.JSONDecodeError:
+        return {}
+
+
+def _resume(state: _State, index: int, spec, key: str, entry: dict | None) -> StageRecord | None:
+    """Load a stage's artifact instead of running it, when the recipe up to it is unchanged."""
+    if not entry or entry.get("key") != key or spec.stage == "check":
+        return None
+    artifact = Path(entry["record"].get("artifact") or "")
+    if not artifact.exists():
+        return None
+    if artifact.suffix == ".tflite":
+        state.tflite = artifact.read_bytes()
+    else:
+        from edgeflow._keras import tfmot
+        from edgeflow.models import load_model
+
+        with tfmot.quantization.keras.quantize_scope():
+            state.model = load_model(artifact)
+    record = StageRecord(**entry["record"])
+    record.resumed = True
+    return record

@@ -1,0 +1,273 @@
+"""Recipes: a YAML file that names a model, data and a chain of stages.
+
+The schema is strict: an unknown key or a bad value is an error that names the file and
+the key, raised before any work starts (``edgeflow validate RECIPE`` checks only that).
+
+Example recipe::
+
+    name: quickstart
+    model: {builder: digits_cnn}
+    data: {source: digits}
+    stages:
+      - {stage: train, epochs: 10}
+      - {stage: prune, method: magnitude, target_sparsity: 0.8}
+      - {stage: qat, epochs: 3}
+      - {stage: convert, mode: int8}
+      - {stage: check, devices: all}
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from edgeflow.errors import EdgeflowError, closest
+
+__all__ = ["Recipe", "load_recipe", "parse_recipe", "STAGE_TYPES"]
+
+PACKAGED = Path(__file__).parent / "_data" / "recipes"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(_Strict):
+    """Where the model comes from: a builder name, a keras.applications class, or a file."""
+
+    builder: str | None = None
+    path: str | None = None
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    unsafe: bool = False
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.builder is None) == (self.path is None):
+            raise ValueError("give exactly one of 'builder' (a name) or 'path' (a model file)")
+        return self
+
+
+class DataSpec(_Strict):
+    """The data: scikit-learn's digits, or a .npz file with x/y (or x_train/y_train/x_test/y_test)."""
+
+    source: Literal["digits", "npz"] = "digits"
+    path: str | None = None
+    test_fraction: float = Field(0.25, gt=0, lt=1)
+    validation_fraction: float = Field(0.1, ge=0, lt=1)
+    calibration_samples: int = Field(200, ge=1)
+
+    @model_validator(mode="after")
+    def _path_for_npz(self):
+        if self.source == "npz" and not self.path:
+            raise ValueError("source 'npz' needs 'path'")
+        return self
+
+
+class _Training(_Strict):
+    epochs: int = Field(2, ge=0)
+    batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)
+
+
+class TrainStage(_Training):
+    """Train (or keep training) the model on the training split."""
+
+    stage: Literal["train"]
+    epochs: int = Field(10, ge=0)
+
+
+class PruneStage(_Training):
+    """Magnitude pruning (TF-MOT) or structured pruning that removes filters."""
+
+    stage: Literal["prune"]
+    method: Literal["magnitude", "structured"] = "magnitude"
+    target_sparsity: float = Field(0.5, ge=0, lt=1)
+    schedule: Literal["polynomial", "constant"] = "polynomial"
+    frequency: int | None = Field(None, ge=1)
+    m_by_n: tuple[int, int] | None = None
+    ratio: float = Field(0.5, ge=0, lt=1)
+    criterion: str = "l1"
+    steps: int = Field(1, ge=1)
+    max_accuracy_drop: float | None = Field(None, ge=0)
+
+
+class QatStage(_Training):
+    """Quantization-aware training on TF-MOT."""
+
+    stage: Literal["qat"]
+    learning_rate: float = Field(1e-4, gt=0)
+    preserve_sparsity: bool = False
+
+
+class DistillStage(_Training):
+    """Train the current model (student) from a teacher: the model before a named stage, or a file."""
+
+    stage: Literal["distill"]
+    teacher: str = "train"
+    losses: tuple[str, ...] = ("soft",)
+    temperature: float = Field(4.0, gt=0)
+    alpha: float = Field(0.1, ge=0, le=1)
+    feature_pairs: dict[str, str] | None = None
+    attention_pairs: dict[str, str] | None = None
+
+
+class ConvertStage(_Strict):
+    """Convert to a .tflite flatbuffer."""
+
+    stage: Literal["convert"]
+    mode: Literal["int8", "int16x8", "float16", "dynamic", "float32"] = "int8"
+    input_type: str | None = None
+    output_type: str | None = None
+    c_array: bool = False
+
+
+class CheckStage(_Strict):
+    """Check the .tflite against device profiles ("all" for every shipped board)."""
+
+    stage: Literal["check"]
+    devices: list[str] | Literal["all"] = "all"
+    devices_dir: str | None = None
+    measure: bool = True
+
+
+StageSpec = Annotated[
+    TrainStage | PruneStage | QatStage | DistillStage | ConvertStage | CheckStage,
+    Field(discriminator="stage"),
+]
+STAGE_TYPES = ("train", "prune", "qat", "distill", "convert", "check")
+
+
+class Recipe(_Strict):
+    """A whole recipe; see the module docstring."""
+
+    name: str
+    description: str = ""
+    seed: int = 0
+    output_dir: str | None = None
+    model: ModelSpec
+    data: DataSpec = Field(default_factory=DataSpec)
+    stages: list[StageSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _order(self):
+        kinds = [s.stage for s in self.stages]
+        if "check" in kinds and "convert" not in kinds[: kinds.index("check")]:
+            raise ValueError("a 'check' stage needs a 'convert' stage before it")
+        for i, s in enumerate(self.stages):
+            if s.stage == "distill" and s.teacher in STAGE_TYPES and s.teacher not in kinds[:i]:
+                raise ValueError(
+                    f"stage {i} (distill): teacher {s.teacher!r} names no stage before it"
+                )
+        return self
+
+
+def load_recipe(path: str | os.PathLike, overrides: tuple[str, ...] | list[str] = ()) -> Recipe:
+    """Read and validate a recipe file; ``overrides`` are ``dotted.key=value`` strings.
+
+    A bare name (``quickstart``) finds a recipe that ships with edgeflow.
+
+    Example:
+        >>> recipe = load_recipe("recipes/quickstart.yaml", ["stages.0.epochs=3"])
+    """
+    path = Path(path)
+    if not path.exists() and (PACKAGED / f"{path.name}.yaml").exists():
+        path = PACKAGED / f"{path.name}.yaml"
+    if not path.exists():
+        shipped = sorted(p.stem for p in PACKAGED.glob("*.yaml"))
+        raise EdgeflowError(
+            f"recipe {str(path)!r} does not exist{closest(path.stem, shipped)}; shipped recipes: "
+            + ", ".join(shipped)
+        )
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise EdgeflowError(f"{path}:{where} is not valid YAML ({getattr(err, 'problem', err)})") from err
+    if not isinstance(raw, dict):
+        raise EdgeflowError(f"{path}: a recipe is a mapping with keys name, model, data, stages")
+    for item in overrides:
+        _override(raw, item, path)
+    return parse_recipe(raw, source=str(path))
+
+
+def parse_recipe(raw: dict, source: str = "<recipe>") -> Recipe:
+    """Validate a recipe given as a dict; errors name ``source`` and the key."""
+    try:
+        return Recipe.model_validate(raw)
+    except ValidationError as err:
+        raise EdgeflowError(f"{source}: {_describe(err, raw)}") from None
+
+
+def _describe(err: ValidationError, raw: dict) -> str:
+    """One line for the first validation error: the dotted key, the problem and a hint."""
+    first = err.errors()[0]
+    loc = [str(p) for p in first["loc"] if str(p) not in STAGE_TYPES or first["type"] == "missing"]
+    # pydantic puts the discriminator value in the location: drop it for a readable key.
+    key = ".".join(loc) or "(top level)"
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        parent = _parent_fields(first["loc"], raw)
+        hint = closest(str(first["loc"][-1]), parent) if parent else ""
+        return f"unknown key {key!r}{hint}"
+    if kind == "union_tag_invalid":
+        tag = str(first.get("input", {}).get("stage", "")) if isinstance(first.get("input"), dict) else ""
+        return (
+            f"{key}: unknown stage {tag!r}{closest(tag, STAGE_TYPES)}; stages are "
+            + ", ".join(STAGE_TYPES)
+        )
+    if kind == "union_tag_not_found":
+        return f"{key}: each stage needs a 'stage' key, one of " + ", ".join(STAGE_TYPES)
+    msg = first["msg"].removeprefix("Value error, ")
+    got = first.get("input")
+    if isinstance(got, (int, float, str)) and kind != "missing":
+        msg += f" (got {got!r})"
+    return f"{key}: {msg}"
+
+
+_SECTIONS: dict[str, type[BaseModel]] = {"model": ModelSpec, "data": DataSpec}
+_STAGE_MODELS = {
+    "train": TrainStage, "prune": PruneStage, "qat": QatStage, "distill": DistillStage,
+    "convert": ConvertStage, "check": CheckStage,
+}
+
+
+def _parent_fields(loc: tuple, raw: dict) -> list[str]:
+    """The valid keys at the place of an unknown key, for a 'did you mean'."""
+    if len(loc) == 1:
+        return list(Recipe.model_fields)
+    if loc[0] in _SECTIONS:
+        return list(_SECTIONS[loc[0]].model_fields)
+    if loc[0] == "stages" and len(loc) >= 3 and loc[2] in _STAGE_MODELS:
+        return list(_STAGE_MODELS[loc[2]].model_fields)
+    return []
+
+
+def _override(raw: dict, item: str, path: Path) -> None:
+    """Apply one ``a.b.0.c=value`` override (value parsed as YAML) to the raw recipe."""
+    if "=" not in item:
+        raise EdgeflowError(f"override {item!r} must look like key.path=value")
+    dotted, value = item.split("=", 1)
+    node: Any = raw
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        elif isinstance(node, dict):
+            node = node.setdefault(part, {})
+        else:
+            raise EdgeflowError(f"override {dotted!r}: no such key in {path}")
+    last = parts[-1]
+    parsed = yaml.safe_load(value)
+    if isinstance(node, list):
+        if not last.isdigit() or int(last) >= len(node):
+            raise EdgeflowError(f"override {dotted!r}: no such key in {path}")
+        node[int(last)] = parsed
+    elif isinstance(node, dict):
+        node[last] = parsed
+    else:
+        raise EdgeflowError(f"override {dotted!r}: no such key in {path}")

@@ -1,0 +1,183 @@
+"""Rendering results: terminal tables, JSON and a self-contained HTML report with plots."""
+
+from __future__ import annotations
+
+import html
+
+__all__ = ["render_run_table", "render_run_html", "table"]
+
+
+def table(headers: list[str], rows: list[list[str]], align: str | None = None) -> str:
+    """A plain-text table; ``align`` has one character per column, ``l`` or ``r``."""
+    align = align or "l" * len(headers)
+    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows)]
+
+    def line(cells):
+        out = []
+        for cell, width, a in zip(cells, widths, align):
+            out.append(str(cell).rjust(width) if a == "r" else str(cell).ljust(width))
+        return "  ".join(out).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(headers), rule, *(line(r) for r in rows)])
+
+
+def _pct(value) -> str:
+    return "" if value is None else f"{value:.1%}"
+
+
+def _acc(value) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
+def _bytes(value) -> str:
+    return "" if value is None else f"{value:,}"
+
+
+def render_run_table(result) -> str:
+    """The recipe run as a table: one row per stage, then one row per checked device."""
+    rows = []
+    for r in result.records:
+        rows.append([
+            f"{r.index}. {r.label}", _acc(r.keras_accuracy), _acc(r.tflite_accuracy),
+            _bytes(r.size_bytes), _bytes(r.gzip_bytes), _pct(r.sparsity),
+            f"{r.seconds:.1f}",
+        ])
+    text = table(
+        ["stage", "keras acc", "tflite acc", "size B", "gzip B", "sparsity", "s"], rows,
+        "lrrrrrr",
+    )
+    if result.check is None:
+        return text
+    dev_rows = []
+    for d in result.check.results:
+        ram = f"{_bytes(d.ram_required_bytes)} / {_bytes(d.ram_available_bytes)}"
+        flash = f"{_bytes(d.flash_required_bytes)} / {_bytes(d.flash_available_bytes)}"
+        dev_rows.append([
+            d.device, _bytes(d.arena_bytes), d.ram_source, ram, flash,
+            "fits" if d.fits else "DOES NOT FIT", _first_problem(d),
+        ])
+    devices = table(
+        ["device", "arena B", "ram source", "RAM need / have B", "flash need / have B",
+         "verdict", "first problem"],
+        dev_rows, "lrlrrll",
+    )
+    return f"{text}\n\n{devices}"
+
+
+def _first_problem(d) -> str:
+    problems = list(d.problems) + [f"unsupported {o['op']} v{o['version']}" for o in d.unsupported_ops]
+    if not problems:
+        return ""
+    more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+    return problems[0][:70] + more
+
+
+# ---------------------------------------------------------------- HTML
+
+_CSS = """
+body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
+h1{font-size:1.5em} h2{font-size:1.15em;margin-top:2em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:.5em 0} td,th{padding:.3em .7em;border-bottom:1px solid #eee}
+th{text-align:left;background:#f6f6f6} td.n{text-align:right;font-variant-numeric:tabular-nums}
+.ok{color:#1a7f37;font-weight:600} .bad{color:#cf222e;font-weight:600} .muted{color:#777}
+svg text{font:12px system-ui,sans-serif} .charts{display:flex;flex-wrap:wrap;gap:2em}
+"""
+
+
+def _bars(title: str, labels: list[str], values: list[float], *, limits=None, unit="",
+          fmt=lambda v: f"{v:,.0f}", width=480) -> str:
+    """A horizontal bar chart as inline SVG; with ``limits`` each bar shows value/limit in %."""
+    pairs = [(lab, v, (limits[i] if limits else None)) for i, (lab, v) in enumerate(zip(labels, values))
+             if v is not None]
+    if not pairs:
+        return ""
+    label_w, bar_w, row_h = 190, width - 190 - 90, 22
+    top = max((v / lim if lim else v) for _, v, lim in pairs) or 1.0
+    scale_max = max(top, 1.0) if limits else top
+    height = 30 + row_h * len(pairs)
+    parts = [f'<svg width="{width}" height="{height}" role="img" aria-label="{html.escape(title)}">',
+             f'<text x="0" y="16" font-weight="600">{html.escape(title)}</text>']
+    if limits:
+        x1 = label_w + bar_w / scale_max
+        parts.append(f'<line x1="{x1:.1f}" x2="{x1:.1f}" y1="22" y2="{height}" stroke="#999" '
+                     'stroke-dasharray="3,3"/>')
+    for i, (lab, v, lim) in enumerate(pairs):
+        y = 26 + i * row_h
+        frac = (v / lim) if lim else v
+        w = max(1.0, bar_w * frac / scale_max)
+        colour = "#cf222e" if (lim and v > lim) else "#2f81f7"
+        shown = f"{fmt(v)}{unit}" + (f" ({v / lim:.0%})" if lim else "")
+        parts.append(f'<text x="0" y="{y + 14}">{html.escape(lab[:28])}</text>')
+        parts.append(f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row_h - 7}" '
+                     f'fill="{colour}"/>')
+        parts.append(f'<text x="{label_w + w + 4:.1f}" y="{y + 14}">{html.escape(shown)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def render_run_html(result) -> str:
+    """A self-contained HTML page: stage table and plots, device verdicts and plots."""
+    esc = html.escape
+    recs = result.records
+    stage_rows = "".join(
+        f"<tr><td>{esc(r.label)}</td><td class=n>{_acc(r.keras_accuracy)}</td>"
+        f"<td class=n>{_acc(r.tflite_accuracy)}</td><td class=n>{_bytes(r.size_bytes)}</td>"
+        f"<td class=n>{_bytes(r.gzip_bytes)}</td><td class=n>{_pct(r.sparsity)}</td>"
+        f"<td class=n>{r.seconds:.1f}</td><td class=muted>{esc(r.artifact or '')}</td></tr>"
+        for r in recs
+    )
+    labels = [r.label for r in recs]
+    acc = [r.tflite_accuracy if r.tflite_accuracy is not None else r.keras_accuracy for r in recs]
+    charts = [
+        _bars("Accuracy after each stage (test split)", labels, acc, fmt=lambda v: f"{v:.3f}"),
+        _bars("Size after each stage (bytes)", labels, [r.size_bytes for r in recs]),
+        _bars("Compressed size (gzip, bytes)", labels, [r.gzip_bytes for r in recs]),
+    ]
+    body = [
+        f"<h1>edgeflow report: {esc(result.recipe)}</h1>",
+        f"<p class=muted>Artifacts in {esc(result.output_dir)}.</p>",
+        "<h2>Stages</h2><table><tr><th>stage</th><th>keras acc</th><th>tflite acc</th>"
+        "<th>size B</th><th>gzip B</th><th>sparsity</th><th>seconds</th><th>artifact</th></tr>"
+        f"{stage_rows}</table>",
+        '<div class="charts">' + "".join(charts) + "</div>",
+    ]
+    if result.check is not None:
+        body.append(_devices_html(result.check))
+    return (
+        "<!doctype html><html><head><meta charset=utf-8>"
+        f"<title>edgeflow: {esc(result.recipe)}</title><style>{_CSS}</style></head><body>"
+        + "\n".join(body) + "</body></html>"
+    )
+
+
+def _devices_html(report) -> str:
+    esc = html.escape
+    rows = []
+    for d in report.results:
+        verdict = '<span class="ok">fits</span>' if d.fits else '<span class="bad">does not fit</span>'
+        problems = [*d.problems, *(f"unsupported {o['op']} v{o['version']}: {o.get('reason', '')}"
+                                   for o in d.unsupported_ops)]
+        rows.append(
+            f"<tr><td>{esc(d.device)}</td><td>{verdict}</td><td class=n>{_bytes(d.arena_bytes)}</td>"
+            f"<td>{esc(d.ram_source)}</td><td class=n>{_bytes(d.ram_required_bytes)}</td>"
+            f"<td class=n>{_bytes(d.ram_available_bytes)}</td>"
+            f"<td class=n>{_bytes(d.flash_required_bytes)}</td>"
+            f"<td class=n>{_bytes(d.flash_available_bytes)}</td>"
+            f"<td>{'<br>'.join(esc(p) for p in problems)}</td></tr>"
+        )
+    names = [d.device for d in report.results]
+    ram = _bars("RAM needed, share of the board's RAM", names,
+                [d.ram_required_bytes for d in report.results],
+                limits=[d.ram_available_bytes for d in report.results], unit=" B")
+    flash = _bars("Flash needed, share of the board's flash", names,
+                  [d.flash_required_bytes for d in report.results],
+                  limits=[d.flash_available_bytes for d in report.results], unit=" B")
+    return (
+        "<h2>Devices</h2><p class=muted>RAM = tensor arena + runtime and application share; "
+        "'measured' arenas come from TensorFlow Lite Micro on this (64-bit) host.</p>"
+        "<table><tr><th>device</th><th>verdict</th><th>arena B</th><th>source</th>"
+        "<th>RAM need</th><th>RAM have</th><th>flash need</th><th>flash have</th>"
+        f"<th>problems</th></tr>{''.join(rows)}</table>"
+        f'<div class="charts">{ram}{flash}</div>'
+    )

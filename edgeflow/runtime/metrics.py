@@ -1,0 +1,117 @@
+"""Scoring predictions, the same way for Keras and for ``.tflite`` models.
+
+``score`` is the one place that turns predictions and targets into a result dict, so a
+report can show Keras and LiteRT (or TFLM) figures side by side and know they were
+computed alike. Tasks are picked by name from ``TASKS``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgeflow.errors import EdgeflowError, closest
+
+TASKS = {
+    "auto": "classification when the targets are class labels (or one-hot) of the output, else regression",
+    "classification": "accuracy of argmax (or of > 0.5 for a single sigmoid output)",
+    "regression": "mean absolute and mean squared error",
+}
+
+
+def get_task(name: str) -> str:
+    """Validate a task name (``auto``, ``classification``, ``regression``)."""
+    if name not in TASKS:
+        raise EdgeflowError(
+            f"unknown task {name!r}{closest(str(name), TASKS)}; valid tasks are " + ", ".join(TASKS)
+        )
+    return name
+
+
+def infer_task(pred: np.ndarray, y: np.ndarray) -> str:
+    """``classification`` or ``regression`` from the predictions' and targets' shapes.
+
+    Classification when the output is (N, C) with C ≥ 2 and the targets are N integer labels
+    or (N, C) one-hot rows, or when the output is a single column in [0, 1] and the targets
+    are 0/1 integers; regression otherwise.
+    """
+    pred = np.asarray(pred)
+    y = np.asarray(y)
+    n = len(pred)
+    if pred.ndim == 2 and pred.shape[1] >= 2:
+        if y.shape == (n,) or y.shape == (n, 1):
+            if y.dtype.kind in "iub" or (
+                y.dtype.kind == "f" and np.all(np.equal(np.mod(y, 1), 0))
+            ):
+                return "classification"
+        if y.shape == pred.shape and np.all((y == 0) | (y == 1)) and np.all(y.sum(axis=1) == 1):
+            return "classification"
+        return "regression"
+    if pred.size == n and y.size == n and y.dtype.kind in "iub" and np.all((y == 0) | (y == 1)):
+        if np.all((pred >= 0) & (pred <= 1)):
+            return "classification"
+    return "regression"
+
+
+def score(pred, y, *, task: str = "auto") -> dict:
+    """Score predictions against targets.
+
+    Classification: ``accuracy = mean(argmax(pred) == label)`` (one-hot targets are turned
+    into labels; a single sigmoid column uses ``pred > 0.5``). Regression:
+    ``mae = mean(|pred - y|)``, ``mse = mean((pred - y)²)`` over every element.
+
+    Returns:
+        ``{"task": "classification", "accuracy": float, "n": N}`` or
+        ``{"task": "regression", "mae": float, "mse": float, "n": N}``.
+
+    Example:
+        >>> score(np.array([[0.1, 0.9], [0.8, 0.2]]), np.array([1, 1]))["accuracy"]
+        0.5
+    """
+    task = get_task(task)
+    if isinstance(pred, (list, tuple)):
+        if len(pred) != 1:
+            raise EdgeflowError(
+                f"the model has {len(pred)} outputs; evaluate scores single-output models"
+            )
+        pred = pred[0]
+    pred = np.asarray(pred)
+    y = np.asarray(y)
+    n = len(pred)
+    if len(y) != n:
+        raise EdgeflowError(f"{len(y)} targets for {n} samples: pass one target per sample")
+    if n == 0:
+        raise EdgeflowError("no samples to evaluate")
+    if task == "auto":
+        task = infer_task(pred, y)
+    if task == "classification":
+        if pred.ndim == 2 and pred.shape[1] >= 2:
+            labels = y.argmax(axis=1) if y.shape == pred.shape else y.reshape(n)
+            hits = pred.argmax(axis=1) == labels.astype(np.int64)
+        else:
+            hits = (pred.reshape(n) > 0.5) == (y.reshape(n) > 0.5)
+        return {"task": "classification", "accuracy": float(np.mean(hits)), "n": int(n)}
+    if pred.size != y.size:
+        raise EdgeflowError(
+            f"targets of shape {y.shape} do not match the model output {pred.shape} for regression"
+        )
+    err = pred.reshape(n, -1).astype(np.float64) - y.reshape(n, -1).astype(np.float64)
+    return {
+        "task": "regression",
+        "mae": float(np.mean(np.abs(err))),
+        "mse": float(np.mean(err**2)),
+        "n": int(n),
+    }
+
+
+def evaluate_keras(model, x, y, *, task: str = "auto", batch_size: int = 256) -> dict:
+    """Score a Keras model on ``(x, y)``; the same dict as ``litert.evaluate``.
+
+    Example:
+        >>> evaluate_keras(model, x_test, y_test)
+        {'task': 'classification', 'accuracy': 0.96, 'n': 450}
+    """
+    from edgeflow._keras import ensure_keras2
+
+    model = ensure_keras2(model)
+    pred = model.predict(np.asarray(x, dtype=np.float32), batch_size=batch_size, verbose=0)
+    return score(pred, y, task=task)

@@ -1,0 +1,67 @@
+"""Loading models safely; Keras 3 objects get a clear error."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgeflow._keras import keras
+from edgeflow.convert import convert
+from edgeflow.errors import EdgeflowError
+from edgeflow.models import build, load_model
+
+
+def _lambda_model():
+    inputs = keras.Input((4,))
+    x = keras.layers.Lambda(lambda t: t * 2.0, name="double")(inputs)
+    return keras.Model(inputs, keras.layers.Dense(2)(x))
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_lambda_layers_are_refused_unless_unsafe(tmp_path, suffix):
+    path = tmp_path / f"m{suffix}"
+    _lambda_model().save(path)
+    with pytest.raises(EdgeflowError, match=r"Lambda layer\(s\) double .* --unsafe"):
+        load_model(path)
+    model = load_model(path, safe_mode=False)
+    assert model.get_layer("double") is not None
+
+
+def test_saved_model_directory_converts(tmp_path):
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(3)(inputs))
+    model.save(tmp_path / "sm", save_format="tf")
+    tflite = convert(tmp_path / "sm", "float32")
+    assert tflite[4:8] == b"TFL3"
+
+
+def test_keras3_model_object_gets_a_clear_error():
+    import keras as keras3
+
+    model3 = keras3.Sequential([keras3.Input((4,)), keras3.layers.Dense(2)])
+    with pytest.raises(EdgeflowError, match="Keras 3 model object.*tf_keras"):
+        load_model(model3)
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [("missing.keras", "does not exist"), ("not_a_model.keras", "cannot load")],
+)
+def test_unreadable_files(tmp_path, path, message):
+    (tmp_path / "not_a_model.keras").write_bytes(b"garbage")
+    with pytest.raises(EdgeflowError, match=message):
+        load_model(tmp_path / path)
+
+
+def test_build_applications_offline_only():
+    model = build("MobileNetV2", input_shape=(32, 32, 3), alpha=0.35, classes=3)
+    assert model.output_shape == (None, 3)
+    with pytest.raises(EdgeflowError, match="only weights=None"):
+        build("MobileNetV2", weights="imagenet")
+    with pytest.raises(EdgeflowError, match="did you mean 'MobileNetV2'"):
+        build("MobileNetV22")
+
+
+def test_digits_cnn_builds():
+    model = build("digits_cnn")
+    assert model.predict(np.zeros((1, 8, 8, 1)), verbose=0).shape == (1, 10)

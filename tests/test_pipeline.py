@@ -1,0 +1,54 @@
+"""The quickstart recipe end to end, through the CLI, and resuming a run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from edgeflow.cli import main
+from edgeflow.devices import load_devices
+
+
+@pytest.fixture(scope="module")
+def quickstart_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("quickstart")
+    result = CliRunner().invoke(main, ["run", "recipes/quickstart.yaml", "-o", str(out)])
+    return out, result
+
+
+@pytest.mark.slow
+def test_quickstart_end_to_end(quickstart_run):
+    out, result = quickstart_run
+    assert result.exit_code in (0, 1), result.output
+    report = json.loads((out / "report.json").read_text())
+    stages = {s["stage"]: s for s in report["stages"]}
+    assert list(stages) == ["train", "prune", "qat", "convert", "check"]
+    assert stages["train"]["keras_accuracy"] > 0.93
+    assert stages["prune"]["sparsity"] == pytest.approx(0.8, abs=0.03)
+    assert stages["qat"]["sparsity"] > 0.75  # sparsity-preserving QAT
+    convert = stages["convert"]
+    assert convert["tflite_accuracy"] > 0.9
+    assert abs(convert["tflite_accuracy"] - stages["train"]["keras_accuracy"]) < 0.03
+    assert convert["size_bytes"] < stages["train"]["size_bytes"] / 2  # int8 vs float32
+    assert convert["gzip_bytes"] < convert["size_bytes"]
+    shipped = set(load_devices())
+    assert {d["device"] for d in report["devices"]} == shipped
+    # Exit status follows the verdicts.
+    assert result.exit_code == (0 if report["fits_all"] else 1)
+    for name in ("model_data.h", "model_data.cc", "report.html"):
+        assert (out / name).exists()
+    table = result.output
+    assert "stage" in table and "verdict" in table
+    assert "arduino-nano-33-ble" in table
+
+
+@pytest.mark.slow
+def test_quickstart_resumes_from_artifacts(quickstart_run):
+    out, first = quickstart_run
+    result = CliRunner().invoke(main, ["run", "recipes/quickstart.yaml", "-o", str(out), "--resume"])
+    assert result.exit_code == first.exit_code, result.output
+    report = json.loads((out / "report.json").read_text())
+    resumed = [s["stage"] for s in report["stages"] if s["resumed"]]
+    assert resumed == ["train", "prune", "qat", "convert"]

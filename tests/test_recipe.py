@@ -1,0 +1,72 @@
+"""Recipe validation: every bad key or value names the file and the key."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from edgeflow.cli import main
+from edgeflow.errors import EdgeflowError
+from edgeflow.recipe import PACKAGED, load_recipe, parse_recipe
+
+QUICKSTART = yaml.safe_load((PACKAGED / "quickstart.yaml").read_text())
+
+
+def _error(mutate) -> str:
+    raw = copy.deepcopy(QUICKSTART)
+    mutate(raw)
+    with pytest.raises(EdgeflowError) as info:
+        parse_recipe(raw, "r.yaml")
+    return str(info.value)
+
+
+def test_shipped_recipes_validate():
+    for path in PACKAGED.glob("*.yaml"):
+        assert load_recipe(path).stages
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda r: r.update(stagse=[]), "r.yaml: unknown key 'stagse' (did you mean 'stages'?)"),
+        (lambda r: r["stages"][1].update(target_sparsty=0.3),
+         "r.yaml: unknown key 'stages.1.target_sparsty' (did you mean 'target_sparsity'?)"),
+        (lambda r: r["stages"][1].update(target_sparsity=1.3),
+         "r.yaml: stages.1.target_sparsity: Input should be less than 1 (got 1.3)"),
+        (lambda r: r["stages"][1].update(stage="prun"), "unknown stage 'prun' (did you mean 'prune'?)"),
+        (lambda r: r["data"].update(sorce="digits"), "unknown key 'data.sorce' (did you mean 'source'?)"),
+        (lambda r: r["stages"].pop(3), "a 'check' stage needs a 'convert' stage before it"),
+        (lambda r: r["model"].update(path="m.keras"), "give exactly one of 'builder'"),
+    ],
+)
+def test_errors_name_the_file_and_key(mutate, expected):
+    assert expected in _error(mutate)
+
+
+def test_overrides_and_shipped_name(tmp_path):
+    recipe = load_recipe("quickstart", ["stages.0.epochs=3", "data.calibration_samples=50"])
+    assert recipe.stages[0].epochs == 3 and recipe.data.calibration_samples == 50
+    with pytest.raises(EdgeflowError, match="no such key"):
+        load_recipe("quickstart", ["stages.9.epochs=3"])
+
+
+def test_validate_command(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**QUICKSTART, "modle": {}}))
+    runner = CliRunner()
+    result = runner.invoke(main, ["validate", str(bad)])
+    assert result.exit_code == 2
+    assert result.output.strip() == f"error: {bad}: unknown key 'modle' (did you mean 'model'?)"
+    assert runner.invoke(main, ["validate", "quickstart"]).exit_code == 0
+    missing = runner.invoke(main, ["run", "quickstrat"])
+    assert missing.exit_code == 2 and "did you mean 'quickstart'" in missing.output
+
+
+def test_invalid_yaml_is_reported_with_the_line(tmp_path):
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("name: x\nstages: [\n")
+    with pytest.raises(EdgeflowError, match="broken.yaml: line .* is not valid YAML"):
+        load_recipe(bad)
