@@ -1,0 +1,80 @@
+"""``edgeflow inspect``: what a .tflite holds, and the activation memory TFLM will plan."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command()
+@click.argument("model")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
+def inspect(model: str, as_json: bool) -> None:
+    """Show MODEL's operators (versions, counts, MACs), inputs/outputs, weights and memory."""
+    from edgeflow.tflite import estimate_arena, parse, plan_memory
+
+    info = parse(model)
+    plan = plan_memory(info)
+    arena = estimate_arena(info, pointer_bytes=4)
+    if as_json:
+        data = {"path": model, **info.to_dict(), "memory_plan": plan.to_dict(),
+                "arena_estimate": arena.to_dict()}
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(render(model, info, plan, arena))
+
+
+def _quant(t) -> str:
+    if not t.scale:
+        return "-"
+    if len(t.scale) > 1:
+        return f"per-channel ({len(t.scale)} scales)"
+    zp = t.zero_point[0] if t.zero_point else 0
+    return f"scale={t.scale[0]:.6g} zero_point={zp}"
+
+
+def _table(header: list[str], rows: list[list[str]], right: set[int]) -> list[str]:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(row):
+        cells = [str(c).rjust(w) if i in right else str(c).ljust(w)
+                 for i, (c, w) in enumerate(zip(row, widths))]
+        return "  " + "  ".join(cells).rstrip()
+
+    return [line(header), *(line(r) for r in rows)]
+
+
+def render(path: str, info, plan, arena) -> str:
+    """The human-readable report of ``edgeflow inspect`` (also used in tests)."""
+    out = [
+        f"{path}: {info.size_bytes:,} bytes, schema v{info.schema_version}, "
+        f"{info.subgraphs} subgraph(s), {len(info.tensors)} tensors"
+    ]
+    versions, counts = info.op_versions(), info.op_counts()
+    macs: dict[str, int] = {}
+    for op in info.ops:
+        macs[op.name] = macs.get(op.name, 0) + op.macs
+    out.append(f"\noperators ({len(info.ops)}, {info.total_macs:,} MACs):")
+    rows = [[name, f"v{versions[name]}", str(counts[name]), f"{macs[name]:,}"]
+            for name in sorted(counts, key=lambda n: (-macs[n], n))]
+    out += _table(["op", "version", "count", "MACs"], rows, {2, 3})
+    for title, tensors in (("inputs", info.inputs), ("outputs", info.outputs)):
+        out.append(f"\n{title}:")
+        rows = [[t.name, t.dtype, "x".join(map(str, t.shape)) or "scalar", _quant(t)]
+                for t in tensors]
+        out += _table(["name", "dtype", "shape", "quantization"], rows, set())
+    floats = info.float_ops()
+    out.append("")
+    out.append(f"weights:              {info.weights_bytes:,} bytes")
+    out.append(f"peak activations:     {plan.peak_bytes:,} bytes "
+               f"(TFLM greedy plan, {len(plan.buffers)} buffers, {plan.alignment}-byte aligned)")
+    out.append(f"TFLM arena estimate:  {arena.total_bytes:,} bytes at {8 * arena.pointer_bytes}-bit "
+               f"pointers ({arena.nonpersistent_bytes:,} activations + "
+               f"{arena.persistent_bytes:,} persistent)")
+    if floats:
+        names = sorted({op.name for op in floats})
+        out.append(f"float ops:            {len(floats)} ({', '.join(names)})")
+    else:
+        out.append("float ops:            none (integer-only compute)")
+    return "\n".join(out)

@@ -1,0 +1,29 @@
+"""Reading ``.tflite`` models: operators, tensors, weights, MACs and the TFLM memory plan.
+
+Example:
+    >>> from edgeflow.tflite import parse, plan_memory, estimate_arena
+    >>> info = parse("model.tflite")
+    >>> plan_memory(info).peak_bytes, estimate_arena(info, pointer_bytes=4).total_bytes
+"""
+
+from edgeflow.tflite.memory import (
+    ArenaEstimate,
+    MemoryPlan,
+    PlannedBuffer,
+    estimate_arena,
+    plan_memory,
+)
+from edgeflow.tflite.reader import ModelInfo, OpInfo, TensorInfo, parse, read_bytes
+
+__all__ = [
+    "read_bytes",
+    "parse",
+    "plan_memory",
+    "estimate_arena",
+    "ModelInfo",
+    "OpInfo",
+    "TensorInfo",
+    "MemoryPlan",
+    "PlannedBuffer",
+    "ArenaEstimate",
+]

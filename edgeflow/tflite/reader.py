@@ -1,0 +1,345 @@
+"""Reading a ``.tflite`` flatbuffer with the official schema classes.
+
+Nothing here reads byte offsets by hand: every field comes from the flatc-generated
+accessors of ``schema_py_generated`` (see :mod:`edgeflow.tflite._schema`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import struct
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from edgeflow.errors import EdgeflowError
+from edgeflow.tflite._schema import DTYPE_BITS, DTYPE_NAMES, FLOAT_DTYPES, OP_NAMES, schema
+from edgeflow.tflite.macs import op_macs
+
+__all__ = ["TensorInfo", "OpInfo", "ModelInfo", "read_bytes", "parse"]
+
+_IDENTIFIER = b"TFL3"
+_CONVERSION_OPS = frozenset({"QUANTIZE", "DEQUANTIZE"})
+
+
+@dataclass
+class TensorInfo:
+    """One tensor of a subgraph.
+
+    ``nbytes`` is ``ceil(prod(shape) * bits(dtype) / 8)`` (a scalar has one element);
+    ``is_constant`` means the tensor's data is stored in the model (weights, biases).
+    """
+
+    index: int
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    nbytes: int
+    is_constant: bool
+    scale: list[float] = field(default_factory=list)
+    zero_point: list[int] = field(default_factory=list)
+    is_variable: bool = False
+    quantized_dimension: int = 0
+    buffer: int = 0
+
+    @property
+    def elements(self) -> int:
+        """Number of elements (1 for a scalar; unknown dimensions count 1)."""
+        return math.prod(max(d, 1) for d in self.shape)
+
+
+@dataclass
+class OpInfo:
+    """One operator of the main subgraph, in execution order.
+
+    ``dtype`` is the type the operator computes in: the type of its first non-constant
+    input (its first input, or output, when it has none). A hybrid op (float input, int8
+    weights) therefore computes in ``float32``.
+    """
+
+    index: int
+    name: str
+    version: int
+    is_custom: bool
+    inputs: list[int]
+    outputs: list[int]
+    macs: int
+    dtype: str
+
+
+@dataclass
+class ModelInfo:
+    """What a ``.tflite`` holds: operators, tensors, weights and MACs of the main subgraph."""
+
+    size_bytes: int
+    ops: list[OpInfo]
+    tensors: list[TensorInfo]
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+    weights_bytes: int
+    total_macs: int
+    subgraphs: int
+    schema_version: int
+    description: str
+    #: tensors and operators of every subgraph (index 0 is the main one): the runtime
+    #: allocates bookkeeping for all of them.
+    subgraph_tensor_counts: list[int] = field(default_factory=list)
+    subgraph_op_counts: list[int] = field(default_factory=list)
+
+    def op_names(self) -> set[str]:
+        """Names of the operators used (``{"CONV_2D", "SOFTMAX", ...}``)."""
+        return {op.name for op in self.ops}
+
+    def op_versions(self) -> dict[str, int]:
+        """The highest version of each operator used (a runtime must support that one)."""
+        versions: dict[str, int] = {}
+        for op in self.ops:
+            versions[op.name] = max(versions.get(op.name, 0), op.version)
+        return versions
+
+    def op_counts(self) -> dict[str, int]:
+        """How many times each operator occurs."""
+        return dict(Counter(op.name for op in self.ops))
+
+    def float_ops(self) -> list[OpInfo]:
+        """Operators that compute in floating point (float32/float16/...).
+
+        ``QUANTIZE`` and ``DEQUANTIZE`` only convert at the edges and are never counted;
+        an operator fed by a ``DEQUANTIZE`` computes in float and is counted.
+        """
+        return [op for op in self.ops if op.name not in _CONVERSION_OPS and op.dtype in FLOAT_DTYPES]
+
+    def to_dict(self) -> dict:
+        """A JSON-serialisable dict of every field, plus op counts and versions."""
+        data = asdict(self)
+        data["op_counts"] = self.op_counts()
+        data["op_versions"] = self.op_versions()
+        data["float_ops"] = [op.index for op in self.float_ops()]
+        return data
+
+
+def read_bytes(path: str | os.PathLike) -> bytes:
+    """Read a ``.tflite`` file and check that it is a complete TFLite flatbuffer.
+
+    Raises an EdgeflowError (one line) for a missing file, a directory, an empty file,
+    a file without the ``TFL3`` identifier, or a truncated/corrupt flatbuffer.
+
+    Example:
+        >>> data = read_bytes("model.tflite")
+    """
+    path = Path(path)
+    if not path.exists():
+        raise EdgeflowError(f"model file {str(path)!r} does not exist")
+    if path.is_dir():
+        raise EdgeflowError(f"{str(path)!r} is a directory, not a .tflite file")
+    data = path.read_bytes()
+    _walk(data, str(path))
+    return data
+
+
+def parse(model: bytes | bytearray | str | os.PathLike) -> ModelInfo:
+    """Read a ``.tflite`` (bytes or path) into a :class:`ModelInfo`.
+
+    MACs per operator follow :mod:`edgeflow.tflite.macs`. Raises EdgeflowError for
+    anything that is not a complete TFLite flatbuffer.
+
+    Example:
+        >>> info = parse("model.tflite")
+        >>> info.op_versions()
+        {'CONV_2D': 3, 'SOFTMAX': 2}
+    """
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        data = bytes(model)
+        return _walk(data, "the model bytes")
+    return _walk(read_bytes(model), str(model))
+
+
+def _walk(data: bytes, what: str) -> ModelInfo:
+    if not data:
+        raise EdgeflowError(f"{what} is empty: pass a .tflite file written by the TFLite converter")
+    if len(data) < 8 or data[4:8] != _IDENTIFIER:
+        raise EdgeflowError(
+            f"{what} is not a TFLite flatbuffer (no 'TFL3' identifier): pass a .tflite model"
+        )
+    try:
+        return _read(data)
+    except EdgeflowError as err:
+        raise EdgeflowError(f"{what} is truncated or corrupt ({err}): convert the model again") from err
+    except (IndexError, struct.error, ValueError, TypeError, OverflowError, UnicodeDecodeError,
+            MemoryError, RecursionError) as err:
+        # flatbuffers reads past the end as struct.error / numpy ValueError
+        detail = f"a flatbuffer offset runs past the end of its {len(data):,} bytes"
+        if not isinstance(err, (struct.error, IndexError, ValueError)):
+            detail = type(err).__name__
+        raise EdgeflowError(
+            f"{what} is truncated or corrupt ({detail}): convert the model again"
+        ) from err
+
+
+def _text(value) -> str:
+    if value is None:
+        return ""
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _ints(getter_numpy, length: int) -> list[int]:
+    if length == 0:
+        return []
+    return [int(v) for v in getter_numpy()]
+
+
+def _buffer_sizes(model, size: int) -> list[int]:
+    """Bytes of data in each model buffer (inline, or outside the flatbuffer via offset/size)."""
+    sizes = []
+    for b in range(model.BuffersLength()):
+        buf = model.Buffers(b)
+        if buf is None:
+            sizes.append(0)
+            continue
+        inline = buf.DataAsNumpy()  # np.frombuffer: raises if the vector runs past the end
+        n = 0 if isinstance(inline, int) else int(inline.size)
+        offset, length = int(buf.Offset()), int(buf.Size())
+        if offset > 1:  # large models (>2 GB) keep buffers after the flatbuffer
+            if offset + length > size:
+                raise EdgeflowError(f"buffer {b} runs past the end of the file")
+            n = length
+        sizes.append(n)
+    return sizes
+
+
+def _tensor(t, index: int, buffer_sizes: list[int]) -> TensorInfo:
+    dtype = DTYPE_NAMES.get(t.Type(), f"type{t.Type()}")
+    shape = tuple(_ints(t.ShapeAsNumpy, t.ShapeLength()))
+    if any(d < -1 for d in shape):
+        raise EdgeflowError(f"tensor {index} has shape {shape}")
+    elements = math.prod(max(d, 1) for d in shape)
+    nbytes = (elements * DTYPE_BITS.get(dtype, 0) + 7) // 8
+    buffer = t.Buffer()
+    if buffer >= len(buffer_sizes):
+        raise EdgeflowError(f"tensor {index} names buffer {buffer} of {len(buffer_sizes)}")
+    scale: list[float] = []
+    zero_point: list[int] = []
+    qdim = 0
+    q = t.Quantization()
+    if q is not None:
+        if q.ScaleLength():
+            scale = [float(s) for s in q.ScaleAsNumpy()]
+        if q.ZeroPointLength():
+            zero_point = [int(z) for z in q.ZeroPointAsNumpy()]
+        qdim = int(q.QuantizedDimension())
+    return TensorInfo(
+        index=index,
+        name=_text(t.Name()),
+        shape=shape,
+        dtype=dtype,
+        nbytes=nbytes,
+        is_constant=buffer_sizes[buffer] > 0,
+        scale=scale,
+        zero_point=zero_point,
+        is_variable=bool(t.IsVariable()),
+        quantized_dimension=qdim,
+        buffer=buffer,
+    )
+
+
+def _opcodes(model) -> list[tuple[str, int, bool]]:
+    codes = []
+    for i in range(model.OperatorCodesLength()):
+        oc = model.OperatorCodes(i)
+        # Schema v3a: the code lives in builtin_code (int32) for new operators and in the
+        # deprecated int8 field for old ones; the real code is the larger of the two.
+        code = max(int(oc.BuiltinCode()), int(oc.DeprecatedBuiltinCode()))
+        if code == schema.BuiltinOperator.CUSTOM:
+            codes.append((_text(oc.CustomCode()) or "CUSTOM", int(oc.Version()), True))
+        else:
+            codes.append((OP_NAMES.get(code, f"BUILTIN_{code}"), int(oc.Version()), False))
+    return codes
+
+
+def _adj_x(op) -> bool:
+    table = op.BuiltinOptions()
+    if table is None:
+        return False
+    options = schema.BatchMatMulOptions()
+    options.Init(table.Bytes, table.Pos)
+    return bool(options.AdjX())
+
+
+def _read(data: bytes) -> ModelInfo:
+    model = schema.Model.GetRootAs(data, 0)
+    buffer_sizes = _buffer_sizes(model, len(data))
+    opcodes = _opcodes(model)
+    n_sub = model.SubgraphsLength()
+    if n_sub == 0:
+        raise EdgeflowError("the model has no subgraph")
+
+    tensor_counts, op_counts = [], []
+    const_buffers: set[int] = set()
+    main = None
+    for s in range(n_sub):
+        sg = model.Subgraphs(s)
+        tensors = [_tensor(sg.Tensors(i), i, buffer_sizes) for i in range(sg.TensorsLength())]
+        const_buffers.update(t.buffer for t in tensors if t.is_constant)
+        ops = []
+        for i in range(sg.OperatorsLength()):
+            op = sg.Operators(i)
+            if op.OpcodeIndex() >= len(opcodes):
+                raise EdgeflowError(f"operator {i} names opcode {op.OpcodeIndex()} of {len(opcodes)}")
+            name, version, is_custom = opcodes[op.OpcodeIndex()]
+            inputs = _ints(op.InputsAsNumpy, op.InputsLength())
+            outputs = _ints(op.OutputsAsNumpy, op.OutputsLength())
+            for t in inputs + outputs:
+                if not -1 <= t < len(tensors):
+                    raise EdgeflowError(f"operator {i} names tensor {t} of {len(tensors)}")
+            ops.append((i, name, version, is_custom, inputs, outputs, op))
+        io = [
+            _ints(sg.InputsAsNumpy, sg.InputsLength()),
+            _ints(sg.OutputsAsNumpy, sg.OutputsLength()),
+        ]
+        for t in io[0] + io[1]:
+            if not 0 <= t < len(tensors):
+                raise EdgeflowError(f"subgraph {s} input/output names tensor {t}")
+        tensor_counts.append(len(tensors))
+        op_counts.append(len(ops))
+        if s == 0:
+            main = (tensors, ops, io)
+
+    tensors, raw_ops, (inputs, outputs) = main
+    ops = []
+    for i, name, version, is_custom, ins, outs, op in raw_ops:
+        in_shapes = [tensors[t].shape if t >= 0 else None for t in ins]
+        out_shapes = [tensors[t].shape for t in outs]
+        adj_x = name == "BATCH_MATMUL" and _adj_x(op)
+        ops.append(
+            OpInfo(
+                index=i, name=name, version=version, is_custom=is_custom,
+                inputs=ins, outputs=outs,
+                macs=0 if is_custom else op_macs(name, in_shapes, out_shapes, adj_x=adj_x),
+                dtype=_compute_dtype(tensors, ins, outs),
+            )
+        )
+    return ModelInfo(
+        size_bytes=len(data),
+        ops=ops,
+        tensors=tensors,
+        inputs=[tensors[t] for t in inputs],
+        outputs=[tensors[t] for t in outputs],
+        weights_bytes=sum(buffer_sizes[b] for b in const_buffers),
+        total_macs=sum(op.macs for op in ops),
+        subgraphs=n_sub,
+        schema_version=int(model.Version()),
+        description=_text(model.Description()),
+        subgraph_tensor_counts=tensor_counts,
+        subgraph_op_counts=op_counts,
+    )
+
+
+def _compute_dtype(tensors: list[TensorInfo], ins: list[int], outs: list[int]) -> str:
+    present = [tensors[t] for t in ins if t >= 0]
+    for t in present:
+        if not t.is_constant:
+            return t.dtype
+    if present:
+        return present[0].dtype
+    return tensors[outs[0]].dtype if outs else "unknown"
