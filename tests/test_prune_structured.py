@@ -120,18 +120,18 @@ def test_fifty_percent_with_fine_tuning_within_1_5_points_on_digits(trained_cnn,
     assert trained_cnn.get_layer("conv1").filters == 16  # the input model is untouched
 
 
-def test_iterative_schedule_stops_at_max_drop(trained_cnn, digits):
+def test_iterative_schedule_stops_at_max_accuracy_drop(trained_cnn, digits):
     (x_tr, y_tr), (x_te, y_te) = digits
     result = prune.structured(
         trained_cnn, 0.9, criterion="taylor", data=(x_tr[:300], y_tr[:300]), steps=3,
-        validation_data=(x_te, y_te), max_drop=0.0,
+        validation_data=(x_te, y_te), max_accuracy_drop=0.0,
     )
     ratios = [s["ratio"] for s in result.steps]
     assert ratios == pytest.approx([0.0, 0.3, 0.6, 0.9][: len(ratios)])
     base = result.steps[0]["accuracy"]
     broke = [s["step"] for s in result.steps if base - s["accuracy"] > 0.0]
     assert broke, "90% of the filters without fine-tuning must lose accuracy"
-    assert result.stopped and "max_drop" in result.stopped
+    assert result.stopped and "max_accuracy_drop" in result.stopped
     assert result.steps[-1]["step"] == broke[0]
     # The returned model is the last one within the limit, not the one that broke it.
     assert result.params_after == result.steps[broke[0] - 1]["params"]

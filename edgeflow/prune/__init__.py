@@ -15,8 +15,8 @@ Example:
 
 from __future__ import annotations
 
-from edgeflow.prune.magnitude import PruneResult, callbacks, magnitude, sparsity, strip
 from edgeflow.prune.criteria import CRITERIA
+from edgeflow.prune.magnitude import PruneResult, callbacks, magnitude, sparsity, strip
 from edgeflow.prune.schedules import SCHEDULES
 from edgeflow.prune.structured import StructuredResult, structured
 

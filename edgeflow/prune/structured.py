@@ -535,7 +535,7 @@ class StructuredResult:
         steps: one record per pruning step: ``step``, ``ratio``, ``params`` and the metrics
             after that step's fine-tuning (on ``metrics_on`` data).
         history: the fine-tuning histories, concatenated.
-        stopped: why the schedule stopped before the target (``max_drop``), else None.
+        stopped: why the schedule stopped before the target (``max_accuracy_drop``), else None.
         metrics_on: ``"validation"`` or ``"training"`` (which data the step metrics use).
     """
 
@@ -571,12 +571,13 @@ def structured(
     epochs: int = 0,
     batch_size: int = 32,
     validation_data=None,
-    max_drop: float | None = None,
+    max_accuracy_drop: float | None = None,
     multiple_of: int = 1,
     num_samples: int = 256,
     optimizer="adam",
     loss=None,
     metrics=("accuracy",),
+    callbacks: list | None = None,
     verbose: int = 0,
 ) -> StructuredResult:
     """Remove whole filters/neurons: return a NEW, smaller functional Keras model.
@@ -591,8 +592,8 @@ def structured(
 
     With ``steps`` > 1 the ratio is reached in equal steps, r_k = ratio · k / steps of the
     original channels, each followed by ``epochs`` of fine-tuning; the scores are
-    recomputed on the fine-tuned model. With ``max_drop``, the schedule stops when the
-    first metric falls more than ``max_drop`` below the unpruned model's and returns the
+    recomputed on the fine-tuned model. With ``max_accuracy_drop``, the schedule stops when the
+    first metric falls more than ``max_accuracy_drop`` below the unpruned model's and returns the
     last model within it.
 
     Args:
@@ -604,10 +605,11 @@ def structured(
         data: ``(x, y)`` or a tf.data.Dataset: for data criteria and fine-tuning.
         steps, epochs, batch_size: the iterative schedule and its fine-tuning.
         validation_data: ``(x, y)`` for the per-step metrics (default: ``data``).
-        max_drop: largest allowed fall of the first metric (0.015 = 1.5 points).
+        max_accuracy_drop: largest allowed fall of the first metric (0.015 = 1.5 points).
         multiple_of: round kept channel counts up to a multiple (SIMD-friendly: 4 or 8).
         num_samples: samples used by data criteria.
         optimizer, loss, metrics: for fine-tuning and the step metrics.
+        callbacks: Keras callbacks for the fine-tuning.
         verbose: Keras fit verbosity.
 
     Returns:
@@ -622,10 +624,10 @@ def structured(
     crit = _criteria.get(criterion)
     if steps < 1 or epochs < 0:
         raise EdgeflowError(f"steps must be >= 1 and epochs >= 0, got steps={steps}, epochs={epochs}")
-    if (epochs or max_drop is not None) and data is None:
-        raise EdgeflowError("fine-tuning (epochs) and max_drop need data=(x, y)")
-    if max_drop is not None and not metrics:
-        raise EdgeflowError("max_drop compares the first metric: pass metrics=('accuracy',)")
+    if (epochs or max_accuracy_drop is not None) and data is None:
+        raise EdgeflowError("fine-tuning (epochs) and max_accuracy_drop need data=(x, y)")
+    if max_accuracy_drop is not None and not metrics:
+        raise EdgeflowError("max_accuracy_drop compares the first metric: pass metrics=('accuracy',)")
     working = _util.copy_model(model)
     groups = channel_groups(working)
     targets = _group_targets(groups, ratio)
@@ -657,7 +659,8 @@ def structured(
             _util.compile_like(candidate, model, optimizer=optimizer, loss=loss, metrics=metrics)
         if epochs:
             fit_kwargs, _ = _util.training_data(data, batch_size)
-            h = candidate.fit(**fit_kwargs, epochs=epochs, verbose=verbose)
+            h = candidate.fit(**fit_kwargs, epochs=epochs, verbose=verbose,
+                              callbacks=list(callbacks or ()))
             for name, values in h.history.items():
                 history.setdefault(name, []).extend(values)
         record = {"step": k, "ratio": max(fraction.values(), default=0.0),
@@ -665,13 +668,13 @@ def structured(
         if baseline is not None:
             record.update(_evaluate(candidate, eval_data, batch_size))
         result_steps.append(record)
-        if max_drop is not None and baseline is not None:
+        if max_accuracy_drop is not None and baseline is not None:
             first = next(iter(baseline))
             drop = baseline[first] - record[first]
-            if drop > max_drop:
+            if drop > max_accuracy_drop:
                 stopped = (
                     f"step {k} ({record['ratio']:.0%}) dropped {first} by {drop:.4f} > "
-                    f"max_drop {max_drop}; kept step {k - 1}"
+                    f"max_accuracy_drop {max_accuracy_drop}; kept step {k - 1}"
                 )
                 break
         current = candidate
