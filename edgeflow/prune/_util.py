@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -102,3 +103,23 @@ def compile_like(model: keras.Model, source: keras.Model, *, optimizer, loss, me
         loss=default_loss(source, loss),
         metrics=list(metrics or ()),
     )
+
+
+def load_training_data(path) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` from a ``.npz`` file with keys ``x`` and ``y`` (labels are required)."""
+    from edgeflow.data import load_arrays
+
+    x, y = load_arrays(path)
+    if y is None:
+        raise EdgeflowError(f"{path} holds no labels: pruning fine-tunes on a .npz with x and y")
+    return x, y
+
+
+def save_keras(model: keras.Model, path) -> Path:
+    """Save ``model`` atomically as a ``.keras`` file (nothing half-written on failure)."""
+    from edgeflow.pipeline import _save_model
+
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise EdgeflowError(f"write the pruned model to a .keras file, not {path.name!r}")
+    return _save_model(model, path.with_suffix(""))
