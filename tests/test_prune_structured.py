@@ -172,20 +172,23 @@ def test_rule_table_covers_every_layer_kind():
 
 # --- real architectures ------------------------------------------------------------------
 
+# Logits without softmax: an untrained (weights=None) network's logits span ~1e-6, and
+# TFLM's int8 softmax aborts on such a scale (edgeflow.runtime.tflm explains it); the
+# pruning is the same either way.
 ARCHS = {
     "mobilenet": lambda: keras.applications.MobileNet(
-        input_shape=(64, 64, 3), alpha=0.25, weights=None, classes=2),
+        input_shape=(64, 64, 3), alpha=0.25, weights=None, classes=2, classifier_activation=None),
     "mobilenet_v2": lambda: keras.applications.MobileNetV2(
-        input_shape=(64, 64, 3), alpha=0.35, weights=None, classes=2),
+        input_shape=(64, 64, 3), alpha=0.35, weights=None, classes=2, classifier_activation=None),
 }
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", list(ARCHS))
-def test_keras_applications_prune_convert_and_run(arch):
-    from ai_edge_litert.interpreter import Interpreter
-
+def test_keras_applications_prune_convert_run_and_check(arch):
     from edgeflow.convert import convert
+    from edgeflow.devices import check
+    from edgeflow.runtime import litert
 
     keras.utils.set_random_seed(0)
     model = ARCHS[arch]()
@@ -197,7 +200,7 @@ def test_keras_applications_prune_convert_and_run(arch):
     new = result.model
     for layer in model.layers:
         if isinstance(layer, L.Conv2D) and not isinstance(layer, L.DepthwiseConv2D):
-            expected = layer.filters if layer.name in ("conv_preds",) else round(layer.filters / 2)
+            expected = layer.filters if layer.name == "conv_preds" else round(layer.filters / 2)
             assert new.get_layer(layer.name).filters == expected, layer.name
         if isinstance(layer, L.DepthwiseConv2D):  # follows the channels of its input
             assert new.get_layer(layer.name).output.shape[-1] == round(layer.input.shape[-1] / 2)
@@ -206,13 +209,9 @@ def test_keras_applications_prune_convert_and_run(arch):
     assert new.predict(x, verbose=0).shape == (8, 2)
 
     tflite = convert(new, "int8", x, num_samples=8)
-    interpreter = Interpreter(model_content=tflite)
-    interpreter.allocate_tensors()
-    inp = interpreter.get_input_details()[0]
-    scale, zero = inp["quantization"]
-    interpreter.set_tensor(inp["index"], np.round(x[:1] / scale + zero).astype(np.int8))
-    interpreter.invoke()
-    out = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-    assert out.shape == (1, 2)
+    assert litert.predict(tflite, x[:2]).shape == (2, 2)
     # int8 weights: about one byte per parameter plus the graph (the unpruned one is ~4× larger).
     assert len(tflite) < 1.5 * result.params_after + 60_000
+    report = check(tflite, ["arduino-nano-33-ble", "raspberry-pi-4"])
+    assert report.fits, [r.verdict for r in report.results]
+    assert report["arduino-nano-33-ble"].ram_source == "measured"
