@@ -215,3 +215,22 @@ def test_keras_applications_prune_convert_run_and_check(arch):
     report = check(tflite, ["arduino-nano-33-ble", "raspberry-pi-4"])
     assert report.fits, [r.verdict for r in report.results]
     assert report["arduino-nano-33-ble"].ram_source == "measured"
+
+
+def test_steps_with_an_optimizer_object_and_a_sequential_model(digits):
+    (x_tr, y_tr), _ = digits
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((8, 8, 1)),
+        L.Conv2D(8, 3, activation="relu", name="c1"),
+        L.Flatten(name="flat"),
+        L.Dense(16, activation="relu", name="d1"),
+        L.Dense(10, activation="softmax", name="out"),
+    ])
+    # One optimizer object for every step: each step's new model gets its own copy.
+    result = prune.structured(model, 0.5, data=(x_tr[:128], y_tr[:128]), steps=2, epochs=1,
+                              optimizer=keras.optimizers.Adam(1e-3))
+    assert [s["step"] for s in result.steps] == [0, 1, 2]
+    assert result.channels == {"c1": (4, 8), "d1": (8, 16), "out": (10, 10)}
+    assert result.model.get_layer("d1").kernel.shape == (6 * 6 * 4, 8)
+    assert len(result.history["loss"]) == 2

@@ -58,6 +58,12 @@ def output_activation(model: keras.Model) -> str | None:
     return getattr(act, "__name__", None) if act is not None else None
 
 
+def has_loss(model: keras.Model, loss=None) -> bool:
+    """True when ``default_loss`` can find a loss for ``model``."""
+    return (loss is not None or getattr(model, "loss", None) is not None
+            or output_activation(model) == "softmax")
+
+
 def default_loss(model: keras.Model, loss=None):
     """The loss to fine-tune with: ``loss`` if given, the model's compiled loss, or, for a
     softmax classifier, sparse categorical cross-entropy."""
@@ -97,9 +103,14 @@ def training_data(data, batch_size: int):
 
 def compile_like(model: keras.Model, source: keras.Model, *, optimizer, loss, metrics) -> None:
     """Compile ``model`` for fine-tuning with ``loss`` (default from ``source``). Side effect:
-    ``model`` is compiled with a fresh optimizer."""
+    ``model`` is compiled with a fresh optimizer: a name, or a copy of the optimizer object
+    given (an optimizer's state belongs to the variables it was first applied to)."""
+    if isinstance(optimizer, str):
+        optimizer = keras.optimizers.get(optimizer)
+    else:
+        optimizer = optimizer.__class__.from_config(optimizer.get_config())
     model.compile(
-        optimizer=keras.optimizers.get(optimizer) if isinstance(optimizer, str) else optimizer,
+        optimizer=optimizer,
         loss=default_loss(source, loss),
         metrics=list(metrics or ()),
     )

@@ -161,11 +161,8 @@ def magnitude(
         warnings.warn(
             "left dense (not pruned): " + "; ".join(skipped), UserWarning, stacklevel=2
         )
-    loss_known = loss is not None or getattr(model, "loss", None) is not None or (
-        _util.output_activation(model) == "softmax"
-    )
     if data is None:
-        if loss_known:
+        if _util.has_loss(model, loss):
             _util.compile_like(wrapped, model, optimizer=optimizer, loss=loss, metrics=metrics)
         per_layer_sparsity, overall = _measure(wrapped)
         return PruneResult(wrapped, per_layer_sparsity, overall, {}, skipped, wrapped=True)

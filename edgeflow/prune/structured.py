@@ -639,9 +639,7 @@ def structured(
     metrics_on = None if eval_data is None else (
         "validation" if validation_data is not None else "training"
     )
-    can_compile = loss is not None or getattr(model, "loss", None) is not None or (
-        _util.output_activation(model) == "softmax"
-    )
+    can_compile = _util.has_loss(model, loss)
     baseline = None
     if eval_data is not None and can_compile and metrics:
         _util.compile_like(working, model, optimizer=optimizer, loss=loss, metrics=metrics)
@@ -651,7 +649,8 @@ def structured(
     history: dict = {}
     stopped = None
     current = working
-    for k in _progress.bar(range(1, steps + 1), total=steps, desc="structured pruning", unit="step"):
+    progress = _progress.bar(range(1, steps + 1), total=steps, desc="structured pruning", unit="step")
+    for k in progress:
         fraction = {r: t * k / steps for r, t in targets.items()}
         keep = {reps[r]: _keep_count(sizes[r], f, multiple_of) for r, f in fraction.items()}
         candidate = _prune_once(current, keep, crit, data, loss, num_samples, batch_size)
@@ -668,6 +667,10 @@ def structured(
         if baseline is not None:
             record.update(_evaluate(candidate, eval_data, batch_size))
         result_steps.append(record)
+        progress.set_postfix(
+            {name: (f"{value:.4f}" if isinstance(value, float) else value)
+             for name, value in record.items()}
+        )
         if max_accuracy_drop is not None and baseline is not None:
             first = next(iter(baseline))
             drop = baseline[first] - record[first]
