@@ -234,3 +234,21 @@ def test_steps_with_an_optimizer_object_and_a_sequential_model(digits):
     assert result.channels == {"c1": (4, 8), "d1": (8, 16), "out": (10, 10)}
     assert result.model.get_layer("d1").kernel.shape == (6 * 6 * 4, 8)
     assert len(result.history["loss"]) == 2
+
+
+def test_weight_criteria_score_the_batchnorm_folded_filter():
+    """Filter 0: |w| = 0.1, γ = 10 → folded L1 = 9 · 0.1 · 10/√(1+ε) ≈ 9; filter 1: |w| = 1,
+    γ = 0.01 → ≈ 0.09. Unfolded L1 would keep filter 1; the folded one keeps filter 0."""
+    inputs = keras.Input((4, 4, 1))
+    x = L.Conv2D(2, 3, use_bias=False, name="c")(inputs)
+    x = L.BatchNormalization(name="bn")(x)
+    outputs = L.Dense(1, name="out")(L.Flatten()(x))
+    model = keras.Model(inputs, outputs)
+    kernel = np.stack([np.full((3, 3, 1), 0.1), np.full((3, 3, 1), 1.0)], axis=-1).astype(np.float32)
+    model.get_layer("c").set_weights([kernel])
+    model.get_layer("bn").set_weights([np.array([10.0, 0.01], np.float32), np.zeros(2, np.float32),
+                                       np.zeros(2, np.float32), np.ones(2, np.float32)])
+    for criterion in ("l1", "l2"):  # (FPGM scores two filters alike: equal mutual distance)
+        new = prune.structured(model, 0.5, criterion=criterion).model
+        np.testing.assert_array_equal(new.get_layer("c").get_weights()[0], kernel[..., :1])
+        assert new.get_layer("bn").get_weights()[0].tolist() == [10.0]

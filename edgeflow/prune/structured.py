@@ -152,6 +152,7 @@ class ChannelGroups:
     atoms: dict  # tensor key -> (space ids, channel indices)
     layers: list  # (layer, rule or None, input keys, output keys) in topological order
     measure: dict[str, object]  # producer name -> tensor whose activations score it
+    batchnorm: dict[str, object] = field(default_factory=dict)  # producer -> BN right after it
 
     def root(self, s: int) -> int:
         while self.parent[s] != s:
@@ -320,11 +321,14 @@ def channel_groups(model: keras.Model) -> ChannelGroups:
 
     # The tensor whose activations score a producer: its output followed through
     # single-consumer channel-wise layers (BN, activation) up to the next mixing point.
-    measure = {}
+    measure, batchnorm = {}, {}
     for layer, rule, _, out_keys in layers:
         if rule is None or rule.kind != "producer":
             continue
         key, tensor = out_keys[0], layer.output
+        after = consumers.get(key, ())
+        if len(after) == 1 and type(after[0]) is keras.layers.BatchNormalization and _rule(after[0]):
+            batchnorm[layer.name] = after[0]
         while len(consumers.get(key, ())) == 1:
             nxt = consumers[key][0]
             nrule = _rule(nxt)
@@ -332,7 +336,7 @@ def channel_groups(model: keras.Model) -> ChannelGroups:
                 break
             tensor, key = nxt.output, _key(nxt.output)
         measure[layer.name] = tensor
-    return ChannelGroups(spaces, parent, atoms, layers, measure)
+    return ChannelGroups(spaces, parent, atoms, layers, measure, batchnorm)
 
 
 # --- scoring -----------------------------------------------------------------------------
@@ -346,8 +350,7 @@ def _score(model, groups: ChannelGroups, roots, criterion, data, loss, num_sampl
         for r, names in producers.items():
             total = None
             for name in names:
-                layer = model.get_layer(name)
-                s = criterion(RULES[type(layer)].units(layer))
+                s = criterion(_folded_units(model.get_layer(name), groups.batchnorm.get(name)))
                 total = s if total is None else total + s
             scores[r] = total
         return scores
@@ -386,6 +389,22 @@ def _score(model, groups: ChannelGroups, roots, criterion, data, loss, num_sampl
     for r, ns in producers.items():
         scores[r] = sum(by_name[n] for n in ns)
     return scores
+
+
+def _folded_units(layer, bn) -> np.ndarray:
+    """The ``(units, fan_in)`` weights that weight criteria score, with a following
+    BatchNormalization folded in as the converter folds it: W'_j = W_j · γ_j / √(σ²_j + ε).
+
+    Without folding, the BN rescales each filter after the fact and a filter's norm says
+    little about its output (a small-norm filter with a large γ matters).
+    """
+    units = RULES[type(layer)].units(layer)
+    if bn is None:
+        return units
+    params = dict(zip([_util.weight_name(w) for w in bn.weights], bn.get_weights(), strict=True))
+    gamma = params.get("gamma", np.ones(units.shape[0], np.float32))
+    scale = gamma / np.sqrt(params["moving_variance"] + bn.epsilon)
+    return units * np.abs(scale)[:, None]
 
 
 def _batches(data, num_samples, batch_size):
@@ -601,7 +620,8 @@ def structured(
         ratio: fraction of channels to remove from every prunable group, or
             ``{layer name or glob: fraction}`` for only those layers' groups.
         criterion: ``l1``, ``l2``, ``fpgm``, ``activation``, ``taylor``, ``hessian`` or a
-            callable (see ``edgeflow.prune.criteria``).
+            callable (see ``edgeflow.prune.criteria``). Weight criteria score the kernels
+            with a following BatchNormalization folded in (as in the ``.tflite``).
         data: ``(x, y)`` or a tf.data.Dataset: for data criteria and fine-tuning.
         steps, epochs, batch_size: the iterative schedule and its fine-tuning.
         validation_data: ``(x, y)`` for the per-step metrics (default: ``data``).
