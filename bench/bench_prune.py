@@ -10,7 +10,7 @@ Two models, both trained here on scikit-learn's digits (no download):
 
 For each: the unpruned model; 50% structured pruning (filters/units removed) with each
 criterion, fine-tuned; magnitude pruning at 50/80/90% (TF-MOT, fine-tuned; the first
-convolution kept dense), where the gain only shows after gzip. Every row is converted to
+convolution and the output layer kept dense), where the gain only shows after gzip. Every row is converted to
 int8 and measured: MACs from ``edgeflow.tflite.parse``, the smallest TFLM arena
 (``edgeflow.runtime.tflm``, a child process, 64-bit host), LiteRT median latency of one
 sample on one thread, and int8 test accuracy on LiteRT (``edgeflow.runtime.litert``).
@@ -126,13 +126,14 @@ def main(argv=None) -> int:
             print("| " + row({"variant": f"structured 50% {criterion} +{s_epochs} ep",
                               "acc_keras": acc, **measure(result.model, train, test),
                               "seconds": time.time() - t}) + " |", flush=True)
-        first_conv = next(layer.name for layer in model.layers
-                          if isinstance(layer, keras.layers.Conv2D))
+        # The first convolution and the output layer stay dense: on the digits CNN, 80%
+        # everywhere else loses nothing; pruning the 10×32 output layer too loses ~1.7 points.
+        with_kernel = [layer.name for layer in model.layers if hasattr(layer, "kernel")]
+        dense = {with_kernel[0]: 0, with_kernel[-1]: 0}
         for sparsity in (0.5, 0.8, 0.9):
             t = time.time()
             keras.utils.set_random_seed(1)
-            result = prune.magnitude(model, sparsity, data=train, epochs=m_epochs,
-                                     per_layer={first_conv: 0})
+            result = prune.magnitude(model, sparsity, data=train, epochs=m_epochs, per_layer=dense)
             acc = result.model.evaluate(*test, verbose=0)[1]
             print("| " + row({"variant": f"magnitude {sparsity:.0%} +{m_epochs} ep",
                               "acc_keras": acc, **measure(result.model, train, test),
