@@ -6,6 +6,8 @@
 - ``magnitude``: TF-MOT magnitude pruning (zeros; ship the ``.tflite`` compressed) with
   named schedules, per-layer targets, m:n sparsity and the XNNPACK latency policy;
   ``strip``, ``callbacks`` and ``sparsity`` for users who train themselves.
+- ``tflite_sparsity``: zero weights and gzip size of a ``.tflite``; ``convert_sparse``: the
+  converter's sparse encoding (``Optimize.EXPERIMENTAL_SPARSITY``).
 
 Example:
     >>> from edgeflow import prune
@@ -19,15 +21,19 @@ from edgeflow.prune.criteria import CRITERIA
 from edgeflow.prune.magnitude import PruneResult, callbacks, magnitude, sparsity, strip
 from edgeflow.prune.schedules import SCHEDULES
 from edgeflow.prune.structured import StructuredResult, structured
+from edgeflow.prune.tflite_size import TfliteSparsity, convert_sparse, tflite_sparsity
 
 __all__ = [
     "CRITERIA",
     "PruneResult",
     "SCHEDULES",
     "StructuredResult",
+    "TfliteSparsity",
     "callbacks",
+    "convert_sparse",
     "magnitude",
     "sparsity",
     "strip",
     "structured",
+    "tflite_sparsity",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -57,6 +58,12 @@ def output_activation(model: keras.Model) -> str | None:
     return getattr(act, "__name__", None) if act is not None else None
 
 
+def has_loss(model: keras.Model, loss=None) -> bool:
+    """True when ``default_loss`` can find a loss for ``model``."""
+    return (loss is not None or getattr(model, "loss", None) is not None
+            or output_activation(model) == "softmax")
+
+
 def default_loss(model: keras.Model, loss=None):
     """The loss to fine-tune with: ``loss`` if given, the model's compiled loss, or, for a
     softmax classifier, sparse categorical cross-entropy."""
@@ -96,9 +103,34 @@ def training_data(data, batch_size: int):
 
 def compile_like(model: keras.Model, source: keras.Model, *, optimizer, loss, metrics) -> None:
     """Compile ``model`` for fine-tuning with ``loss`` (default from ``source``). Side effect:
-    ``model`` is compiled with a fresh optimizer."""
+    ``model`` is compiled with a fresh optimizer: a name, or a copy of the optimizer object
+    given (an optimizer's state belongs to the variables it was first applied to)."""
+    if isinstance(optimizer, str):
+        optimizer = keras.optimizers.get(optimizer)
+    else:
+        optimizer = optimizer.__class__.from_config(optimizer.get_config())
     model.compile(
-        optimizer=keras.optimizers.get(optimizer) if isinstance(optimizer, str) else optimizer,
+        optimizer=optimizer,
         loss=default_loss(source, loss),
         metrics=list(metrics or ()),
     )
+
+
+def load_training_data(path) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` from a ``.npz`` file with keys ``x`` and ``y`` (labels are required)."""
+    from edgeflow.data import load_arrays
+
+    x, y = load_arrays(path)
+    if y is None:
+        raise EdgeflowError(f"{path} holds no labels: pruning fine-tunes on a .npz with x and y")
+    return x, y
+
+
+def save_keras(model: keras.Model, path) -> Path:
+    """Save ``model`` atomically as a ``.keras`` file (nothing half-written on failure)."""
+    from edgeflow.pipeline import _save_model
+
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise EdgeflowError(f"write the pruned model to a .keras file, not {path.name!r}")
+    return _save_model(model, path.with_suffix(""))

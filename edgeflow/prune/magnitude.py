@@ -19,7 +19,10 @@ from edgeflow._keras import keras
 from edgeflow.errors import EdgeflowError, closest
 from edgeflow.prune import _util, schedules
 
-__all__ = ["PruneResult", "magnitude", "strip", "callbacks", "sparsity", "POLICIES"]
+__all__ = ["PruneResult", "magnitude", "strip", "pruning_callbacks", "sparsity", "POLICIES"]
+
+# The public name of ``pruning_callbacks`` (``magnitude`` has a ``callbacks`` argument).
+
 
 # Pruning policies by name: which layers TF-MOT may prune for a given runtime.
 POLICIES = ("xnnpack",)
@@ -77,6 +80,7 @@ def magnitude(
     loss=None,
     metrics=("accuracy",),
     log_dir: str | None = None,
+    callbacks: list | None = None,
     verbose: int = 0,
 ) -> PruneResult:
     """Prune the smallest-magnitude weights of ``model`` to ``target_sparsity`` with TF-MOT.
@@ -110,6 +114,7 @@ def magnitude(
             defaults to the model's compiled loss, else sparse categorical cross-entropy for a
             softmax classifier.
         log_dir: write TF-MOT pruning summaries (TensorBoard) there.
+        callbacks: more Keras callbacks for the fine-tuning (the pruning ones are added).
         verbose: Keras fit verbosity.
 
     Returns:
@@ -156,11 +161,8 @@ def magnitude(
         warnings.warn(
             "left dense (not pruned): " + "; ".join(skipped), UserWarning, stacklevel=2
         )
-    loss_known = loss is not None or getattr(model, "loss", None) is not None or (
-        _util.output_activation(model) == "softmax"
-    )
     if data is None:
-        if loss_known:
+        if _util.has_loss(model, loss):
             _util.compile_like(wrapped, model, optimizer=optimizer, loss=loss, metrics=metrics)
         per_layer_sparsity, overall = _measure(wrapped)
         return PruneResult(wrapped, per_layer_sparsity, overall, {}, skipped, wrapped=True)
@@ -170,7 +172,7 @@ def magnitude(
         **fit_kwargs,
         epochs=epochs,
         validation_data=validation_data,
-        callbacks=callbacks(log_dir),
+        callbacks=[*pruning_callbacks(log_dir), *(callbacks or ())],
         verbose=verbose,
     )
     stripped = strip(wrapped)
@@ -198,7 +200,7 @@ def strip(model: keras.Model) -> keras.Model:
     return _util.copy_model(stripped)
 
 
-def callbacks(log_dir: str | None = None) -> list:
+def pruning_callbacks(log_dir: str | None = None) -> list:
     """The Keras callbacks pruning needs in ``fit``: ``UpdatePruningStep`` (and TensorBoard
     pruning summaries in ``log_dir`` when given).
 
@@ -214,16 +216,18 @@ def callbacks(log_dir: str | None = None) -> list:
 
 
 def sparsity(model: keras.Model) -> dict[str, float]:
-    """Fraction of zero weights in each layer's kernel(s): zeros / weights.
+    """Fraction of zero weights in each layer's kernel(s), zeros / weights, and under the
+    key ``"overall"`` the zeros of all kernels / all kernel weights.
 
     Wrapped layers are measured through their masks (w · mask). Layers without kernels
     (BatchNormalization, pooling, ...) are not listed.
 
     Example:
-        >>> prune.sparsity(result.model)["conv2"]
-        0.8
+        >>> prune.sparsity(result.model)["conv2"], prune.sparsity(result.model)["overall"]
+        (0.8, 0.79)
     """
-    return _measure(_util.ensure_keras2(model))[0]
+    per_layer, overall = _measure(_util.ensure_keras2(model))
+    return {**per_layer, "overall": overall}
 
 
 # --- internals ------------------------------------------------------------------------
@@ -379,3 +383,6 @@ def _measure(model) -> tuple[dict[str, float], float]:
         per_layer[name] = z / n
         zeros, total = zeros + z, total + n
     return per_layer, (zeros / total if total else 0.0)
+
+
+callbacks = pruning_callbacks

@@ -152,6 +152,7 @@ class ChannelGroups:
     atoms: dict  # tensor key -> (space ids, channel indices)
     layers: list  # (layer, rule or None, input keys, output keys) in topological order
     measure: dict[str, object]  # producer name -> tensor whose activations score it
+    batchnorm: dict[str, object] = field(default_factory=dict)  # producer -> BN right after it
 
     def root(self, s: int) -> int:
         while self.parent[s] != s:
@@ -320,11 +321,14 @@ def channel_groups(model: keras.Model) -> ChannelGroups:
 
     # The tensor whose activations score a producer: its output followed through
     # single-consumer channel-wise layers (BN, activation) up to the next mixing point.
-    measure = {}
+    measure, batchnorm = {}, {}
     for layer, rule, _, out_keys in layers:
         if rule is None or rule.kind != "producer":
             continue
         key, tensor = out_keys[0], layer.output
+        after = consumers.get(key, ())
+        if len(after) == 1 and type(after[0]) is keras.layers.BatchNormalization and _rule(after[0]):
+            batchnorm[layer.name] = after[0]
         while len(consumers.get(key, ())) == 1:
             nxt = consumers[key][0]
             nrule = _rule(nxt)
@@ -332,7 +336,7 @@ def channel_groups(model: keras.Model) -> ChannelGroups:
                 break
             tensor, key = nxt.output, _key(nxt.output)
         measure[layer.name] = tensor
-    return ChannelGroups(spaces, parent, atoms, layers, measure)
+    return ChannelGroups(spaces, parent, atoms, layers, measure, batchnorm)
 
 
 # --- scoring -----------------------------------------------------------------------------
@@ -346,8 +350,7 @@ def _score(model, groups: ChannelGroups, roots, criterion, data, loss, num_sampl
         for r, names in producers.items():
             total = None
             for name in names:
-                layer = model.get_layer(name)
-                s = criterion(RULES[type(layer)].units(layer))
+                s = criterion(_folded_units(model.get_layer(name), groups.batchnorm.get(name)))
                 total = s if total is None else total + s
             scores[r] = total
         return scores
@@ -386,6 +389,22 @@ def _score(model, groups: ChannelGroups, roots, criterion, data, loss, num_sampl
     for r, ns in producers.items():
         scores[r] = sum(by_name[n] for n in ns)
     return scores
+
+
+def _folded_units(layer, bn) -> np.ndarray:
+    """The ``(units, fan_in)`` weights that weight criteria score, with a following
+    BatchNormalization folded in as the converter folds it: W'_j = W_j · γ_j / √(σ²_j + ε).
+
+    Without folding, the BN rescales each filter after the fact and a filter's norm says
+    little about its output (a small-norm filter with a large γ matters).
+    """
+    units = RULES[type(layer)].units(layer)
+    if bn is None:
+        return units
+    params = dict(zip([_util.weight_name(w) for w in bn.weights], bn.get_weights(), strict=True))
+    gamma = params.get("gamma", np.ones(units.shape[0], np.float32))
+    scale = gamma / np.sqrt(params["moving_variance"] + bn.epsilon)
+    return units * np.abs(scale)[:, None]
 
 
 def _batches(data, num_samples, batch_size):
@@ -535,7 +554,7 @@ class StructuredResult:
         steps: one record per pruning step: ``step``, ``ratio``, ``params`` and the metrics
             after that step's fine-tuning (on ``metrics_on`` data).
         history: the fine-tuning histories, concatenated.
-        stopped: why the schedule stopped before the target (``max_drop``), else None.
+        stopped: why the schedule stopped before the target (``max_accuracy_drop``), else None.
         metrics_on: ``"validation"`` or ``"training"`` (which data the step metrics use).
     """
 
@@ -571,12 +590,13 @@ def structured(
     epochs: int = 0,
     batch_size: int = 32,
     validation_data=None,
-    max_drop: float | None = None,
+    max_accuracy_drop: float | None = None,
     multiple_of: int = 1,
     num_samples: int = 256,
     optimizer="adam",
     loss=None,
     metrics=("accuracy",),
+    callbacks: list | None = None,
     verbose: int = 0,
 ) -> StructuredResult:
     """Remove whole filters/neurons: return a NEW, smaller functional Keras model.
@@ -591,8 +611,8 @@ def structured(
 
     With ``steps`` > 1 the ratio is reached in equal steps, r_k = ratio · k / steps of the
     original channels, each followed by ``epochs`` of fine-tuning; the scores are
-    recomputed on the fine-tuned model. With ``max_drop``, the schedule stops when the
-    first metric falls more than ``max_drop`` below the unpruned model's and returns the
+    recomputed on the fine-tuned model. With ``max_accuracy_drop``, the schedule stops when the
+    first metric falls more than ``max_accuracy_drop`` below the unpruned model's and returns the
     last model within it.
 
     Args:
@@ -600,14 +620,16 @@ def structured(
         ratio: fraction of channels to remove from every prunable group, or
             ``{layer name or glob: fraction}`` for only those layers' groups.
         criterion: ``l1``, ``l2``, ``fpgm``, ``activation``, ``taylor``, ``hessian`` or a
-            callable (see ``edgeflow.prune.criteria``).
+            callable (see ``edgeflow.prune.criteria``). Weight criteria score the kernels
+            with a following BatchNormalization folded in (as in the ``.tflite``).
         data: ``(x, y)`` or a tf.data.Dataset: for data criteria and fine-tuning.
         steps, epochs, batch_size: the iterative schedule and its fine-tuning.
         validation_data: ``(x, y)`` for the per-step metrics (default: ``data``).
-        max_drop: largest allowed fall of the first metric (0.015 = 1.5 points).
+        max_accuracy_drop: largest allowed fall of the first metric (0.015 = 1.5 points).
         multiple_of: round kept channel counts up to a multiple (SIMD-friendly: 4 or 8).
         num_samples: samples used by data criteria.
         optimizer, loss, metrics: for fine-tuning and the step metrics.
+        callbacks: Keras callbacks for the fine-tuning.
         verbose: Keras fit verbosity.
 
     Returns:
@@ -622,10 +644,10 @@ def structured(
     crit = _criteria.get(criterion)
     if steps < 1 or epochs < 0:
         raise EdgeflowError(f"steps must be >= 1 and epochs >= 0, got steps={steps}, epochs={epochs}")
-    if (epochs or max_drop is not None) and data is None:
-        raise EdgeflowError("fine-tuning (epochs) and max_drop need data=(x, y)")
-    if max_drop is not None and not metrics:
-        raise EdgeflowError("max_drop compares the first metric: pass metrics=('accuracy',)")
+    if (epochs or max_accuracy_drop is not None) and data is None:
+        raise EdgeflowError("fine-tuning (epochs) and max_accuracy_drop need data=(x, y)")
+    if max_accuracy_drop is not None and not metrics:
+        raise EdgeflowError("max_accuracy_drop compares the first metric: pass metrics=('accuracy',)")
     working = _util.copy_model(model)
     groups = channel_groups(working)
     targets = _group_targets(groups, ratio)
@@ -637,9 +659,7 @@ def structured(
     metrics_on = None if eval_data is None else (
         "validation" if validation_data is not None else "training"
     )
-    can_compile = loss is not None or getattr(model, "loss", None) is not None or (
-        _util.output_activation(model) == "softmax"
-    )
+    can_compile = _util.has_loss(model, loss)
     baseline = None
     if eval_data is not None and can_compile and metrics:
         _util.compile_like(working, model, optimizer=optimizer, loss=loss, metrics=metrics)
@@ -649,7 +669,8 @@ def structured(
     history: dict = {}
     stopped = None
     current = working
-    for k in _progress.bar(range(1, steps + 1), total=steps, desc="structured pruning", unit="step"):
+    progress = _progress.bar(range(1, steps + 1), total=steps, desc="structured pruning", unit="step")
+    for k in progress:
         fraction = {r: t * k / steps for r, t in targets.items()}
         keep = {reps[r]: _keep_count(sizes[r], f, multiple_of) for r, f in fraction.items()}
         candidate = _prune_once(current, keep, crit, data, loss, num_samples, batch_size)
@@ -657,7 +678,8 @@ def structured(
             _util.compile_like(candidate, model, optimizer=optimizer, loss=loss, metrics=metrics)
         if epochs:
             fit_kwargs, _ = _util.training_data(data, batch_size)
-            h = candidate.fit(**fit_kwargs, epochs=epochs, verbose=verbose)
+            h = candidate.fit(**fit_kwargs, epochs=epochs, verbose=verbose,
+                              callbacks=list(callbacks or ()))
             for name, values in h.history.items():
                 history.setdefault(name, []).extend(values)
         record = {"step": k, "ratio": max(fraction.values(), default=0.0),
@@ -665,13 +687,17 @@ def structured(
         if baseline is not None:
             record.update(_evaluate(candidate, eval_data, batch_size))
         result_steps.append(record)
-        if max_drop is not None and baseline is not None:
+        progress.set_postfix(
+            {name: (f"{value:.4f}" if isinstance(value, float) else value)
+             for name, value in record.items()}
+        )
+        if max_accuracy_drop is not None and baseline is not None:
             first = next(iter(baseline))
             drop = baseline[first] - record[first]
-            if drop > max_drop:
+            if drop > max_accuracy_drop:
                 stopped = (
                     f"step {k} ({record['ratio']:.0%}) dropped {first} by {drop:.4f} > "
-                    f"max_drop {max_drop}; kept step {k - 1}"
+                    f"max_accuracy_drop {max_accuracy_drop}; kept step {k - 1}"
                 )
                 break
         current = candidate

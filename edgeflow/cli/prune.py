@@ -1,0 +1,90 @@
+"""``edgeflow prune``: magnitude (TF-MOT zeros) or structured (filters removed) pruning."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+CRITERIA = ("l1", "l2", "fpgm", "activation", "taylor", "hessian")
+
+
+def _layer_values(pairs: tuple[str, ...]) -> dict[str, float]:
+    from edgeflow.errors import EdgeflowError
+
+    values = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        try:
+            values[name] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name:
+            raise EdgeflowError(f"--layer {pair!r}: write NAME=FRACTION, e.g. --layer 'conv*=0.5'")
+    return values
+
+
+@click.command()
+@click.argument("model")
+@click.option("-o", "--output", required=True, help="Output Keras model (.keras).")
+@click.option("--method", type=click.Choice(["magnitude", "structured"]), default="magnitude",
+              show_default=True)
+@click.option("--data", help=".npz with x and y: fine-tuning data (and scores for data criteria).")
+@click.option("--sparsity", type=float, default=0.5, show_default=True,
+              help="magnitude: fraction of weights set to zero.")
+@click.option("--schedule", type=click.Choice(["polynomial", "constant"]), default="polynomial",
+              show_default=True, help="magnitude: TF-MOT pruning schedule.")
+@click.option("--m-by-n", help="magnitude: m:n sparsity, e.g. 2:4.")
+@click.option("--ratio", type=float, default=0.5, show_default=True,
+              help="structured: fraction of filters/units removed.")
+@click.option("--criterion", type=click.Choice(CRITERIA), default="l1", show_default=True,
+              help="structured: which filters go first.")
+@click.option("--steps", type=int, default=1, show_default=True,
+              help="structured: reach the ratio in this many prune/fine-tune steps.")
+@click.option("--max-accuracy-drop", type=float, help="structured: stop before accuracy falls more.")
+@click.option("--layer", "layers", multiple=True, metavar="NAME=FRACTION",
+              help="Per-layer sparsity/ratio (name or glob); repeat it.")
+@click.option("--epochs", type=int, help="Fine-tuning epochs (magnitude 2, structured 0 by default).")
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result record as JSON.")
+@click.option("--unsafe", is_flag=True, help="Allow loading Lambda layers (runs code from the file).")
+def prune(model, output, method, data, sparsity, schedule, m_by_n, ratio, criterion, steps,
+          max_accuracy_drop, layers, epochs, batch_size, as_json, unsafe):
+    """Prune MODEL (.keras, .h5 or SavedModel) and write the smaller/sparser Keras model."""
+    from edgeflow import prune as lib
+    from edgeflow.errors import EdgeflowError
+    from edgeflow.models import load_model
+    from edgeflow.prune._util import load_training_data, save_keras
+
+    keras_model = load_model(model, safe_mode=not unsafe)
+    per_layer = _layer_values(layers)
+    arrays = load_training_data(data) if data else None
+    if method == "magnitude":
+        if arrays is None:
+            raise EdgeflowError(
+                "magnitude pruning fine-tunes while it prunes: pass --data FILE.npz with x and y"
+            )
+        result = lib.magnitude(
+            keras_model, sparsity, data=arrays, epochs=2 if epochs is None else epochs,
+            batch_size=batch_size, schedule=schedule, m_by_n=m_by_n, per_layer=per_layer or None,
+        )
+        line = f"sparsity {result.overall_sparsity:.1%} overall"
+        if result.skipped_layers:
+            line += f"; left dense: {'; '.join(result.skipped_layers)}"
+    else:
+        result = lib.structured(
+            keras_model, per_layer or ratio, criterion=criterion, data=arrays, steps=steps,
+            epochs=0 if epochs is None else epochs, batch_size=batch_size,
+            max_accuracy_drop=max_accuracy_drop,
+        )
+        shrunk = [f"{k} {before}→{kept}" for k, (kept, before) in result.channels.items()
+                  if kept != before]
+        line = (f"params {result.params_before:,} → {result.params_after:,}; "
+                f"{', '.join(shrunk) or 'nothing removed'}")
+        if result.stopped:
+            line += f"; stopped: {result.stopped}"
+    path = save_keras(result.model, output)
+    if as_json:
+        click.echo(json.dumps({"output": str(path), "method": method, **result.summary()}, indent=2))
+    else:
+        click.echo(f"wrote {path} ({method}: {line})")

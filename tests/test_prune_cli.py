@@ -1,0 +1,69 @@
+"""``edgeflow prune`` on files: both methods, per-layer values, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgeflow.cli import main
+from edgeflow.models import load_model
+
+
+@pytest.fixture(scope="module")
+def files(trained_cnn, digits, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("prune_cli")
+    (x_tr, y_tr), _ = digits
+    trained_cnn.save(folder / "cnn.keras")
+    np.savez(folder / "train.npz", x=x_tr[:256], y=y_tr[:256])
+    np.save(folder / "x_only.npy", x_tr[:16])
+    return folder
+
+
+def test_structured_writes_a_smaller_keras_model(files):
+    out = files / "small.keras"
+    result = CliRunner().invoke(main, [
+        "prune", str(files / "cnn.keras"), "-o", str(out), "--method", "structured",
+        "--ratio", "0.5", "--criterion", "fpgm", "--layer", "fc1=0.75",
+    ])
+    assert result.exit_code == 0, result.output
+    assert "conv1 16→8" not in result.output  # only fc1 was asked for
+    assert "fc1 32→8" in result.output
+    model = load_model(out)
+    assert model.get_layer("fc1").units == 8 and model.get_layer("conv1").filters == 16
+
+
+def test_magnitude_with_data_prints_json(files):
+    out = files / "sparse.keras"
+    result = CliRunner().invoke(main, [
+        "prune", str(files / "cnn.keras"), "-o", str(out), "--sparsity", "0.6",
+        "--data", str(files / "train.npz"), "--epochs", "1", "--json",
+    ])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.output[result.output.index("{"):])
+    assert record["overall_sparsity"] == pytest.approx(0.6, abs=0.01)
+    from edgeflow import prune
+
+    assert prune.sparsity(load_model(out))["overall"] == pytest.approx(record["overall_sparsity"])
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--method", "magnitude"], "pass --data FILE.npz"),
+    (["--method", "structured", "--criterion", "taylor"], "scores units on data"),
+    (["--method", "structured", "--data", "{files}/x_only.npy", "--epochs", "1"], "holds no labels"),
+    (["--method", "structured", "--layer", "conv1"], "write NAME=FRACTION"),
+    (["--method", "structured", "--ratio", "1.5"], "must be a fraction"),
+    (["--method", "structured", "-o", "{files}/out.h5"], "not 'out.h5'"),
+    (["--method", "structured", "--data", "{files}/missing.npz"], "does not exist"),
+])
+def test_bad_input_is_one_line_and_exit_2(files, args, message):
+    args = [a.format(files=files) for a in args]
+    if "-o" not in args:
+        args += ["-o", str(files / "never.keras")]
+    result = CliRunner().invoke(main, ["prune", str(files / "cnn.keras"), *args])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: ") and message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (files / "never.keras").exists()
