@@ -247,22 +247,23 @@ def _prune(state: _State, spec, index: int, label: str, verbose: int) -> StageRe
     from edgeflow._keras import keras
 
     d = state.data
+    common = dict(
+        data=(d.x_train, d.y_train), epochs=spec.epochs, batch_size=spec.batch_size,
+        validation_data=d.validation, optimizer=keras.optimizers.Adam(spec.learning_rate),
+        loss=_loss_for(d.y_train), verbose=0, callbacks=_epoch_callbacks(label, verbose),
+    )
     if spec.method == "magnitude":
         result = prune.magnitude(
-            state.model, spec.target_sparsity, data=(d.x_train, d.y_train), epochs=spec.epochs,
-            batch_size=spec.batch_size, schedule=spec.schedule, begin_step=spec.begin_step,
-            end_step=spec.end_step, frequency=spec.frequency,
-            m_by_n=spec.m_by_n, validation_data=d.validation,
-            optimizer=keras.optimizers.Adam(spec.learning_rate), loss=_loss_for(d.y_train),
-            verbose=0, callbacks=_epoch_callbacks(label, verbose),
+            state.model, spec.target_sparsity, schedule=spec.schedule,
+            initial_sparsity=spec.initial_sparsity, begin_step=spec.begin_step,
+            end_step=spec.end_step, frequency=spec.frequency, per_layer=spec.per_layer,
+            m_by_n=spec.m_by_n, policy=spec.policy, **common,
         )
     else:
         result = prune.structured(
-            state.model, spec.ratio, criterion=spec.criterion, data=(d.x_train, d.y_train),
-            epochs=spec.epochs, steps=spec.steps, batch_size=spec.batch_size,
-            max_accuracy_drop=spec.max_accuracy_drop, validation_data=d.validation,
-            optimizer=keras.optimizers.Adam(spec.learning_rate), loss=_loss_for(d.y_train),
-            verbose=0, callbacks=_epoch_callbacks(label, verbose),
+            state.model, spec.ratio, criterion=spec.criterion, steps=spec.steps,
+            max_accuracy_drop=spec.max_accuracy_drop, multiple_of=spec.multiple_of,
+            num_samples=spec.num_samples, **common,
         )
     state.model = result.model
     return _keras_record(state, index, "prune", label, result.model)
@@ -393,7 +394,8 @@ def _label(spec) -> str:
     if spec.stage == "prune":
         if spec.method == "magnitude":
             return f"prune (magnitude {spec.target_sparsity:.0%}, {spec.schedule})"
-        return f"prune (structured {spec.ratio:.0%}, {spec.criterion})"
+        ratio = f"{spec.ratio:.0%}" if isinstance(spec.ratio, float) else "per layer"
+        return f"prune (structured {ratio}, {spec.criterion})"
     if spec.stage == "qat":
         return f"qat ({spec.epochs} epochs)"
     if spec.stage == "distill":

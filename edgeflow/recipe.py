@@ -85,16 +85,30 @@ class PruneStage(_Training):
 
     stage: Literal["prune"]
     method: Literal["magnitude", "structured"] = "magnitude"
+    # magnitude (TF-MOT)
     target_sparsity: float = Field(0.5, ge=0, lt=1)
     schedule: Literal["polynomial", "constant"] = "polynomial"
+    initial_sparsity: float = Field(0.0, ge=0, lt=1)
     begin_step: int = Field(0, ge=0)
     end_step: int | None = Field(None, ge=1)
     frequency: int | None = Field(None, ge=1)
-    m_by_n: tuple[int, int] | None = None
-    ratio: float = Field(0.5, ge=0, lt=1)
-    criterion: str = "l1"
+    per_layer: dict[str, float] | None = None
+    m_by_n: str | None = Field(None, pattern=r"^\d+:\d+$")
+    policy: Literal["xnnpack"] | None = None
+    # structured (filters and neurons removed)
+    ratio: float | dict[str, float] = 0.5
+    criterion: Literal["l1", "l2", "fpgm", "activation", "taylor", "hessian"] = "l1"
     steps: int = Field(1, ge=1)
     max_accuracy_drop: float | None = Field(None, ge=0)
+    multiple_of: int = Field(1, ge=1)
+    num_samples: int = Field(256, ge=1)
+
+    @model_validator(mode="after")
+    def _ratios(self):
+        ratios = self.ratio.values() if isinstance(self.ratio, dict) else [self.ratio]
+        if any(not 0 <= r < 1 for r in ratios):
+            raise ValueError("ratio must be in [0, 1) (a fraction of filters to remove)")
+        return self
 
 
 class QatStage(_Training):

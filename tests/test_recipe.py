@@ -70,3 +70,17 @@ def test_invalid_yaml_is_reported_with_the_line(tmp_path):
     bad.write_text("name: x\nstages: [\n")
     with pytest.raises(EdgeflowError, match="broken.yaml: line .* is not valid YAML"):
         load_recipe(bad)
+
+
+def test_recipe_names_match_the_registries():
+    """Names a recipe accepts are the names the library registers (one list of each)."""
+    from typing import get_args
+
+    from edgeflow.convert import MODES
+    from edgeflow.prune import CRITERIA, SCHEDULES
+    from edgeflow.recipe import ConvertStage, PruneStage
+
+    fields = PruneStage.model_fields
+    assert set(get_args(fields["criterion"].annotation)) == set(CRITERIA)
+    assert set(get_args(fields["schedule"].annotation)) == set(SCHEDULES)
+    assert set(get_args(ConvertStage.model_fields["mode"].annotation)) == set(MODES)
