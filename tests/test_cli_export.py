@@ -56,3 +56,19 @@ def test_bad_input_is_one_line_exit_2_and_no_output(saved_cnn, args, message, mo
     assert "Traceback" not in result.output
     assert not (saved_cnn / "x.tflite").exists()
     assert not list(saved_cnn.glob(".x.tflite*"))
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["export", "m.keras", "-o", "x", "--mode", "int9"],
+         "error: Invalid value for '--mode': 'int9' is not one of"),
+        (["chek"], "error: no such command 'chek' (did you mean 'check'?)"),
+        (["check"], "error: Missing argument 'MODEL'. (see 'edgeflow check --help')"),
+    ],
+)
+def test_usage_errors_are_one_line_exit_2(args, expected):
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(expected), result.output

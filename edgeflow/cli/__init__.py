@@ -15,7 +15,7 @@ import sys
 
 import click
 
-from edgeflow.errors import EdgeflowError
+from edgeflow.errors import EdgeflowError, closest
 
 # command name -> "module:attribute"; one module per command.
 COMMANDS = {
@@ -42,6 +42,12 @@ class _LazyGroup(click.Group):
         module, attr = COMMANDS[name].split(":")
         return getattr(importlib.import_module(module), attr)
 
+    def resolve_command(self, ctx, args):
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            ctx.fail(f"no such command {name!r}{closest(name, self.list_commands(ctx))}")
+        return super().resolve_command(ctx, args)
+
     def invoke(self, ctx):
         debug = ctx.params.get("debug") or "--debug" in sys.argv
         try:
@@ -51,6 +57,13 @@ class _LazyGroup(click.Group):
                 raise
             click.echo(f"error: {err}", err=True)
             ctx.exit(err.exit_code)
+        except click.UsageError as err:
+            # One line, like every other bad input; the usage text is one --help away.
+            where = "edgeflow"
+            if err.ctx is not None:  # the command path, whatever the program was called
+                where += err.ctx.command_path[len(err.ctx.find_root().info_name or ""):]
+            click.echo(f"error: {err.format_message()} (see '{where} --help')", err=True)
+            ctx.exit(2)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except KeyboardInterrupt:
