@@ -89,6 +89,9 @@ def test_profiles_ship_inside_the_package_for_non_editable_installs(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for name in [*SHIPPED, "_ops"]:
         assert f"edgeflow/_data/devices/{name}.yaml" in names
+    # the recipes and deployment templates ship the same way
+    assert "edgeflow/_data/recipes/quickstart.yaml" in names
+    assert any(n.startswith("edgeflow/_data/templates/") for n in names)
 
 
 def test_unknown_device_suggests_the_closest_name():
