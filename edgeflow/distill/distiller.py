@@ -484,8 +484,7 @@ def distill(
         >>> result = distill(student, teacher, (x_train, y_train), losses=["soft"], epochs=20)
         >>> result.model.evaluate(x_test, y_test)
     """
-    from edgeflow.models import load_model
-    from edgeflow.prune._util import copy_model  # a fresh copy: the input stays unchanged
+    from edgeflow.models import copy_model, load_model  # a fresh copy: the input stays unchanged
 
     student = copy_model(load_model(student))
     teacher = load_model(teacher)

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgeflow._keras import keras
+from edgeflow._keras import ensure_keras2, keras
 from edgeflow.errors import EdgeflowError, closest
+from edgeflow.models import copy_model
 from edgeflow.prune import _util, schedules
 
 __all__ = ["PruneResult", "magnitude", "strip", "pruning_callbacks", "sparsity", "POLICIES"]
@@ -126,7 +127,7 @@ def magnitude(
         >>> result.overall_sparsity
         0.79
     """
-    model = _util.ensure_keras2(model)
+    model = ensure_keras2(model)
     _check_sparsity(target_sparsity, "target_sparsity")
     factory = schedules.get(schedule)
     pair = _parse_m_by_n(m_by_n)
@@ -147,7 +148,7 @@ def magnitude(
     if end_step is not None and schedule == "polynomial":
         end_step = begin_step + (end_step - begin_step) // frequency * frequency
 
-    working = _util.copy_model(model)
+    working = copy_model(model)
     targets = _targets(working, target_sparsity, per_layer)
     skipped: list[str] = []
     allowed = _apply_policy(working, policy)
@@ -191,13 +192,13 @@ def strip(model: keras.Model) -> keras.Model:
     """
     from edgeflow._keras import tfmot
 
-    model = _util.ensure_keras2(model)
+    model = ensure_keras2(model)
     try:
         stripped = tfmot.sparsity.keras.strip_pruning(model)
     except (ValueError, NotImplementedError) as err:
         raise EdgeflowError(f"cannot strip pruning wrappers from {model.name!r}: {err}") from err
     # strip_pruning reuses the wrapped layers: copy so the result shares nothing with its input.
-    return _util.copy_model(stripped)
+    return copy_model(stripped)
 
 
 def pruning_callbacks(log_dir: str | None = None) -> list:
@@ -226,7 +227,7 @@ def sparsity(model: keras.Model) -> dict[str, float]:
         >>> prune.sparsity(result.model)["conv2"], prune.sparsity(result.model)["overall"]
         (0.8, 0.79)
     """
-    per_layer, overall = _measure(_util.ensure_keras2(model))
+    per_layer, overall = _measure(ensure_keras2(model))
     return {**per_layer, "overall": overall}
 
 

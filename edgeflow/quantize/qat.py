@@ -120,7 +120,6 @@ def qat(
     from edgeflow.quantize.configs import custom_objects
 
     model = load_model(model)
-    compiled_loss = getattr(model, "loss", None)
     annotated, float_layers, notes = annotate(model)
     qk = tfmot.quantization.keras
     before_masks = _zero_masks(annotated) if preserve_sparsity else None
@@ -143,7 +142,7 @@ def qat(
     result = QatResult(qat_model, float_layers, notes)
     if data is not None:
         x, y = _fit_data(data)
-        _compile(qat_model, model, optimizer, learning_rate, loss or compiled_loss, metrics)
+        _compile(qat_model, model, optimizer, learning_rate, loss, metrics)
         history = qat_model.fit(
             x, y, epochs=epochs, batch_size=batch_size if y is not None else None,
             validation_data=_validation(validation_data), verbose=verbose,
@@ -222,24 +221,12 @@ def _validation(data):
 
 
 def _compile(qat_model, original, optimizer, learning_rate, loss, metrics):
-    if loss is None:
-        if _ends_in_softmax(original):
-            loss = "sparse_categorical_crossentropy"
-        else:
-            raise EdgeflowError(
-                "QAT needs a loss: the model is not compiled and its output is not a softmax; "
-                "pass loss=... (e.g. 'mse' or a keras loss)"
-            )
+    from edgeflow.models import default_loss
+
     opt = keras.optimizers.get(optimizer)
     if learning_rate is not None:
         opt.learning_rate = learning_rate
-    qat_model.compile(optimizer=opt, loss=loss, metrics=list(metrics or []))
-
-
-def _ends_in_softmax(model) -> bool:
-    last = model.layers[-1]
-    act = getattr(last, "activation", None)
-    return isinstance(last, keras.layers.Softmax) or getattr(act, "__name__", "") == "softmax"
+    qat_model.compile(optimizer=opt, loss=default_loss(original, loss), metrics=list(metrics or []))
 
 
 def _first_line(err: Exception) -> str:
