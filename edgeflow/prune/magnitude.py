@@ -220,14 +220,16 @@ def sparsity(model: keras.Model) -> dict[str, float]:
     """Fraction of zero weights in each layer's kernel(s), zeros / weights, and under the
     key ``"overall"`` the zeros of all kernels / all kernel weights.
 
-    Wrapped layers are measured through their masks (w · mask). Layers without kernels
-    (BatchNormalization, pooling, ...) are not listed.
+    Layers inside TF-MOT wrappers are listed under their own names: pruning wrappers are
+    measured through their masks (w · mask), QAT wrappers on their float kernels (see
+    :func:`kernel_values`). Layers without kernels (BatchNormalization, pooling, ...) are
+    not listed.
 
     Example:
         >>> prune.sparsity(result.model)["conv2"], prune.sparsity(result.model)["overall"]
         (0.8, 0.79)
     """
-    per_layer, overall = _measure(ensure_keras2(model))
+    per_layer, overall = _measure(model)
     return {**per_layer, "overall": overall}
 
 
@@ -358,31 +360,50 @@ def _wrap(model, targets, make_schedule, pair, allowed, skipped):
         raise EdgeflowError(f"TF-MOT cannot wrap {model.name!r} for pruning: {err}") from err
 
 
-def _measure(model) -> tuple[dict[str, float], float]:
-    """Per-layer and overall fraction of zeros in kernels (through masks for wrapped layers)."""
+def kernel_values(model) -> dict[str, np.ndarray]:
+    """The kernel weights of each layer as they act, flattened (several kernels concatenated),
+    keyed by layer name.
+
+    TF-MOT wrappers are looked through and keyed by the wrapped layer's name: pruning
+    wrappers give w · mask, QAT wrappers (``QuantizeWrapper``, ``QuantizeAnnotate``) the float
+    kernel variables. Nested models are descended into; layers without kernels are left out.
+
+    Example:
+        >>> (kernel_values(qat_model)["conv1"] == 0).mean()
+        0.5
+    """
+    from tensorflow_model_optimization.python.core.quantization.keras.quantize_annotate import (
+        QuantizeAnnotate,
+    )
+    from tensorflow_model_optimization.python.core.quantization.keras.quantize_wrapper import (
+        QuantizeWrapper,
+    )
     from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import (
-        PruneLowMagnitude as wrapper,
+        PruneLowMagnitude,
     )
 
-    per_layer: dict[str, float] = {}
-    zeros = total = 0
-    for layer in _util.iter_layers(model):
-        if isinstance(layer, wrapper):
-            masks = {id(w): m for w, m, _ in layer.pruning_vars}
-            name, inner = layer.layer.name, layer.layer
-            arrays = [
-                w.numpy() * (masks[id(w)].numpy() if id(w) in masks else 1.0)
-                for w in _util.kernels(inner)
-            ]
-        else:
-            name = layer.name
-            arrays = [w.numpy() for w in _util.kernels(layer)]
-        if not arrays:
-            continue
-        z = sum(int(np.count_nonzero(a == 0)) for a in arrays)
-        n = sum(a.size for a in arrays)
-        per_layer[name] = z / n
-        zeros, total = zeros + z, total + n
+    values: dict[str, np.ndarray] = {}
+    for layer in _util.iter_layers(ensure_keras2(model)):
+        masks = {}
+        if isinstance(layer, PruneLowMagnitude):
+            masks = {id(w): m.numpy() for w, m, _ in layer.pruning_vars}
+        # A wrapper's weights hold the wrapped layer's (a QAT wrapper takes the kernel off
+        # the inner layer, so it is found only there); its own variables are not kernels.
+        name = layer.name
+        if isinstance(layer, (PruneLowMagnitude, QuantizeWrapper, QuantizeAnnotate)):
+            name = layer.layer.name
+        arrays = [(w.numpy() * masks.get(id(w), 1.0)).ravel() for w in _util.kernels(layer)]
+        if arrays:
+            values[name] = np.concatenate(arrays)
+    return values
+
+
+def _measure(model) -> tuple[dict[str, float], float]:
+    """Per-layer and overall fraction of zeros in kernels (through TF-MOT wrappers)."""
+    values = kernel_values(model)
+    per_layer = {name: float(np.count_nonzero(v == 0) / v.size) for name, v in values.items()}
+    zeros = sum(int(np.count_nonzero(v == 0)) for v in values.values())
+    total = sum(v.size for v in values.values())
     return per_layer, (zeros / total if total else 0.0)
 
 

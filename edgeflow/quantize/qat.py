@@ -10,9 +10,7 @@ import numpy as np
 from edgeflow._keras import keras, tf, tfmot
 from edgeflow.errors import EdgeflowError
 
-__all__ = ["QatResult", "qat", "annotate", "kernel_sparsity"]
-
-_KERNELS = ("kernel", "depthwise_kernel")
+__all__ = ["QatResult", "qat", "annotate"]
 
 
 @dataclass
@@ -122,7 +120,11 @@ def qat(
     model = load_model(model)
     annotated, float_layers, notes = annotate(model)
     qk = tfmot.quantization.keras
-    before_masks = _zero_masks(annotated) if preserve_sparsity else None
+    if preserve_sparsity:
+        from edgeflow.prune.magnitude import kernel_values, sparsity
+
+        before = kernel_values(annotated)
+        result_before = {k: v for k, v in sparsity(annotated).items() if k != "overall"}
     scheme = None
     if preserve_sparsity:
         from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.prune_preserve import (  # noqa: E501
@@ -150,41 +152,13 @@ def qat(
         )
         result.history = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     if preserve_sparsity:
-        result.sparsity_before = {k: float(1 - m.mean()) for k, m in before_masks.items()}
-        after = _zero_masks(qat_model)
-        result.sparsity_after = {k: float(1 - after[k].mean()) for k in before_masks if k in after}
-        zeros = sum(int((m == 0).sum()) for m in before_masks.values())
-        kept = sum(int(((before_masks[k] == 0) & (after[k] == 0)).sum())
-                   for k in before_masks if k in after)
+        result.sparsity_before = result_before
+        after = kernel_values(qat_model)
+        result.sparsity_after = {k: v for k, v in sparsity(qat_model).items() if k in before}
+        zeros = sum(int((v == 0).sum()) for v in before.values())
+        kept = sum(int(((before[k] == 0) & (after[k] == 0)).sum()) for k in before if k in after)
         result.zeros_kept = kept / zeros if zeros else 1.0
     return result
-
-
-def kernel_sparsity(model) -> dict[str, float]:
-    """Fraction of exactly-zero kernel weights per layer (QAT wrappers looked through).
-
-    sparsity(layer) = #{w = 0} / #w over the layer's ``kernel`` / ``depthwise_kernel``.
-
-    Example:
-        >>> kernel_sparsity(model)["conv1"]
-        0.5
-    """
-    return {k: float(1 - m.mean()) for k, m in _zero_masks(model).items()}
-
-
-def _zero_masks(model) -> dict[str, np.ndarray]:
-    """Per layer name: 1 where a kernel weight is non-zero, 0 where it is zero."""
-    return {name: (w.numpy() != 0).astype(np.float32) for name, w in _kernels(model)}
-
-
-def _kernels(model):
-    """``(layer name, kernel variable)`` pairs; QAT wrappers replace the kernel attribute
-    by its fake-quantized tensor, so the variable is found among the trainable weights."""
-    for layer in model.layers:
-        name = getattr(layer, "layer", layer).name
-        for w in layer.trainable_weights:
-            if w.name.split("/")[-1].split(":")[0] in _KERNELS:
-                yield name, w
 
 
 def _strip_pruning(model) -> tuple[keras.Model, list[str]]:
