@@ -54,15 +54,15 @@ def prune(model, output, method, data, sparsity, schedule, m_by_n, ratio, criter
     from pathlib import Path
 
     from edgeflow import prune as lib
+    from edgeflow.data import labelled
     from edgeflow.errors import EdgeflowError
     from edgeflow.models import load_model, save_model
-    from edgeflow.prune._util import load_training_data
 
     if not output.endswith(".keras"):
         raise EdgeflowError(f"write the pruned model to a .keras file, not {Path(output).name!r}")
     keras_model = load_model(model, safe_mode=not unsafe)
     per_layer = _layer_values(layers)
-    arrays = load_training_data(data) if data else None
+    arrays = labelled(data, "--data") if data else None
     if method == "magnitude":
         if arrays is None:
             raise EdgeflowError(

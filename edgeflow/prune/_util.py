@@ -76,13 +76,3 @@ def compile_like(model: keras.Model, source: keras.Model, *, optimizer, loss, me
         loss=default_loss(source, loss),
         metrics=list(metrics or ()),
     )
-
-
-def load_training_data(path) -> tuple[np.ndarray, np.ndarray]:
-    """``(x, y)`` from a ``.npz`` file with keys ``x`` and ``y`` (labels are required)."""
-    from edgeflow.data import load_arrays
-
-    x, y = load_arrays(path)
-    if y is None:
-        raise EdgeflowError(f"{path} holds no labels: pruning fine-tunes on a .npz with x and y")
-    return x, y

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-
-import numpy as np
 
 from edgeflow._keras import keras, tf, tfmot
 from edgeflow.errors import EdgeflowError
@@ -170,21 +167,9 @@ def _strip_pruning(model) -> tuple[keras.Model, list[str]]:
 
 
 def _fit_data(data):
-    if isinstance(data, (str, os.PathLike)):
-        from edgeflow.data import load_arrays
+    from edgeflow.data import labelled
 
-        x, y = load_arrays(data)
-        if y is None:
-            raise EdgeflowError(f"{data} holds no labels (key 'y'): QAT training needs (x, y)")
-        return x, y
-    if isinstance(data, tf.data.Dataset):
-        return data, None
-    if isinstance(data, (tuple, list)) and len(data) == 2:
-        return np.asarray(data[0]), np.asarray(data[1])
-    raise EdgeflowError(
-        f"QAT data must be (x, y) arrays, a .npz file with x and y, or a tf.data.Dataset of "
-        f"(x, y) batches; got {type(data).__name__}"
-    )
+    return labelled(data, "QAT data")
 
 
 def _validation(data):
