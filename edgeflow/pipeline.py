@@ -361,9 +361,13 @@ def _keras_record(state: _State, index: int, stage: str, label: str, model) -> S
         gzip_bytes=len(gzip.compress(weights, 6)),
         sparsity=_sparsity(model),
     )
+    from edgeflow.convert import is_quantization_aware
     from edgeflow.models import save_model
 
-    record.artifact = str(save_model(model, state.out / f"{index:02d}-{stage}.keras"))
+    # tf_keras cannot load a QAT model back from .keras (TF-MOT's QuantizeLayer finds 3 of its
+    # 5 variables); .h5 reloads exactly under quantize_scope, so resume can use it.
+    suffix = ".h5" if is_quantization_aware(model) else ".keras"
+    record.artifact = str(save_model(model, state.out / f"{index:02d}-{stage}{suffix}"))
     return record
 
 
