@@ -14,6 +14,7 @@ _API = {
     # Keras 2 (tf_keras), the one edgeflow and TF-MOT work with
     "keras": "edgeflow._keras:keras",
     "load_model": "edgeflow.models:load_model",
+    "save_model": "edgeflow.models:save_model",
     # Keras → .tflite, and firmware arrays
     "convert": "edgeflow.convert:convert",
     "to_c_array": "edgeflow.convert:to_c_array",

@@ -38,6 +38,35 @@ def load_arrays(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]
         return loaded[x_key], (loaded[y_key] if y_key else None)
 
 
+def labelled(data, what: str = "training data"):
+    """Labelled data for ``keras.Model.fit``: ``(x, y)`` arrays, or ``(dataset, None)``.
+
+    ``data`` is ``(x, y)`` (arrays or array-likes), a ``.npz`` path with ``x`` and ``y``, or
+    a ``tf.data.Dataset`` of ``(x, y)`` (returned as it is, with ``None`` for y). ``what``
+    names the argument in error messages.
+
+    Example:
+        >>> x, y = labelled("train.npz")
+    """
+    from edgeflow._keras import tf
+
+    if isinstance(data, (str, os.PathLike)):
+        x, y = load_arrays(data)
+        if y is None:
+            raise EdgeflowError(
+                f"{what} {str(data)!r} holds no labels: save it with np.savez(path, x=x, y=y)"
+            )
+        return x, y
+    if isinstance(data, tf.data.Dataset):
+        return data, None
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        return np.asarray(data[0]), np.asarray(data[1])
+    raise EdgeflowError(
+        f"{what} must be (x, y) arrays, a .npz file with x and y, or a tf.data.Dataset of "
+        f"(x, y) batches, not {type(data).__name__}"
+    )
+
+
 def load_image_dir(
     path: str | os.PathLike, input_shape: tuple[int, ...], *, value_range=(0.0, 1.0), limit=None
 ) -> np.ndarray:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
 import zipfile
 from pathlib import Path
+
+import numpy as np
 
 from edgeflow._keras import ensure_keras2, keras
 from edgeflow.errors import EdgeflowError, closest
@@ -52,6 +56,109 @@ def load_model(model, *, safe_mode: bool = True, custom_objects: dict | None = N
             "SavedModel directory saved by Keras 2 (tf_keras), with custom_objects for custom layers"
         ) from err
     return ensure_keras2(loaded)
+
+
+def copy_model(model: keras.Model) -> keras.Model:
+    """A new functional/Sequential model with the same graph and copied weights (not shared).
+
+    Example:
+        >>> copy = copy_model(model)
+        >>> copy is model
+        False
+
+    The input model is not modified; the copy is not compiled.
+    """
+    model = ensure_keras2(model)
+    try:
+        clone = keras.models.clone_model(model)
+    except Exception as err:  # Keras raises many types for odd models
+        raise EdgeflowError(
+            f"cannot copy model {model.name!r} ({err}); edgeflow copies functional and Sequential "
+            "Keras models whose custom layers implement get_config"
+        ) from err
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+SAVE_SUFFIXES = (".keras", ".h5")
+
+
+def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
+    """Save ``model`` atomically to a ``.keras`` (or ``.h5``) file and return its path.
+
+    Keras writes to a temporary file in the same folder, which is then renamed to ``path``;
+    on any failure nothing is left behind and an existing ``path`` is unchanged. Models with
+    QAT wrappers load again with ``edgeflow.quantize.custom_objects()``.
+
+    Example:
+        >>> save_model(result.model, "out/pruned.keras")
+        PosixPath('out/pruned.keras')
+
+    Side effects: creates the parent folder if needed and replaces ``path``.
+    """
+    path = Path(path)
+    if path.suffix not in SAVE_SUFFIXES:
+        raise EdgeflowError(f"write the model to a .keras or .h5 file, not {path.name!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    return path
+
+
+def output_activation(model: keras.Model) -> str | None:
+    """Name of the activation that ends the model's (single) output, if it is a plain one
+    (``"softmax"`` for a ``Softmax`` layer or ``Dense(..., activation="softmax")``)."""
+    layer = model.layers[-1] if model.layers else None
+    if layer is None:
+        return None
+    if isinstance(layer, keras.layers.Softmax):
+        return "softmax"
+    act = getattr(layer, "activation", None)
+    return getattr(act, "__name__", None) if act is not None else None
+
+
+def default_loss(model: keras.Model, loss=None, y=None):
+    """The loss to train ``model`` with, by the first rule that applies:
+
+    1. ``loss`` when given;
+    2. the model's compiled loss;
+    3. from the targets ``y`` when given: integer labels of shape (n,) → sparse categorical
+       cross-entropy, 0/1 rows of shape (n, k) (one-hot) → categorical cross-entropy,
+       anything else → mean squared error;
+    4. from the output: a softmax classifier → sparse categorical cross-entropy.
+
+    Example:
+        >>> default_loss(digits_cnn())
+        'sparse_categorical_crossentropy'
+        >>> default_loss(regressor, y=np.zeros((4, 1), np.float32))
+        'mse'
+
+    Raises EdgeflowError when no rule applies. Nothing is modified.
+    """
+    if loss is not None:
+        return loss
+    compiled = getattr(model, "loss", None)
+    if compiled is not None:
+        return compiled
+    if y is not None:
+        y = np.asarray(y)
+        if np.issubdtype(y.dtype, np.integer) and y.ndim == 1:
+            return "sparse_categorical_crossentropy"
+        if y.ndim == 2 and set(np.unique(y)) <= {0, 1}:
+            return "categorical_crossentropy"
+        return "mse"
+    if output_activation(model) == "softmax":
+        return "sparse_categorical_crossentropy"
+    raise EdgeflowError(
+        f"model {model.name!r} needs a loss: it is not compiled and does not end in a softmax; "
+        "pass loss= (e.g. 'mse' or keras.losses.SparseCategoricalCrossentropy(from_logits=True))"
+    )
 
 
 def _saved_config(path: Path) -> dict | None:

@@ -215,25 +215,18 @@ def _build_model(recipe: Recipe):
     return models.build(spec.builder, **spec.kwargs)
 
 
-def _loss_for(y: np.ndarray) -> str:
-    """The usual loss for targets ``y``: sparse CE for integer labels, CE for one-hot, else MSE."""
-    if np.issubdtype(y.dtype, np.integer) and y.ndim == 1:
-        return "sparse_categorical_crossentropy"
-    if y.ndim == 2 and set(np.unique(y)) <= {0, 1}:
-        return "categorical_crossentropy"
-    return "mse"
-
-
 # ---------------------------------------------------------------- stages
 
 
 def _train(state: _State, spec, index: int, label: str, verbose: int) -> StageRecord:
     from edgeflow._keras import keras
+    from edgeflow.models import default_loss
 
     d = state.data
     model = state.model
     model.compile(
-        keras.optimizers.Adam(spec.learning_rate), _loss_for(d.y_train), metrics=["accuracy"]
+        keras.optimizers.Adam(spec.learning_rate), default_loss(model, y=d.y_train),
+        metrics=["accuracy"],
     )
     model.fit(
         d.x_train, d.y_train, epochs=spec.epochs, batch_size=spec.batch_size,
@@ -245,12 +238,13 @@ def _train(state: _State, spec, index: int, label: str, verbose: int) -> StageRe
 def _prune(state: _State, spec, index: int, label: str, verbose: int) -> StageRecord:
     from edgeflow import prune
     from edgeflow._keras import keras
+    from edgeflow.models import default_loss
 
     d = state.data
     common = dict(
         data=(d.x_train, d.y_train), epochs=spec.epochs, batch_size=spec.batch_size,
         validation_data=d.validation, optimizer=keras.optimizers.Adam(spec.learning_rate),
-        loss=_loss_for(d.y_train), verbose=0, callbacks=_epoch_callbacks(label, verbose),
+        loss=default_loss(state.model, y=d.y_train), verbose=0, callbacks=_epoch_callbacks(label, verbose),
     )
     if spec.method == "magnitude":
         result = prune.magnitude(
@@ -271,12 +265,13 @@ def _prune(state: _State, spec, index: int, label: str, verbose: int) -> StageRe
 
 def _qat(state: _State, spec, index: int, label: str, verbose: int) -> StageRecord:
     from edgeflow import quantize
+    from edgeflow.models import default_loss
 
     d = state.data
     result = quantize.qat(
         state.model, data=(d.x_train, d.y_train), epochs=spec.epochs, batch_size=spec.batch_size,
         validation_data=d.validation, learning_rate=spec.learning_rate,
-        loss=_loss_for(d.y_train), preserve_sparsity=spec.preserve_sparsity,
+        loss=default_loss(state.model, y=d.y_train), preserve_sparsity=spec.preserve_sparsity,
         verbose=0, callbacks=_epoch_callbacks(label, verbose),
     )
     state.model = result.model
@@ -366,7 +361,13 @@ def _keras_record(state: _State, index: int, stage: str, label: str, model) -> S
         gzip_bytes=len(gzip.compress(weights, 6)),
         sparsity=_sparsity(model),
     )
-    record.artifact = str(_save_model(model, state.out / f"{index:02d}-{stage}"))
+    from edgeflow.convert import is_quantization_aware
+    from edgeflow.models import save_model
+
+    # tf_keras cannot load a QAT model back from .keras (TF-MOT's QuantizeLayer finds 3 of its
+    # 5 variables); .h5 reloads exactly under quantize_scope, so resume can use it.
+    suffix = ".h5" if is_quantization_aware(model) else ".keras"
+    record.artifact = str(save_model(model, state.out / f"{index:02d}-{stage}{suffix}"))
     return record
 
 
@@ -374,18 +375,6 @@ def _sparsity(model) -> float:
     from edgeflow import prune
 
     return float(prune.sparsity(model)["overall"])
-
-
-def _save_model(model, stem: Path) -> Path:
-    """Save a Keras model atomically (``.keras``; QAT models need TF-MOT's scope to load)."""
-    path = stem.with_suffix(".keras")
-    tmp = path.with_name(f".{path.name}.tmp.keras")
-    try:
-        model.save(tmp)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 def _label(spec) -> str:

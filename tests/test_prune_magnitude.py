@@ -9,6 +9,7 @@ from edgeflow import prune
 from edgeflow._keras import keras
 from edgeflow.errors import EdgeflowError
 from edgeflow.prune import schedules
+from edgeflow.quantize import qat
 
 
 def _accuracy(model, x, y) -> float:
@@ -101,6 +102,9 @@ def test_without_data_user_trains_with_callbacks_then_strips(trained_cnn, digits
     plain = prune.strip(result.model)
     assert not _wrapped_names(plain)
     assert prune.sparsity(plain)["fc1"] == pytest.approx(0.6, abs=0.005)
+    # The same figures through pruning wrappers and through QAT wrappers, keyed by layer name.
+    assert prune.sparsity(result.model) == prune.sparsity(plain)
+    assert prune.sparsity(qat(plain).model) == prune.sparsity(plain)
     with pytest.raises(EdgeflowError, match="needs end_step"):
         prune.magnitude(trained_cnn, 0.6)  # polynomial without data or end_step
 

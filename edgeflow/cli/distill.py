@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import click
 
 LOSS_NAMES = ("soft", "feature", "attention")  # edgeflow.distill.LOSSES, without importing TF
@@ -40,10 +37,9 @@ def distill(teacher, student, data, output, losses, feature_pairs, attention_pai
     The saved model has exactly the student's layers (no teacher, no adapters), ready for
     `edgeflow quantize` (QAT) and `edgeflow export`.
     """
-    from edgeflow import _io
     from edgeflow.distill import distill as run
     from edgeflow.errors import EdgeflowError
-    from edgeflow.models import load_model
+    from edgeflow.models import load_model, save_model
 
     if not output.endswith((".keras", ".h5")):
         raise EdgeflowError(f"output {output!r} must end in .keras or .h5")
@@ -62,10 +58,7 @@ def distill(teacher, student, data, output, losses, feature_pairs, attention_pai
         validation_data=validation_data,
         verbose=2 if verbose else 0,
     )
-    with tempfile.TemporaryDirectory() as tmp:  # Keras writes in place; publish atomically
-        path = Path(tmp) / ("model" + (".h5" if output.endswith(".h5") else ".keras"))
-        result.model.save(path)
-        _io.write_bytes(output, path.read_bytes())
+    save_model(result.model, output)
     hist = result.history
     parts = [f"{k}={hist[k][-1]:.4f}" for k in ("loss", "accuracy", "val_accuracy") if k in hist]
     click.echo(

@@ -51,14 +51,18 @@ def _layer_values(pairs: tuple[str, ...]) -> dict[str, float]:
 def prune(model, output, method, data, sparsity, schedule, m_by_n, ratio, criterion, steps,
           max_accuracy_drop, layers, epochs, batch_size, as_json, unsafe):
     """Prune MODEL (.keras, .h5 or SavedModel) and write the smaller/sparser Keras model."""
-    from edgeflow import prune as lib
-    from edgeflow.errors import EdgeflowError
-    from edgeflow.models import load_model
-    from edgeflow.prune._util import load_training_data, save_keras
+    from pathlib import Path
 
+    from edgeflow import prune as lib
+    from edgeflow.data import labelled
+    from edgeflow.errors import EdgeflowError
+    from edgeflow.models import load_model, save_model
+
+    if not output.endswith(".keras"):
+        raise EdgeflowError(f"write the pruned model to a .keras file, not {Path(output).name!r}")
     keras_model = load_model(model, safe_mode=not unsafe)
     per_layer = _layer_values(layers)
-    arrays = load_training_data(data) if data else None
+    arrays = labelled(data, "--data") if data else None
     if method == "magnitude":
         if arrays is None:
             raise EdgeflowError(
@@ -83,7 +87,7 @@ def prune(model, output, method, data, sparsity, schedule, m_by_n, ratio, criter
                 f"{', '.join(shrunk) or 'nothing removed'}")
         if result.stopped:
             line += f"; stopped: {result.stopped}"
-    path = save_keras(result.model, output)
+    path = save_model(result.model, output)
     if as_json:
         click.echo(json.dumps({"output": str(path), "method": method, **result.summary()}, indent=2))
     else:

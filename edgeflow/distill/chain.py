@@ -139,7 +139,7 @@ def chain(
             len(records) + 1, name, label,
             keras_accuracy=float(evaluate_keras(m, xt, yt)["accuracy"]),
             params=int(m.count_params()), size_bytes=raw, gzip_bytes=packed,
-            sparsity=_sparsity(m), seconds=round(time.perf_counter() - start, 2),
+            sparsity=float(prune_mod.sparsity(m)["overall"]), seconds=round(time.perf_counter() - start, 2),
         ))
 
     start = time.perf_counter()
@@ -197,10 +197,3 @@ def chain(
 def _weight_bytes(model) -> tuple[int, int]:
     raw = b"".join(np.asarray(w, np.float32).tobytes() for w in model.get_weights())
     return len(raw), len(gzip.compress(raw, 9))
-
-
-def _sparsity(model) -> float:
-    """Zero weights / weights over every trainable tensor of rank >= 2 (kernels)."""
-    arrays = [w.numpy() for w in model.trainable_weights if len(w.shape) >= 2]
-    total = sum(a.size for a in arrays)
-    return sum(int(np.count_nonzero(a == 0)) for a in arrays) / total if total else 0.0

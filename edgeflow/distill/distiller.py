@@ -484,8 +484,7 @@ def distill(
         >>> result = distill(student, teacher, (x_train, y_train), losses=["soft"], epochs=20)
         >>> result.model.evaluate(x_test, y_test)
     """
-    from edgeflow.models import load_model
-    from edgeflow.prune._util import copy_model  # a fresh copy: the input stays unchanged
+    from edgeflow.models import copy_model, load_model  # a fresh copy: the input stays unchanged
 
     student = copy_model(load_model(student))
     teacher = load_model(teacher)
@@ -523,27 +522,14 @@ def distill(
 
 def _fit_data(data, batch_size: int, input_rank: int, what: str):
     """``(x, y)`` for ``fit``: arrays, or ``(dataset, None)`` for a batched tf.data pipeline."""
-    import os
+    from edgeflow.data import labelled
 
-    from edgeflow.data import load_arrays
-
-    if isinstance(data, (str, os.PathLike)):
-        x, y = load_arrays(data)
-        if y is None:
-            raise EdgeflowError(
-                f"{what} {str(data)!r} holds no labels: save it with np.savez(path, x=x, y=y)"
-            )
-        return x, y
-    if isinstance(data, tf.data.Dataset):
-        spec = data.element_spec
-        if not isinstance(spec, tuple) or len(spec) < 2:
-            raise EdgeflowError(f"{what} must yield (x, y) pairs (labels are needed)")
-        if len(spec[0].shape) == input_rank - 1:
-            data = data.batch(batch_size)
-        return data, None
-    if isinstance(data, (tuple, list)) and len(data) == 2:
-        return data[0], data[1]
-    raise EdgeflowError(
-        f"unsupported {what} {type(data).__name__}: give (x, y) arrays, a .npz file with x and "
-        "y, or a tf.data.Dataset of (x, y)"
-    )
+    data, y = labelled(data, what)
+    if y is not None:
+        return data, y
+    spec = data.element_spec
+    if not isinstance(spec, tuple) or len(spec) < 2:
+        raise EdgeflowError(f"{what} must yield (x, y) pairs (labels are needed)")
+    if len(spec[0].shape) == input_rank - 1:
+        data = data.batch(batch_size)
+    return data, None

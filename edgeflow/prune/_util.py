@@ -1,31 +1,17 @@
-"""Helpers shared by magnitude and structured pruning: copies, losses, training data."""
+"""Helpers shared by magnitude and structured pruning: kernels, losses, training data."""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 
-from edgeflow._keras import ensure_keras2, keras, tf
+from edgeflow._keras import keras, tf
 from edgeflow.errors import EdgeflowError
+from edgeflow.models import default_loss
 
 # Weight names (the part after the last '/') that hold a layer's connections.
 KERNEL_NAMES = ("kernel", "depthwise_kernel", "pointwise_kernel", "embeddings", "recurrent_kernel")
-
-
-def copy_model(model: keras.Model) -> keras.Model:
-    """A new functional/Sequential model with the same graph and copied weights (not shared)."""
-    model = ensure_keras2(model)
-    try:
-        clone = keras.models.clone_model(model)
-    except Exception as err:  # Keras raises many types for odd models
-        raise EdgeflowError(
-            f"cannot copy model {model.name!r} ({err}); edgeflow prunes functional and Sequential "
-            "Keras models whose custom layers implement get_config"
-        ) from err
-    clone.set_weights(model.get_weights())
-    return clone
 
 
 def weight_name(variable) -> str:
@@ -47,37 +33,13 @@ def iter_layers(model):
             yield layer
 
 
-def output_activation(model: keras.Model) -> str | None:
-    """Name of the activation that ends the model's (single) output, if it is a plain one."""
-    layer = model.layers[-1] if model.layers else None
-    if layer is None:
-        return None
-    if isinstance(layer, keras.layers.Softmax):
-        return "softmax"
-    act = getattr(layer, "activation", None)
-    return getattr(act, "__name__", None) if act is not None else None
-
-
 def has_loss(model: keras.Model, loss=None) -> bool:
-    """True when ``default_loss`` can find a loss for ``model``."""
-    return (loss is not None or getattr(model, "loss", None) is not None
-            or output_activation(model) == "softmax")
-
-
-def default_loss(model: keras.Model, loss=None):
-    """The loss to fine-tune with: ``loss`` if given, the model's compiled loss, or, for a
-    softmax classifier, sparse categorical cross-entropy."""
-    if loss is not None:
-        return loss
-    compiled = getattr(model, "loss", None)
-    if compiled is not None:
-        return compiled
-    if output_activation(model) == "softmax":
-        return "sparse_categorical_crossentropy"
-    raise EdgeflowError(
-        f"model {model.name!r} is not compiled and does not end in a softmax: pass loss= "
-        "(for example keras.losses.SparseCategoricalCrossentropy(from_logits=True))"
-    )
+    """True when :func:`edgeflow.models.default_loss` can find a loss for ``model``."""
+    try:
+        default_loss(model, loss)
+    except EdgeflowError:
+        return False
+    return True
 
 
 def training_data(data, batch_size: int):
@@ -114,23 +76,3 @@ def compile_like(model: keras.Model, source: keras.Model, *, optimizer, loss, me
         loss=default_loss(source, loss),
         metrics=list(metrics or ()),
     )
-
-
-def load_training_data(path) -> tuple[np.ndarray, np.ndarray]:
-    """``(x, y)`` from a ``.npz`` file with keys ``x`` and ``y`` (labels are required)."""
-    from edgeflow.data import load_arrays
-
-    x, y = load_arrays(path)
-    if y is None:
-        raise EdgeflowError(f"{path} holds no labels: pruning fine-tunes on a .npz with x and y")
-    return x, y
-
-
-def save_keras(model: keras.Model, path) -> Path:
-    """Save ``model`` atomically as a ``.keras`` file (nothing half-written on failure)."""
-    from edgeflow.pipeline import _save_model
-
-    path = Path(path)
-    if path.suffix != ".keras":
-        raise EdgeflowError(f"write the pruned model to a .keras file, not {path.name!r}")
-    return _save_model(model, path.with_suffix(""))

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgeflow._keras import keras
+from edgeflow._keras import ensure_keras2, keras
 from edgeflow.errors import EdgeflowError, closest
+from edgeflow.models import copy_model
 from edgeflow.prune import _util, schedules
 
 __all__ = ["PruneResult", "magnitude", "strip", "pruning_callbacks", "sparsity", "POLICIES"]
@@ -126,7 +127,7 @@ def magnitude(
         >>> result.overall_sparsity
         0.79
     """
-    model = _util.ensure_keras2(model)
+    model = ensure_keras2(model)
     _check_sparsity(target_sparsity, "target_sparsity")
     factory = schedules.get(schedule)
     pair = _parse_m_by_n(m_by_n)
@@ -147,7 +148,7 @@ def magnitude(
     if end_step is not None and schedule == "polynomial":
         end_step = begin_step + (end_step - begin_step) // frequency * frequency
 
-    working = _util.copy_model(model)
+    working = copy_model(model)
     targets = _targets(working, target_sparsity, per_layer)
     skipped: list[str] = []
     allowed = _apply_policy(working, policy)
@@ -191,13 +192,13 @@ def strip(model: keras.Model) -> keras.Model:
     """
     from edgeflow._keras import tfmot
 
-    model = _util.ensure_keras2(model)
+    model = ensure_keras2(model)
     try:
         stripped = tfmot.sparsity.keras.strip_pruning(model)
     except (ValueError, NotImplementedError) as err:
         raise EdgeflowError(f"cannot strip pruning wrappers from {model.name!r}: {err}") from err
     # strip_pruning reuses the wrapped layers: copy so the result shares nothing with its input.
-    return _util.copy_model(stripped)
+    return copy_model(stripped)
 
 
 def pruning_callbacks(log_dir: str | None = None) -> list:
@@ -219,14 +220,16 @@ def sparsity(model: keras.Model) -> dict[str, float]:
     """Fraction of zero weights in each layer's kernel(s), zeros / weights, and under the
     key ``"overall"`` the zeros of all kernels / all kernel weights.
 
-    Wrapped layers are measured through their masks (w · mask). Layers without kernels
-    (BatchNormalization, pooling, ...) are not listed.
+    Layers inside TF-MOT wrappers are listed under their own names: pruning wrappers are
+    measured through their masks (w · mask), QAT wrappers on their float kernels (see
+    :func:`kernel_values`). Layers without kernels (BatchNormalization, pooling, ...) are
+    not listed.
 
     Example:
         >>> prune.sparsity(result.model)["conv2"], prune.sparsity(result.model)["overall"]
         (0.8, 0.79)
     """
-    per_layer, overall = _measure(_util.ensure_keras2(model))
+    per_layer, overall = _measure(model)
     return {**per_layer, "overall": overall}
 
 
@@ -357,31 +360,50 @@ def _wrap(model, targets, make_schedule, pair, allowed, skipped):
         raise EdgeflowError(f"TF-MOT cannot wrap {model.name!r} for pruning: {err}") from err
 
 
-def _measure(model) -> tuple[dict[str, float], float]:
-    """Per-layer and overall fraction of zeros in kernels (through masks for wrapped layers)."""
+def kernel_values(model) -> dict[str, np.ndarray]:
+    """The kernel weights of each layer as they act, flattened (several kernels concatenated),
+    keyed by layer name.
+
+    TF-MOT wrappers are looked through and keyed by the wrapped layer's name: pruning
+    wrappers give w · mask, QAT wrappers (``QuantizeWrapper``, ``QuantizeAnnotate``) the float
+    kernel variables. Nested models are descended into; layers without kernels are left out.
+
+    Example:
+        >>> (kernel_values(qat_model)["conv1"] == 0).mean()
+        0.5
+    """
+    from tensorflow_model_optimization.python.core.quantization.keras.quantize_annotate import (
+        QuantizeAnnotate,
+    )
+    from tensorflow_model_optimization.python.core.quantization.keras.quantize_wrapper import (
+        QuantizeWrapper,
+    )
     from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import (
-        PruneLowMagnitude as wrapper,
+        PruneLowMagnitude,
     )
 
-    per_layer: dict[str, float] = {}
-    zeros = total = 0
-    for layer in _util.iter_layers(model):
-        if isinstance(layer, wrapper):
-            masks = {id(w): m for w, m, _ in layer.pruning_vars}
-            name, inner = layer.layer.name, layer.layer
-            arrays = [
-                w.numpy() * (masks[id(w)].numpy() if id(w) in masks else 1.0)
-                for w in _util.kernels(inner)
-            ]
-        else:
-            name = layer.name
-            arrays = [w.numpy() for w in _util.kernels(layer)]
-        if not arrays:
-            continue
-        z = sum(int(np.count_nonzero(a == 0)) for a in arrays)
-        n = sum(a.size for a in arrays)
-        per_layer[name] = z / n
-        zeros, total = zeros + z, total + n
+    values: dict[str, np.ndarray] = {}
+    for layer in _util.iter_layers(ensure_keras2(model)):
+        masks = {}
+        if isinstance(layer, PruneLowMagnitude):
+            masks = {id(w): m.numpy() for w, m, _ in layer.pruning_vars}
+        # A wrapper's weights hold the wrapped layer's (a QAT wrapper takes the kernel off
+        # the inner layer, so it is found only there); its own variables are not kernels.
+        name = layer.name
+        if isinstance(layer, (PruneLowMagnitude, QuantizeWrapper, QuantizeAnnotate)):
+            name = layer.layer.name
+        arrays = [(w.numpy() * masks.get(id(w), 1.0)).ravel() for w in _util.kernels(layer)]
+        if arrays:
+            values[name] = np.concatenate(arrays)
+    return values
+
+
+def _measure(model) -> tuple[dict[str, float], float]:
+    """Per-layer and overall fraction of zeros in kernels (through TF-MOT wrappers)."""
+    values = kernel_values(model)
+    per_layer = {name: float(np.count_nonzero(v == 0) / v.size) for name, v in values.items()}
+    zeros = sum(int(np.count_nonzero(v == 0)) for v in values.values())
+    total = sum(v.size for v in values.values())
     return per_layer, (zeros / total if total else 0.0)
 
 

@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgeflow import _progress
-from edgeflow._keras import keras, tf
+from edgeflow._keras import ensure_keras2, keras, tf
 from edgeflow.errors import EdgeflowError, closest
+from edgeflow.models import copy_model, default_loss
 from edgeflow.prune import _util
 from edgeflow.prune import criteria as _criteria
 
@@ -366,7 +367,7 @@ def _score(model, groups: ChannelGroups, roots, criterion, data, loss, num_sampl
     count = 0
     loss_fn = None
     if criterion.needs == "gradients":
-        loss_fn = keras.losses.get(_util.default_loss(model, loss))
+        loss_fn = keras.losses.get(default_loss(model, loss))
         if hasattr(loss_fn, "reduction"):
             loss_fn = loss_fn.__class__.from_config({**loss_fn.get_config(), "reduction": "none"})
     for x, y in _batches(data, num_samples, batch_size):
@@ -640,7 +641,7 @@ def structured(
         >>> result.params_after / result.params_before
         0.27
     """
-    model = _util.ensure_keras2(model)
+    model = ensure_keras2(model)
     crit = _criteria.get(criterion)
     if steps < 1 or epochs < 0:
         raise EdgeflowError(f"steps must be >= 1 and epochs >= 0, got steps={steps}, epochs={epochs}")
@@ -648,7 +649,7 @@ def structured(
         raise EdgeflowError("fine-tuning (epochs) and max_accuracy_drop need data=(x, y)")
     if max_accuracy_drop is not None and not metrics:
         raise EdgeflowError("max_accuracy_drop compares the first metric: pass metrics=('accuracy',)")
-    working = _util.copy_model(model)
+    working = copy_model(model)
     groups = channel_groups(working)
     targets = _group_targets(groups, ratio)
     sizes = {r: groups.spaces[r].size for r in targets}

@@ -6,7 +6,6 @@ Public API:
     verify_int8(tflite) -> Int8Check            names float ops and stray (de)quantize ops
     layer_errors(model, data) -> LayerErrors    per-op error (TFLite debugger), worst first
     compare_keep_float(model, data, eval, n)    int8 vs int8 with n worst ops in float vs int16x8
-    kernel_sparsity(model)                      fraction of zero weights per layer
     custom_objects()                            classes needed to load a saved QAT model
     quantize_to_tflite(model, mode, data, ...)  one step for CLI/recipes: .tflite + report
 """
@@ -23,7 +22,7 @@ from edgeflow.quantize.ptq import (
     ptq,
     variants_table,
 )
-from edgeflow.quantize.qat import QatResult, annotate, kernel_sparsity, qat
+from edgeflow.quantize.qat import QatResult, annotate, qat
 from edgeflow.quantize.stage import QUANTIZE_MODES, Outcome, quantize_to_tflite
 from edgeflow.quantize.verify import Int8Check, verify_int8
 
@@ -38,7 +37,6 @@ __all__ = [
     "annotate",
     "compare_keep_float",
     "custom_objects",
-    "kernel_sparsity",
     "layer_errors",
     "ptq",
     "qat",

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-
-import numpy as np
 
 from edgeflow._keras import keras, tf, tfmot
 from edgeflow.errors import EdgeflowError
 
-__all__ = ["QatResult", "qat", "annotate", "kernel_sparsity"]
-
-_KERNELS = ("kernel", "depthwise_kernel")
+__all__ = ["QatResult", "qat", "annotate"]
 
 
 @dataclass
@@ -120,10 +115,13 @@ def qat(
     from edgeflow.quantize.configs import custom_objects
 
     model = load_model(model)
-    compiled_loss = getattr(model, "loss", None)
     annotated, float_layers, notes = annotate(model)
     qk = tfmot.quantization.keras
-    before_masks = _zero_masks(annotated) if preserve_sparsity else None
+    if preserve_sparsity:
+        from edgeflow.prune.magnitude import kernel_values, sparsity
+
+        before = kernel_values(annotated)
+        result_before = {k: v for k, v in sparsity(annotated).items() if k != "overall"}
     scheme = None
     if preserve_sparsity:
         from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.prune_preserve import (  # noqa: E501
@@ -143,7 +141,7 @@ def qat(
     result = QatResult(qat_model, float_layers, notes)
     if data is not None:
         x, y = _fit_data(data)
-        _compile(qat_model, model, optimizer, learning_rate, loss or compiled_loss, metrics)
+        _compile(qat_model, model, optimizer, learning_rate, loss, metrics)
         history = qat_model.fit(
             x, y, epochs=epochs, batch_size=batch_size if y is not None else None,
             validation_data=_validation(validation_data), verbose=verbose,
@@ -151,41 +149,13 @@ def qat(
         )
         result.history = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     if preserve_sparsity:
-        result.sparsity_before = {k: float(1 - m.mean()) for k, m in before_masks.items()}
-        after = _zero_masks(qat_model)
-        result.sparsity_after = {k: float(1 - after[k].mean()) for k in before_masks if k in after}
-        zeros = sum(int((m == 0).sum()) for m in before_masks.values())
-        kept = sum(int(((before_masks[k] == 0) & (after[k] == 0)).sum())
-                   for k in before_masks if k in after)
+        result.sparsity_before = result_before
+        after = kernel_values(qat_model)
+        result.sparsity_after = {k: v for k, v in sparsity(qat_model).items() if k in before}
+        zeros = sum(int((v == 0).sum()) for v in before.values())
+        kept = sum(int(((before[k] == 0) & (after[k] == 0)).sum()) for k in before if k in after)
         result.zeros_kept = kept / zeros if zeros else 1.0
     return result
-
-
-def kernel_sparsity(model) -> dict[str, float]:
-    """Fraction of exactly-zero kernel weights per layer (QAT wrappers looked through).
-
-    sparsity(layer) = #{w = 0} / #w over the layer's ``kernel`` / ``depthwise_kernel``.
-
-    Example:
-        >>> kernel_sparsity(model)["conv1"]
-        0.5
-    """
-    return {k: float(1 - m.mean()) for k, m in _zero_masks(model).items()}
-
-
-def _zero_masks(model) -> dict[str, np.ndarray]:
-    """Per layer name: 1 where a kernel weight is non-zero, 0 where it is zero."""
-    return {name: (w.numpy() != 0).astype(np.float32) for name, w in _kernels(model)}
-
-
-def _kernels(model):
-    """``(layer name, kernel variable)`` pairs; QAT wrappers replace the kernel attribute
-    by its fake-quantized tensor, so the variable is found among the trainable weights."""
-    for layer in model.layers:
-        name = getattr(layer, "layer", layer).name
-        for w in layer.trainable_weights:
-            if w.name.split("/")[-1].split(":")[0] in _KERNELS:
-                yield name, w
 
 
 def _strip_pruning(model) -> tuple[keras.Model, list[str]]:
@@ -197,21 +167,9 @@ def _strip_pruning(model) -> tuple[keras.Model, list[str]]:
 
 
 def _fit_data(data):
-    if isinstance(data, (str, os.PathLike)):
-        from edgeflow.data import load_arrays
+    from edgeflow.data import labelled
 
-        x, y = load_arrays(data)
-        if y is None:
-            raise EdgeflowError(f"{data} holds no labels (key 'y'): QAT training needs (x, y)")
-        return x, y
-    if isinstance(data, tf.data.Dataset):
-        return data, None
-    if isinstance(data, (tuple, list)) and len(data) == 2:
-        return np.asarray(data[0]), np.asarray(data[1])
-    raise EdgeflowError(
-        f"QAT data must be (x, y) arrays, a .npz file with x and y, or a tf.data.Dataset of "
-        f"(x, y) batches; got {type(data).__name__}"
-    )
+    return labelled(data, "QAT data")
 
 
 def _validation(data):
@@ -222,24 +180,12 @@ def _validation(data):
 
 
 def _compile(qat_model, original, optimizer, learning_rate, loss, metrics):
-    if loss is None:
-        if _ends_in_softmax(original):
-            loss = "sparse_categorical_crossentropy"
-        else:
-            raise EdgeflowError(
-                "QAT needs a loss: the model is not compiled and its output is not a softmax; "
-                "pass loss=... (e.g. 'mse' or a keras loss)"
-            )
+    from edgeflow.models import default_loss
+
     opt = keras.optimizers.get(optimizer)
     if learning_rate is not None:
         opt.learning_rate = learning_rate
-    qat_model.compile(optimizer=opt, loss=loss, metrics=list(metrics or []))
-
-
-def _ends_in_softmax(model) -> bool:
-    last = model.layers[-1]
-    act = getattr(last, "activation", None)
-    return isinstance(last, keras.layers.Softmax) or getattr(act, "__name__", "") == "softmax"
+    qat_model.compile(optimizer=opt, loss=default_loss(original, loss), metrics=list(metrics or []))
 
 
 def _first_line(err: Exception) -> str:
