@@ -92,7 +92,7 @@ class _State:
     out: Path
     data: _Data
     model: Any = None
-    tflite: bytes | None = None
+    tflite_path: Path | None = None  # the converted model, once a convert stage ran
     models_after: dict[str, Any] = field(default_factory=dict)  # stage kind -> model after it
     check: Any = None
 
@@ -310,9 +310,8 @@ def _convert(state: _State, spec, index: int, label: str, verbose: int) -> Stage
         state.model, spec.mode, data, input_type=spec.input_type, output_type=spec.output_type,
         num_samples=len(d.calibration),
     )
-    state.tflite = tflite
     name = f"{index:02d}-{state.recipe.name}-{spec.mode}"
-    path = _io.write_bytes(state.out / f"{name}.tflite", tflite)
+    path = state.tflite_path = _io.write_bytes(state.out / f"{name}.tflite", tflite)
     record = StageRecord(index, "convert", label, artifact=str(path))
     record.keras_accuracy = metrics.evaluate_keras(state.model, d.x_test, d.y_test).get("accuracy")
     record.tflite_accuracy = litert.evaluate(tflite, d.x_test, d.y_test).get("accuracy")
@@ -331,7 +330,7 @@ def _convert(state: _State, spec, index: int, label: str, verbose: int) -> Stage
 def _check(state: _State, spec, index: int, label: str, verbose: int) -> StageRecord:
     from edgeflow.devices import check
 
-    report = check(state.tflite, spec.devices, devices_dir=spec.devices_dir, measure=spec.measure)
+    report = check(state.tflite_path, spec.devices, devices_dir=spec.devices_dir, measure=spec.measure)
     state.check = report
     fits = sum(1 for r in report.results if r.fits)
     record = StageRecord(index, "check", label)
@@ -451,7 +450,7 @@ def _resume(state: _State, index: int, spec, key: str, entry: dict | None) -> St
     if not artifact.exists():
         return None
     if artifact.suffix == ".tflite":
-        state.tflite = artifact.read_bytes()
+        state.tflite_path = artifact
     else:
         from edgeflow._keras import tfmot
         from edgeflow.models import load_model

@@ -86,17 +86,23 @@ svg text{font:12px system-ui,sans-serif} .charts{display:flex;flex-wrap:wrap;gap
 """
 
 
-def _bars(title: str, labels: list[str], values: list[float], *, limits=None, unit="",
-          fmt=lambda v: f"{v:,.0f}", width=480) -> str:
-    """A horizontal bar chart as inline SVG; with ``limits`` each bar shows value/limit in %."""
-    pairs = [(lab, v, (limits[i] if limits else None)) for i, (lab, v) in enumerate(zip(labels, values))
-             if v is not None]
+def _bars(title: str, labels: list[str], values: list[float], *, limits=None, fmt=None,
+          baseline: float = 0.0, width: int = 560) -> str:
+    """A horizontal bar chart as inline SVG.
+
+    With ``limits`` each bar is the share value/limit (a dashed line marks 100%, bars over
+    it are red). ``baseline`` is where the axis starts (for accuracies close together).
+    """
+    fmt = fmt or format_bytes
+    pairs = [(lab, v, (limits[i] if limits else None))
+             for i, (lab, v) in enumerate(zip(labels, values)) if v is not None]
     if not pairs:
         return ""
-    label_w, bar_w, row_h = 190, width - 190 - 90, 22
+    label_w, bar_w, row_h = 230, width - 230 - 130, 22
     top = max((v / lim if lim else v) for _, v, lim in pairs) or 1.0
     scale_max = max(top, 1.0) if limits else top
-    height = 30 + row_h * len(pairs)
+    span = (scale_max - baseline) or 1.0
+    height = 30 + row_h * len(pairs) + (14 if baseline else 0)
     parts = [f'<svg width="{width}" height="{height}" role="img" aria-label="{html.escape(title)}">',
              f'<text x="0" y="16" font-weight="600">{html.escape(title)}</text>']
     if limits:
@@ -106,15 +112,23 @@ def _bars(title: str, labels: list[str], values: list[float], *, limits=None, un
     for i, (lab, v, lim) in enumerate(pairs):
         y = 26 + i * row_h
         frac = (v / lim) if lim else v
-        w = max(1.0, bar_w * frac / scale_max)
+        w = max(1.0, bar_w * (frac - baseline) / span)
         colour = "#cf222e" if (lim and v > lim) else "#2f81f7"
-        shown = f"{fmt(v)}{unit}" + (f" ({v / lim:.0%})" if lim else "")
-        parts.append(f'<text x="0" y="{y + 14}">{html.escape(lab[:28])}</text>')
+        shown = fmt(v) + (f" ({v / lim:.0%})" if lim else "")
+        parts.append(f'<text x="0" y="{y + 14}">{html.escape(lab[:34])}</text>')
         parts.append(f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row_h - 7}" '
                      f'fill="{colour}"/>')
         parts.append(f'<text x="{label_w + w + 4:.1f}" y="{y + 14}">{html.escape(shown)}</text>')
+    if baseline:
+        parts.append(f'<text x="{label_w}" y="{height - 2}" fill="#777">axis from {baseline:g}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _accuracy_baseline(values) -> float:
+    """Start the accuracy axis a little below the lowest value, at a round tenth."""
+    known = [v for v in values if v is not None]
+    return max(0.0, int((min(known) - 0.05) * 10) / 10) if known else 0.0
 
 
 def render_run_html(result) -> str:
@@ -131,7 +145,8 @@ def render_run_html(result) -> str:
     labels = [r.label for r in recs]
     acc = [r.tflite_accuracy if r.tflite_accuracy is not None else r.keras_accuracy for r in recs]
     charts = [
-        _bars("Accuracy after each stage (test split)", labels, acc, fmt=lambda v: f"{v:.3f}"),
+        _bars("Accuracy after each stage (test split)", labels, acc, fmt=lambda v: f"{v:.4f}",
+              baseline=_accuracy_baseline(acc)),
         _bars("Size after each stage (bytes)", labels, [r.size_bytes for r in recs]),
         _bars("Compressed size (gzip, bytes)", labels, [r.gzip_bytes for r in recs]),
     ]
@@ -170,10 +185,10 @@ def _devices_html(report) -> str:
     names = [d.device for d in report.results]
     ram = _bars("RAM needed, share of the board's RAM", names,
                 [d.ram_required_bytes for d in report.results],
-                limits=[d.ram_available_bytes for d in report.results], unit=" B")
+                limits=[d.ram_available_bytes for d in report.results])
     flash = _bars("Flash needed, share of the board's flash", names,
                   [d.flash_required_bytes for d in report.results],
-                  limits=[d.flash_available_bytes for d in report.results], unit=" B")
+                  limits=[d.flash_available_bytes for d in report.results])
     return (
         "<h2>Devices</h2><p class=muted>RAM = tensor arena + runtime and application share; "
         "'measured' arenas come from TensorFlow Lite Micro on this (64-bit) host.</p>"

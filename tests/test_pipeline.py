@@ -39,6 +39,9 @@ def test_quickstart_end_to_end(quickstart_run):
     assert result.exit_code == (0 if report["fits_all"] else 1)
     for name in ("model_data.h", "model_data.cc", "report.html"):
         assert (out / name).exists()
+    page = (out / "report.html").read_text()
+    assert page.count("<svg") == 5  # accuracy, size, gzip size, RAM and flash per board
+    assert all(name in page for name in shipped)
     table = result.output
     assert "stage" in table and "verdict" in table
     assert "arduino-nano-33-ble" in table
