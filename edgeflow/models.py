@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -103,7 +104,9 @@ def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
     try:
-        model.save(tmp)
+        with warnings.catch_warnings():  # .h5 is chosen on purpose (QAT models need it)
+            warnings.filterwarnings("ignore", message="You are saving your model as an HDF5")
+            model.save(tmp)
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -318,6 +318,10 @@ def _convert(state: _State, spec, index: int, label: str, verbose: int) -> Stage
     record.size_bytes = len(tflite)
     record.gzip_bytes = len(gzip.compress(tflite, 9))
     record.sparsity = _sparsity(state.model)
+    if spec.mode == "int8":  # QAT exports can keep a float op or a (de)quantize pair
+        from edgeflow.quantize import verify_int8
+
+        record.extra["int8"] = verify_int8(tflite).summary()
     if spec.c_array:
         cname = "g_" + "".join(c if c.isalnum() else "_" for c in state.recipe.name) + "_model"
         header, source = to_c_array(tflite, cname, header_name="model_data.h")
@@ -403,7 +407,8 @@ def _summary(record: StageRecord) -> str:
         parts.append(f"size {record.size_bytes:,} B (gzip {record.gzip_bytes:,} B)")
     if record.sparsity is not None:
         parts.append(f"sparsity {record.sparsity:.1%}")
-    parts.extend(f"{k} {v}" for k, v in record.extra.items() if k == "fits")
+    parts.extend(f"{v}" if k == "int8" else f"{k} {v}" for k, v in record.extra.items()
+                 if k in ("fits", "int8"))
     parts.append(f"{record.seconds:.1f} s" + (" (resumed)" if record.resumed else ""))
     return ", ".join(parts)
 

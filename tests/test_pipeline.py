@@ -33,6 +33,7 @@ def test_quickstart_end_to_end(quickstart_run):
     assert abs(convert["tflite_accuracy"] - stages["train"]["keras_accuracy"]) < 0.03
     assert convert["size_bytes"] < stages["train"]["size_bytes"] / 2  # int8 vs float32
     assert convert["gzip_bytes"] < convert["size_bytes"]
+    assert convert["extra"]["int8"].startswith("full int8")
     shipped = set(load_devices())
     assert {d["device"] for d in report["devices"]} == shipped
     # Exit status follows the verdicts.
@@ -55,3 +56,19 @@ def test_quickstart_resumes_from_artifacts(quickstart_run):
     report = json.loads((out / "report.json").read_text())
     resumed = [s["stage"] for s in report["stages"] if s["resumed"]]
     assert resumed == ["train", "prune", "qat", "convert"]
+
+
+@pytest.mark.slow
+def test_structured_prune_distill_qat_recipe(tmp_path):
+    """The shipped chain recipe: filters removed, accuracy recovered by distillation, int8."""
+    from edgeflow.pipeline import run_recipe
+
+    result = run_recipe(
+        "prune_distill_qat", output_dir=tmp_path, verbose=0,
+        overrides=["stages.0.epochs=8", "stages.2.epochs=4", "stages.5.devices=[nucleo-h743zi]"],
+    )
+    rec = {r.stage: r for r in result.records}
+    assert rec["prune"].params < rec["train"].params / 3  # half the filters of every layer
+    assert rec["distill"].keras_accuracy > rec["prune"].keras_accuracy
+    assert rec["convert"].tflite_accuracy > 0.9
+    assert [r.device for r in result.check.results] == ["nucleo-h743zi"]
