@@ -237,3 +237,17 @@ def test_read_bytes_takes_bytes_or_a_path_only(int8_cnn):
         read_bytes(3)
     with pytest.raises(EdgeflowError, match="got list"):
         parse([int8_cnn])
+
+
+def test_constant_values_are_the_stored_weights(int8_cnn):
+    from edgeflow.tflite import constant_values, parse
+
+    info = parse(int8_cnn)
+    kernels = [t for t in info.tensors if t.is_constant and t.dtype == "int8" and len(t.shape) == 4]
+    assert kernels
+    for t in kernels:
+        values = constant_values(int8_cnn, t)
+        assert values.dtype == np.int8 and values.size == t.elements
+        assert values.reshape(t.shape).shape == t.shape
+    activations = [t for t in info.tensors if not t.is_constant]
+    assert constant_values(int8_cnn, activations[0]) is None

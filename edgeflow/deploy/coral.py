@@ -159,26 +159,19 @@ def edgetpu_ops() -> dict:
 
 
 class _Constants:
-    """Values of the main subgraph's small constant int tensors (axes, paddings, strides):
-    the one thing ``edgeflow.tflite.parse`` does not copy out of the flatbuffer."""
+    """Values of the main subgraph's small constant int tensors (axes, paddings, strides)."""
 
     def __init__(self, data: bytes, info):
-        from edgeflow.tflite._schema import schema
-
-        self.model = schema.Model.GetRootAs(data, 0)
-        self.tensors = info.tensors
+        self.data = data
 
     def ints(self, tensor) -> list[int] | None:
         """The values of a constant int32/int64 tensor (a TensorInfo), or None."""
-        import numpy as np
+        from edgeflow.tflite import constant_values
 
-        dtype = {"int32": np.int32, "int64": np.int64}.get(tensor.dtype if tensor else "")
-        if dtype is None or not tensor.is_constant:
+        if tensor is None or tensor.dtype not in ("int32", "int64"):
             return None
-        raw = self.model.Buffers(tensor.buffer).DataAsNumpy()
-        if isinstance(raw, int) or raw.size == 0:
-            return None
-        return [int(v) for v in np.frombuffer(raw.tobytes(), dtype)]
+        values = constant_values(self.data, tensor)
+        return None if values is None else [int(v) for v in values]
 
 
 def _dtype(t) -> str:

@@ -15,10 +15,6 @@ import numpy as np
 
 __all__ = ["TfliteSparsity", "tflite_sparsity", "convert_sparse"]
 
-_NP_TYPES = {"int8": np.int8, "uint8": np.uint8, "int16": np.int16, "int32": np.int32,
-             "float32": np.float32, "float16": np.float16}
-
-
 @dataclass
 class TfliteSparsity:
     """Sparsity and shipping size of a ``.tflite``.
@@ -53,21 +49,19 @@ def tflite_sparsity(tflite: bytes) -> TfliteSparsity:
         >>> r.sparsity, r.size_bytes, r.gzip_bytes
         (0.79, 27360, 9120)
     """
-    from edgeflow.tflite import parse
-    from edgeflow.tflite._schema import schema
+    from edgeflow.tflite import constant_values, parse
 
     data = bytes(tflite)
     info = parse(data)
-    root = schema.Model.GetRootAs(data, 0)
-    graph = root.Subgraphs(0)
     tensors, encoded = [], []
     zeros = total = 0
     for t in info.tensors:
-        if not t.is_constant or len(t.shape) < 2 or t.dtype not in _NP_TYPES:
+        if len(t.shape) < 2:
             continue
-        is_sparse = graph.Tensors(t.index).Sparsity() is not None
-        raw = root.Buffers(t.buffer).DataAsNumpy()
-        values = np.frombuffer(raw.tobytes(), dtype=_NP_TYPES[t.dtype])
+        values = constant_values(data, t)
+        if values is None:
+            continue
+        is_sparse = t.sparse_encoded
         zero_point = t.zero_point[0] if t.zero_point and len(set(t.zero_point)) == 1 else 0
         nonzero = int(np.count_nonzero(values != zero_point))
         n = t.elements

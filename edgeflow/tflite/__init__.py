@@ -13,11 +13,19 @@ from edgeflow.tflite.memory import (
     estimate_arena,
     plan_memory,
 )
-from edgeflow.tflite.reader import ModelInfo, OpInfo, TensorInfo, parse, read_bytes
+from edgeflow.tflite.reader import (
+    ModelInfo,
+    OpInfo,
+    TensorInfo,
+    constant_values,
+    parse,
+    read_bytes,
+)
 
 __all__ = [
     "read_bytes",
     "parse",
+    "constant_values",
     "plan_memory",
     "estimate_arena",
     "ModelInfo",

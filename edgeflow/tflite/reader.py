@@ -48,6 +48,8 @@ class TensorInfo:
     #: the shape with -1 for each dimension left free at conversion (``shape`` when the
     #: model stores no signature).
     shape_signature: tuple[int, ...] = ()
+    #: the converter stored the data in a compressed sparse format (``Sparsity`` metadata).
+    sparse_encoded: bool = False
 
     @property
     def elements(self) -> int:
@@ -263,7 +265,40 @@ def _tensor(t, index: int, buffer_sizes: list[int]) -> TensorInfo:
         quantized_dimension=qdim,
         buffer=buffer,
         shape_signature=signature,
+        sparse_encoded=t.Sparsity() is not None,
     )
+
+
+NUMPY_TYPES = {
+    "int8": np.int8, "uint8": np.uint8, "int16": np.int16, "int32": np.int32,
+    "int64": np.int64, "float16": np.float16, "float32": np.float32,
+}
+
+
+def constant_values(model, tensor: TensorInfo) -> np.ndarray | None:
+    """The data stored for a constant tensor, flat, in its own dtype.
+
+    Reads buffers inside the flatbuffer and after it (offset/size, for models over 2 GB).
+    A sparse-encoded tensor gives its stored (compressed) values. None when the tensor
+    holds no data or its type has no NumPy equivalent.
+
+    Example:
+        >>> info = parse(tflite)
+        >>> constant_values(tflite, info.tensors[3]).reshape(info.tensors[3].shape)
+    """
+    dtype = NUMPY_TYPES.get(tensor.dtype)
+    if dtype is None or not tensor.is_constant:
+        return None
+    # ``tensor`` came from parse(), which checked the bytes: don't walk them again.
+    data = model if isinstance(model, (bytes, bytearray)) else read_bytes(model)
+    buf = schema.Model.GetRootAs(data, 0).Buffers(tensor.buffer)
+    offset, size = int(buf.Offset()), int(buf.Size())
+    if offset > 1:
+        raw = data[offset : offset + size]
+    else:
+        inline = buf.DataAsNumpy()
+        raw = b"" if isinstance(inline, int) else inline.tobytes()
+    return np.frombuffer(raw, dtype) if raw else None
 
 
 def _opcodes(model) -> list[tuple[str, int, bool]]:
