@@ -61,7 +61,7 @@ def render(path: str, info, plan, arena) -> str:
     out += _table(["op", "version", "count", "MACs"], rows, {2, 3})
     for title, tensors in (("inputs", info.inputs), ("outputs", info.outputs)):
         out.append(f"\n{title}:")
-        rows = [[t.name, t.dtype, "x".join(map(str, t.shape)) or "scalar", _quant(t)]
+        rows = [[_short(t.name), t.dtype, "x".join(map(str, t.shape)) or "scalar", _quant(t)]
                 for t in tensors]
         out += _table(["name", "dtype", "shape", "quantization"], rows, set())
     floats = info.float_ops()
@@ -78,3 +78,8 @@ def render(path: str, info, plan, arena) -> str:
     else:
         out.append("float ops:            none (integer-only compute)")
     return "\n".join(out)
+
+
+def _short(name: str, width: int = 48) -> str:
+    """Converter names can run to hundreds of characters: keep the end (--json has all)."""
+    return name if len(name) <= width else "…" + name[-(width - 1):]
