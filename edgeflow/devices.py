@@ -529,7 +529,7 @@ def check(model, devices="all", *, devices_dir=None, measure: bool = True) -> Re
     from edgeflow import tflite
 
     data, label = _read_model(model)
-    info = tflite.parse(data if label == "<bytes>" else label)
+    info = tflite.parse(data if label == "<bytes>" else label)  # errors name the file
     targets = _resolve_devices(devices, devices_dir)
     facts = _facts(info, data, label)
     estimates = {pb: tflite.estimate_arena(info, pointer_bytes=pb).total_bytes for pb in (4, 8)}
@@ -551,40 +551,29 @@ def _measure(data: bytes) -> dict:
     return {
         "status": m.status,
         "arena_bytes": m.arena_bytes,
-        "pointer_bytes": getattr(m, "pointer_bytes", 8),
-        "message": getattr(m, "message", "") or "",
-        "breakdown": getattr(m, "breakdown", None),
+        "pointer_bytes": m.pointer_bytes,
+        "message": m.message or "",
+        "breakdown": m.breakdown,
     }
 
 
 def _facts(info, data: bytes, label: str) -> dict:
-    """What the check needs from a parsed model, in plain Python values."""
-    graph_outputs = {t.index for t in getattr(info, "outputs", [])}
+    """What the check needs from a parsed model (``edgeflow.tflite.ModelInfo``), as plain values."""
+    graph_outputs = {t.index for t in info.outputs}
     ops = [
-        {"op": str(op.name), "version": int(getattr(op, "version", 1) or 1),
-         "dtype": str(getattr(op, "dtype", "") or ""),
-         "at_output": bool(set(getattr(op, "outputs", []) or []) & graph_outputs)}
+        {"op": op.name, "version": op.version, "dtype": op.dtype,
+         "at_output": bool(set(op.outputs) & graph_outputs)}
         for op in info.ops
     ]
-    float_ops = [
-        {"op": str(op.name), "version": int(getattr(op, "version", 1) or 1),
-         "dtype": str(getattr(op, "dtype", "") or "")}
-        for op in info.float_ops()
-    ]
-    dynamic = []
-    for tensor in getattr(info, "tensors", []):
-        signature = getattr(tensor, "shape_signature", None)
-        shape = list(getattr(tensor, "shape", []) or [])
-        dims = list(signature) if signature is not None and len(signature) else shape
-        if any(d is None or d < 0 for d in shape) or any(
-            d is None or d < 0 for d in dims[1:]
-        ):
-            dynamic.append(str(getattr(tensor, "name", "?")))
-    size = int(getattr(info, "size_bytes", 0) or len(data))
+    float_ops = [{"op": op.name, "version": op.version, "dtype": op.dtype}
+                 for op in info.float_ops()]
+    # A free dimension (-1 in the signature) other than the batch makes shapes dynamic.
+    dynamic = [t.name for t in info.tensors
+               if any(d < 0 for d in t.shape) or any(d < 0 for d in t.shape_signature[1:])]
     summary = {
         "path": label,
-        "size_bytes": size,
-        "weights_bytes": int(getattr(info, "weights_bytes", 0) or 0),
+        "size_bytes": info.size_bytes or len(data),
+        "weights_bytes": info.weights_bytes,
         "ops": len(ops),
         "float_ops": len(float_ops),
         "op_types": sorted({o["op"] for o in ops}),

@@ -252,3 +252,10 @@ def test_int8_model_with_float_interface_still_fits_the_edge_tpu(trained_cnn, di
     coral = check(data, "coral-usb-accelerator", measure=False)["coral-usb-accelerator"]
     assert coral.fits and not coral.unsupported_ops
     assert any("DEQUANTIZE" in n for n in coral.notes)
+
+
+def test_a_bad_file_is_named_in_the_error(tmp_path, int8_cnn):
+    bad = tmp_path / "half.tflite"
+    bad.write_bytes(int8_cnn[: len(int8_cnn) // 2])
+    with pytest.raises(EdgeflowError, match=r"half\.tflite is truncated or corrupt"):
+        check(bad, "raspberry-pi-pico")
