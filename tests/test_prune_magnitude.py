@@ -20,7 +20,7 @@ def _wrapped_names(model) -> list[str]:
     return [layer.layer.name for layer in model.layers if hasattr(layer, "pruning_vars")]
 
 
-def test_80_percent_keeps_digits_accuracy_within_one_point(trained_cnn, digits):
+def test_80_percent_keeps_digits_accuracy_within_one_point(trained_cnn, digits, recwarn):
     (x_tr, y_tr), (x_te, y_te) = digits
     before = [w.copy() for w in trained_cnn.get_weights()]
     keras.utils.set_random_seed(1)
@@ -37,6 +37,7 @@ def test_80_percent_keeps_digits_accuracy_within_one_point(trained_cnn, digits):
     assert result.sparsity["conv1"] == 0.0
     assert result.overall_sparsity > 0.79
     assert result.skipped_layers == ["conv1: sparsity 0 requested"]
+    assert not [w for w in recwarn if "left dense" in str(w.message)]  # asked for: no warning
     assert not result.wrapped
     assert not _wrapped_names(result.model)
     # sparsity() measures the returned model itself, and the input was not touched.

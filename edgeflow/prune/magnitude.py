@@ -158,9 +158,10 @@ def magnitude(
                        end_step=end_step, frequency=frequency)
 
     wrapped = _wrap(working, targets, make_schedule, pair, allowed, skipped)
-    if skipped:
+    unexpected = [s for s in skipped if not s.endswith("sparsity 0 requested")]
+    if unexpected:  # layers kept dense on request are in result.skipped_layers, not warned
         warnings.warn(
-            "left dense (not pruned): " + "; ".join(skipped), UserWarning, stacklevel=2
+            "left dense (not pruned): " + "; ".join(unexpected), UserWarning, stacklevel=2
         )
     if data is None:
         if _util.has_loss(model, loss):
