@@ -38,23 +38,29 @@ class Latency:
         return asdict(self)
 
 
-def interpreter(model, *, num_threads: int | None = None):
+def interpreter(model, *, num_threads: int | None = None, delegates: bool = True):
     """A LiteRT ``Interpreter`` for ``.tflite`` bytes (or a path), tensors not yet allocated.
+
+    ``delegates=False`` runs LiteRT's builtin kernels only, without the default XNNPACK
+    delegate (which refuses, for example, sparse-encoded int8 models).
 
     Raises:
         EdgeflowError: the bytes are not a valid TFLite model, or LiteRT cannot load it.
     """
-    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     data = read_bytes(model)
+    kwargs = {} if delegates else {
+        "experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    }
     try:
-        return Interpreter(model_content=data, num_threads=num_threads)
+        return Interpreter(model_content=data, num_threads=num_threads, **kwargs)
     except (ValueError, RuntimeError) as err:
         raise EdgeflowError(f"LiteRT cannot load the model: {_one_line(err)}") from err
 
 
 def predict(
-    model, x, *, num_threads: int | None = None, batch_size: int = 256
+    model, x, *, num_threads: int | None = None, batch_size: int = 256, delegates: bool = True
 ) -> np.ndarray | list[np.ndarray]:
     """Run every sample of ``x`` through the model on LiteRT.
 
@@ -64,6 +70,7 @@ def predict(
         num_threads: LiteRT's thread count (its default when None).
         batch_size: samples per ``invoke()`` when the model's batch axis can be resized;
             otherwise one sample at a time.
+        delegates: False to run the builtin kernels only (see :func:`interpreter`).
 
     Returns:
         The float outputs ``(N, ...)``: one array, or a list for several outputs (in the
@@ -72,7 +79,7 @@ def predict(
     Example:
         >>> probs = predict(tflite_bytes, x_test)   # (N, 10) floats for an int8 model
     """
-    it = interpreter(model, num_threads=num_threads)
+    it = interpreter(model, num_threads=num_threads, delegates=delegates)
     in_details = it.get_input_details()
     xs = input_arrays(x, [tuple(d["shape_signature"]) for d in in_details])
     n = len(xs[0])
