@@ -135,8 +135,10 @@ def known_aborts(model) -> list[str]:
                 f"SOFTMAX (operator {op.index}): {logits.dtype} input scale "
                 f"{scale:.3g} gives beta·scale·2^26 = {multiplier:.3g} ≤ 1, which "
                 "TFLM's softmax Prepare rejects with abort() (QuantizeMultiplierGreaterThanOne); "
-                f"the logits span less than {255 * 2.0**-_SOFTMAX_SHIFT / beta:.2g} on the "
-                "calibration data (typical of untrained weights=None networks): calibrate a "
+                + (f"the logits span less than {255 * 2.0**-_SOFTMAX_SHIFT / beta:.2g} on the "
+                   "calibration data (typical of untrained weights=None networks)" if beta > 0
+                   else "beta is not positive")
+                + ": calibrate a "
                 "trained model with real data or export the logits without softmax"
             )
     return causes
