@@ -20,7 +20,6 @@ from edgeflow._keras import keras
 from edgeflow.convert import convert
 from edgeflow.data import digits
 from edgeflow.runtime import litert, tflm
-from edgeflow.tflite._schema import schema
 
 
 def digits_cnn() -> tuple[keras.Model, np.ndarray]:
@@ -55,26 +54,6 @@ def applications(quick: bool):
         input_shape=(96, 96, 3), weights=None, classes=2), pixels
 
 
-def raise_softmax_scale(tflite: bytes) -> bytes:
-    """The workaround: softmax input scale set to 1.0001 · 2^-26 / beta where it is below."""
-    import flatbuffers
-
-    s = schema
-    model = s.ModelT.InitFromObj(s.Model.GetRootAsModel(tflite, 0))
-    graph = model.subgraphs[0]
-    for op in graph.operators:
-        code = model.operatorCodes[op.opcodeIndex]
-        if max(code.builtinCode, code.deprecatedBuiltinCode) != s.BuiltinOperator.SOFTMAX:
-            continue
-        q = graph.tensors[op.inputs[0]].quantization
-        floor = 2.0**-26 / op.builtinOptions.beta * 1.0001
-        if q is not None and q.scale is not None and q.scale[0] <= floor:
-            q.scale = np.array([floor], np.float32)
-    builder = flatbuffers.Builder(len(tflite) + 1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
-
-
 def row(name: str, tflite: bytes) -> None:
     m = tflm.measure_arena(tflite)
     lat = litert.benchmark(tflite, runs=20, warmup=3)
@@ -100,7 +79,7 @@ def main() -> None:
         tflite = convert(build(), "int8", calib, num_samples=16)
         row(name, tflite)
         if tflm.known_aborts(tflite):
-            row("  same, softmax input scale raised", raise_softmax_scale(tflite))
+            row("  same, softmax input scale raised", tflm.raise_softmax_scale(tflite))
 
 
 if __name__ == "__main__":

@@ -67,7 +67,9 @@ from edgeflow.errors import EdgeflowError, RuntimeCrash
 from edgeflow.runtime._quant import input_arrays
 from edgeflow.tflite import parse, read_bytes
 
-__all__ = ["ArenaMeasurement", "measure_arena", "probe", "predict", "known_aborts"]
+__all__ = [
+    "ArenaMeasurement", "measure_arena", "probe", "predict", "known_aborts", "raise_softmax_scale",
+]
 
 POINTER_BYTES = struct.calcsize("P")
 ALIGNMENT = 16
@@ -142,6 +144,38 @@ def known_aborts(model) -> list[str]:
                 "trained model with real data or export the logits without softmax"
             )
     return causes
+
+
+def raise_softmax_scale(model) -> bytes:
+    """A copy of the model whose int8 SOFTMAX input scales sit just above TFLM's floor.
+
+    Where ``beta · scale · 2^26 ≤ 1`` (see :func:`known_aborts`) the scale becomes
+    ``1.0001 · 2^-26 / beta``; nothing else changes. The copy computes a different (still
+    near-uniform) softmax, but its memory needs are the model's own: the arena does not
+    depend on a scale, so TFLM can measure it. Not a fix to ship: calibrate a trained model.
+
+    Example:
+        >>> measure_arena(raise_softmax_scale(tflite_bytes)).arena_bytes
+    """
+    import flatbuffers
+
+    from edgeflow.tflite._schema import schema
+
+    data = read_bytes(model)
+    obj = schema.ModelT.InitFromObj(schema.Model.GetRootAs(data, 0))
+    graph = obj.subgraphs[0]
+    for op in graph.operators:
+        code = obj.operatorCodes[op.opcodeIndex]
+        if max(code.builtinCode, code.deprecatedBuiltinCode) != schema.BuiltinOperator.SOFTMAX:
+            continue
+        beta = getattr(op.builtinOptions, "beta", 1.0) or 1.0
+        q = graph.tensors[op.inputs[0]].quantization
+        floor = 2.0**-_SOFTMAX_SHIFT / beta * 1.0001
+        if beta > 0 and q is not None and q.scale is not None and q.scale[0] <= floor:
+            q.scale = np.array([floor], np.float32)
+    builder = flatbuffers.Builder(len(data) + 1024)
+    builder.Finish(obj.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
 
 
 def measure_arena(model, *, timeout: float = 300) -> ArenaMeasurement:
