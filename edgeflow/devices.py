@@ -506,8 +506,10 @@ def check(model, devices="all", *, devices_dir=None, measure: bool = True) -> Re
     boards, where LiteRT holds it in RAM). Flash needed = model bytes + runtime code +
     application code. On TFLM boards the arena is the smallest one with which tflite-micro
     runs the model, measured once in a child process on this 64-bit host (``pointer_bytes``
-    8); the static 32-bit estimate is given in the notes. Where TFLM cannot run the model,
-    or ``measure`` is False, the arena is the static estimate for the device's pointer width.
+    8); the static 32-bit estimate is given in the notes. Where TFLM aborts for the known
+    softmax-scale cause (``tflm.known_aborts``) the abort is a problem and the arena is
+    measured on a copy with the scale raised; where TFLM cannot run the model otherwise, or
+    ``measure`` is False, the arena is the static estimate for the device's pointer width.
 
     Args:
         model: ``.tflite`` bytes or a path to a ``.tflite`` file.
