@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeflow import _progress
-from edgeflow.errors import EdgeflowError, closest
+from edgeflow.errors import EdgeflowError, closest, first_line
 
 __all__ = ["MODES", "Mode", "convert", "make_converter", "to_c_array", "get_mode"]
 
@@ -259,11 +259,10 @@ def _count(data, limit):
 
 
 def _first_error(err: Exception) -> str:
-    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-    for line in lines:
+    for line in str(err).splitlines():
         if "error:" in line.lower():
             return line.split("error:", 1)[-1].strip()
-    return lines[0] if lines else type(err).__name__
+    return first_line(err)
 
 
 _C_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

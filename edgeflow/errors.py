@@ -16,6 +16,13 @@ class RuntimeCrash(EdgeflowError):
     """A native runtime (LiteRT, TFLM) crashed or aborted on a model."""
 
 
+def first_line(err: BaseException) -> str:
+    """The first non-blank line of an exception's message (its type name when empty):
+    native libraries put pages of context after it."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
 def closest(name: str, choices) -> str:
     """A ' (did you mean X?)' suffix for an unknown name, or ''."""
     import difflib

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeflow._keras import ensure_keras2, keras
-from edgeflow.errors import EdgeflowError, closest
+from edgeflow.errors import EdgeflowError, closest, first_line
 
 # TFOpLambda is safe: it names a TF op and holds no bytecode.
 _BYTECODE_LAYERS = ("Lambda",)
@@ -51,9 +51,8 @@ def load_model(model, *, safe_mode: bool = True, custom_objects: dict | None = N
     except EdgeflowError:
         raise
     except Exception as err:  # Keras raises many types for unreadable files
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise EdgeflowError(
-            f"cannot load {path} as a Keras model ({first}); pass a .keras/.h5 file or a "
+            f"cannot load {path} as a Keras model ({first_line(err)}); pass a .keras/.h5 file or a "
             "SavedModel directory saved by Keras 2 (tf_keras), with custom_objects for custom layers"
         ) from err
     return ensure_keras2(loaded)

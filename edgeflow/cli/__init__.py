@@ -15,7 +15,7 @@ import sys
 
 import click
 
-from edgeflow.errors import EdgeflowError, closest
+from edgeflow.errors import EdgeflowError, closest, first_line
 
 # command name -> "module:attribute"; one module per command.
 COMMANDS = {
@@ -72,9 +72,8 @@ class _LazyGroup(click.Group):
         except Exception as err:  # a bug: one line, with the way to see the traceback
             if debug:
                 raise
-            first = (str(err).strip().splitlines() or [""])[0]
             click.echo(
-                f"error: internal error {type(err).__name__}: {first} "
+                f"error: internal error {type(err).__name__}: {first_line(err)} "
                 "(rerun with --debug for the traceback and please report it)",
                 err=True,
             )

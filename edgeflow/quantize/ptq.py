@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from edgeflow.errors import EdgeflowError
+from edgeflow.errors import EdgeflowError, first_line
 
 __all__ = ["ptq", "LayerError", "LayerErrors", "layer_errors", "Variant", "compare_keep_float",
            "variants_table"]
@@ -130,7 +130,7 @@ def _debugger(model, data, num_samples: int):
         return tf.lite.experimental.QuantizationDebugger(
             converter=converter, debug_dataset=converter.representative_dataset)
     except Exception as err:
-        raise EdgeflowError(f"the TFLite quantization debugger failed: {_first_line(err)}") from err
+        raise EdgeflowError(f"the TFLite quantization debugger failed: {first_line(err)}") from err
 
 
 def _layer_name(tensor: str) -> str:
@@ -218,8 +218,3 @@ def variants_table(variants: list[Variant]) -> str:
         lines.append(f"{v.name:<12} {v.size_bytes:>10,} {v.arena_bytes:>10,} {v.float_ops:>9} "
                      f"{score:>14}")
     return "\n".join(lines)
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from edgeflow._keras import keras, tf, tfmot
-from edgeflow.errors import EdgeflowError
+from edgeflow.errors import EdgeflowError, first_line
 
 __all__ = ["QatResult", "qat", "annotate"]
 
@@ -135,7 +135,7 @@ def qat(
                          else qk.quantize_apply(annotated))
     except (ValueError, AttributeError, TypeError, RuntimeError) as err:
         raise EdgeflowError(
-            f"TF-MOT could not prepare {model.name!r} for QAT: {_first_line(err)}"
+            f"TF-MOT could not prepare {model.name!r} for QAT: {first_line(err)}"
         ) from err
 
     result = QatResult(qat_model, float_layers, notes)
@@ -186,8 +186,3 @@ def _compile(qat_model, original, optimizer, learning_rate, loss, metrics):
     if learning_rate is not None:
         opt.learning_rate = learning_rate
     qat_model.compile(optimizer=opt, loss=default_loss(original, loss), metrics=list(metrics or []))
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from edgeflow.errors import EdgeflowError
+from edgeflow.errors import EdgeflowError, first_line
 from edgeflow.runtime._quant import dequantize, input_arrays, quantize
 from edgeflow.runtime.metrics import score
 from edgeflow.tflite import read_bytes
@@ -56,7 +56,7 @@ def interpreter(model, *, num_threads: int | None = None, delegates: bool = True
     try:
         return Interpreter(model_content=data, num_threads=num_threads, **kwargs)
     except (ValueError, RuntimeError) as err:
-        raise EdgeflowError(f"LiteRT cannot load the model: {_one_line(err)}") from err
+        raise EdgeflowError(f"LiteRT cannot load the model: {first_line(err)}") from err
 
 
 def predict(
@@ -98,7 +98,7 @@ def predict(
         try:
             it.invoke()
         except RuntimeError as err:
-            raise EdgeflowError(f"LiteRT failed to run the model: {_one_line(err)}") from err
+            raise EdgeflowError(f"LiteRT failed to run the model: {first_line(err)}") from err
         for store, d in zip(outs, out_details, strict=True):
             store.append(dequantize(it.get_tensor(d["index"]), d)[: stop - start])
     results = [np.concatenate(parts) for parts in outs]
@@ -172,16 +172,11 @@ def _set_batch(it, details, batch: int) -> int:
         return batch
     except (ValueError, RuntimeError) as err:
         if batch == 1:
-            raise EdgeflowError(f"LiteRT cannot allocate the model: {_one_line(err)}") from err
+            raise EdgeflowError(f"LiteRT cannot allocate the model: {first_line(err)}") from err
     for d in details:
         it.resize_tensor_input(d["index"], [1, *d["shape"][1:]])
     try:
         it.allocate_tensors()
     except (ValueError, RuntimeError) as err:
-        raise EdgeflowError(f"LiteRT cannot allocate the model: {_one_line(err)}") from err
+        raise EdgeflowError(f"LiteRT cannot allocate the model: {first_line(err)}") from err
     return 1
-
-
-def _one_line(err: Exception) -> str:
-    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-    return lines[0] if lines else type(err).__name__
