@@ -17,8 +17,11 @@ __all__ = [
 ]
 
 
-def table(headers: list[str], rows: list[list[str]], align: str | None = None) -> str:
-    """A plain-text table; ``align`` has one character per column, ``l`` or ``r``."""
+def table(
+    headers: list[str], rows: list[list[str]], align: str | None = None, *, rule: bool = True
+) -> str:
+    """A plain-text table; ``align`` has one character per column, ``l`` or ``r``;
+    ``rule`` draws a dashed line under the headers."""
     align = align or "l" * len(headers)
     widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows)]
 
@@ -28,8 +31,8 @@ def table(headers: list[str], rows: list[list[str]], align: str | None = None) -
             out.append(str(cell).rjust(width) if a == "r" else str(cell).ljust(width))
         return "  ".join(out).rstrip()
 
-    rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(headers), rule, *(line(r) for r in rows)])
+    dashes = ["  ".join("-" * w for w in widths)] if rule else []
+    return "\n".join([line(headers), *dashes, *(line(r) for r in rows)])
 
 
 def format_bytes(n: int | None, *, unknown: str = "n/a") -> str:

@@ -34,15 +34,11 @@ def _quant(t) -> str:
     return f"scale={t.scale[0]:.6g} zero_point={zp}"
 
 
-def _table(header: list[str], rows: list[list[str]], right: set[int]) -> list[str]:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+def _table(header: list[str], rows: list[list[str]], align: str) -> list[str]:
+    """The lines of an indented table without a rule (report.table)."""
+    from edgeflow.report import table
 
-    def line(row):
-        cells = [str(c).rjust(w) if i in right else str(c).ljust(w)
-                 for i, (c, w) in enumerate(zip(row, widths))]
-        return "  " + "  ".join(cells).rstrip()
-
-    return [line(header), *(line(r) for r in rows)]
+    return ["  " + line for line in table(header, rows, align, rule=False).splitlines()]
 
 
 def render(path: str, info, plan, arena) -> str:
@@ -58,12 +54,12 @@ def render(path: str, info, plan, arena) -> str:
     out.append(f"\noperators ({len(info.ops)}, {info.total_macs:,} MACs):")
     rows = [[name, f"v{versions[name]}", str(counts[name]), f"{macs[name]:,}"]
             for name in sorted(counts, key=lambda n: (-macs[n], n))]
-    out += _table(["op", "version", "count", "MACs"], rows, {2, 3})
+    out += _table(["op", "version", "count", "MACs"], rows, "llrr")
     for title, tensors in (("inputs", info.inputs), ("outputs", info.outputs)):
         out.append(f"\n{title}:")
         rows = [[_short(t.name), t.dtype, "x".join(map(str, t.shape)) or "scalar", _quant(t)]
                 for t in tensors]
-        out += _table(["name", "dtype", "shape", "quantization"], rows, set())
+        out += _table(["name", "dtype", "shape", "quantization"], rows, "llll")
     floats = info.float_ops()
     out.append("")
     out.append(f"weights:              {info.weights_bytes:,} bytes")
