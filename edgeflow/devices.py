@@ -26,6 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from edgeflow.errors import EdgeflowError, closest
+from edgeflow.report import format_bytes
 
 __all__ = [
     "Device",
@@ -591,10 +592,6 @@ def _facts(info, data: bytes, label: str) -> dict:
     return {"ops": ops, "float_ops": float_ops, "dynamic": dynamic, "summary": summary}
 
 
-def _kib(n: int | None) -> str:
-    return "n/a" if n is None else f"{n / 1024:,.1f} KiB"
-
-
 def _unsupported(device: Device, facts: dict, devices_dir, notes: list[str] | None = None) -> list[dict]:
     """Every distinct (op, version) the device's runtime lacks, with the reason.
 
@@ -639,9 +636,9 @@ def _check_device(device: Device, facts: dict, estimates: dict, measurement, dev
         arena, source, pointer = measurement["arena_bytes"], "measured", measurement["pointer_bytes"]
         est32 = estimates[4]
         notes.append(
-            f"arena {_kib(arena)} measured by tflite-micro on this {pointer * 8}-bit host; "
+            f"arena {format_bytes(arena)} measured by tflite-micro on this {pointer * 8}-bit host; "
             f"the board's {device.pointer_bytes * 8}-bit pointers make its bookkeeping smaller "
-            f"(static 32-bit estimate {_kib(est32)}); the measured figure is the one reported"
+            f"(static 32-bit estimate {format_bytes(est32)}); the measured figure is the one reported"
         )
     else:
         source, pointer = "estimated", device.pointer_bytes
@@ -663,7 +660,7 @@ def _check_device(device: Device, facts: dict, estimates: dict, measurement, dev
                 if copy_arena is not None:
                     arena, source, pointer = copy_arena, "measured", measurement["pointer_bytes"]
                     ram = (f"RAM is measured on a copy with the softmax input scale raised "
-                           f"({_kib(arena)} arena; the arena does not depend on a scale)")
+                           f"({format_bytes(arena)} arena; the arena does not depend on a scale)")
                 else:
                     ram = f"RAM is the static {device.pointer_bytes * 8}-bit estimate"
                 problems.append(
@@ -696,22 +693,22 @@ def _check_device(device: Device, facts: dict, estimates: dict, measurement, dev
         elif ext is not None and ext.arena and arena <= ext.bytes and overhead_ram <= device.ram_bytes:
             ram_available = device.ram_bytes + ext.bytes
             notes.append(
-                f"the arena ({_kib(arena)}) does not fit on-chip RAM; it fits the "
-                f"{ext.kind} ({_kib(ext.bytes)}), which is slower"
+                f"the arena ({format_bytes(arena)}) does not fit on-chip RAM; it fits the "
+                f"{ext.kind} ({format_bytes(ext.bytes)}), which is slower"
             )
         else:
             ram_ok = False
             if ram_required > device.ram_bytes:
                 problems.append(
-                    f"RAM: needs {_kib(ram_required)} (arena {_kib(arena)} + runtime and "
-                    f"application {_kib(overhead_ram)}"
-                    + (f" + model {_kib(model_bytes)}" if on_linux else "")
-                    + f"), {_kib(device.ram_bytes)} available"
+                    f"RAM: needs {format_bytes(ram_required)} (arena {format_bytes(arena)} + runtime and "
+                    f"application {format_bytes(overhead_ram)}"
+                    + (f" + model {format_bytes(model_bytes)}" if on_linux else "")
+                    + f"), {format_bytes(device.ram_bytes)} available"
                 )
             else:
                 problems.append(
-                    f"RAM: the arena ({_kib(arena)}) is larger than the largest contiguous "
-                    f"RAM block ({_kib(arena_max)})"
+                    f"RAM: the arena ({format_bytes(arena)}) is larger than the largest contiguous "
+                    f"RAM block ({format_bytes(arena_max)})"
                 )
 
     # --- flash: model + runtime code + application code
@@ -729,14 +726,14 @@ def _check_device(device: Device, facts: dict, estimates: dict, measurement, dev
         elif fext is not None and fext.model and model_bytes <= fext.bytes and overhead_flash <= device.flash_bytes:
             flash_available = device.flash_bytes + fext.bytes
             notes.append(
-                f"the model ({_kib(model_bytes)}) does not fit internal flash with the code; "
-                f"it fits the {fext.kind} ({_kib(fext.bytes)})"
+                f"the model ({format_bytes(model_bytes)}) does not fit internal flash with the code; "
+                f"it fits the {fext.kind} ({format_bytes(fext.bytes)})"
             )
         else:
             flash_ok = False
             problems.append(
-                f"flash: needs {_kib(flash_required)} (model {_kib(model_bytes)} + code "
-                f"{_kib(overhead_flash)}), {_kib(device.flash_bytes)} available"
+                f"flash: needs {format_bytes(flash_required)} (model {format_bytes(model_bytes)} + code "
+                f"{format_bytes(overhead_flash)}), {format_bytes(device.flash_bytes)} available"
             )
 
     # --- operators and dtypes
@@ -764,7 +761,7 @@ def _check_device(device: Device, facts: dict, estimates: dict, measurement, dev
         weights = facts["summary"]["weights_bytes"]
         if device.accelerator_memory_bytes and weights > device.accelerator_memory_bytes:
             notes.append(
-                f"weights ({_kib(weights)}) exceed the Edge TPU's {_kib(device.accelerator_memory_bytes)}"
+                f"weights ({format_bytes(weights)}) exceed the Edge TPU's {format_bytes(device.accelerator_memory_bytes)}"
                 " parameter cache: they stream from host memory on every inference (slower)"
             )
     elif device.runtime == "tflm" and facts["dynamic"]:
