@@ -458,8 +458,8 @@ class Report:
         }
 
 
-def _read_model(model) -> tuple[bytes, str]:
-    """(.tflite bytes, a display name). Anything else is a clear error."""
+def _read_model(model) -> tuple[bytes | Path, str]:
+    """(.tflite bytes or a checked path, a display name). Anything else is a clear error."""
     if isinstance(model, (bytes, bytearray, memoryview)):
         return bytes(model), "<bytes>"
     if isinstance(model, (str, os.PathLike)):
@@ -476,7 +476,7 @@ def _read_model(model) -> tuple[bytes, str]:
                 f"{path} is a Keras/TensorFlow model; check needs a .tflite file: convert it "
                 f"first (edgeflow export {path} -o model.tflite)"
             )
-        return path.read_bytes(), str(path)
+        return path, str(path)
     raise EdgeflowError(
         f"check needs .tflite bytes or a .tflite path, not {type(model).__name__}; "
         "convert a Keras model first with edgeflow.convert(model, 'int8', data)"
@@ -531,8 +531,8 @@ def check(model, devices="all", *, devices_dir=None, measure: bool = True) -> Re
     """
     from edgeflow import tflite
 
-    data, label = _read_model(model)
-    info = tflite.parse(data if label == "<bytes>" else label)  # errors name the file
+    source, label = _read_model(model)
+    data, info = tflite.load(source)  # one read and one walk; errors name the file
     targets = _resolve_devices(devices, devices_dir)
     facts = _facts(info, data, label)
     estimates = {pb: tflite.estimate_arena(info, pointer_bytes=pb).total_bytes for pb in (4, 8)}

@@ -251,3 +251,12 @@ def test_constant_values_are_the_stored_weights(int8_cnn):
         assert values.reshape(t.shape).shape == t.shape
     activations = [t for t in info.tensors if not t.is_constant]
     assert constant_values(int8_cnn, activations[0]) is None
+
+
+def test_load_gives_the_bytes_and_the_parse_in_one_read(int8_cnn, tmp_path):
+    from edgeflow.tflite import load, parse
+
+    path = tmp_path / "m.tflite"
+    path.write_bytes(int8_cnn)
+    data, info = load(path)
+    assert data == int8_cnn and info == parse(int8_cnn)

@@ -65,7 +65,7 @@ import numpy as np
 
 from edgeflow.errors import EdgeflowError, RuntimeCrash
 from edgeflow.runtime._quant import input_arrays
-from edgeflow.tflite import parse, read_bytes
+from edgeflow.tflite import load, parse, read_bytes
 
 __all__ = [
     "ArenaMeasurement", "measure_arena", "probe", "predict", "known_aborts", "raise_softmax_scale",
@@ -199,11 +199,11 @@ def measure_arena(model, *, timeout: float = 300) -> ArenaMeasurement:
         >>> m.status, m.arena_bytes
         ('ok', 5968)
     """
-    data = read_bytes(model)
+    data, info = load(model)
     started = time.monotonic()
     lo, hi = 0, None
     notes = []
-    with _Workdir(data, len(parse(data).inputs)) as work:
+    with _Workdir(data, len(info.inputs)) as work:
         for _attempt in range(4):
             remaining = timeout - (time.monotonic() - started)
             req = {
@@ -248,11 +248,11 @@ def probe(model, arena_size: int, *, timeout: float = 60) -> ArenaMeasurement:
         >>> probe(tflite_bytes, m.arena_bytes - 16).status
         'failed'
     """
-    data = read_bytes(model)
+    data, info = load(model)
     if int(arena_size) <= 0:
         raise EdgeflowError(f"arena_size must be a positive number of bytes, got {arena_size}")
     started = time.monotonic()
-    with _Workdir(data, len(parse(data).inputs)) as work:
+    with _Workdir(data, len(info.inputs)) as work:
         result, proc = work.run({"command": "probe", "arena_size": int(arena_size)}, timeout)
         seconds = time.monotonic() - started
         if proc is None:
@@ -288,8 +288,7 @@ def predict(model, x, *, arena_size: int | None = None, timeout: float = 300) ->
     Example:
         >>> probs = predict(tflite_bytes, x_test[:20])
     """
-    data = read_bytes(model)
-    info = parse(data)
+    data, info = load(model)
     xs = input_arrays(x, [t.shape for t in info.inputs])
     size = int(arena_size) if arena_size is not None else max(10 * len(data), 1 << 20)
     with _Workdir(data, len(info.inputs)) as work:

@@ -18,6 +18,7 @@ from edgeflow.tflite.reader import (
     OpInfo,
     TensorInfo,
     constant_values,
+    load,
     parse,
     read_bytes,
 )
@@ -25,6 +26,7 @@ from edgeflow.tflite.reader import (
 __all__ = [
     "read_bytes",
     "parse",
+    "load",
     "constant_values",
     "plan_memory",
     "estimate_arena",

@@ -146,6 +146,15 @@ def read_bytes(model: bytes | bytearray | memoryview | str | os.PathLike) -> byt
     return _load(model)[0]
 
 
+def load(model: bytes | bytearray | memoryview | str | os.PathLike) -> tuple[bytes, ModelInfo]:
+    """``(read_bytes(model), parse(model))`` with one read and one walk of the flatbuffer.
+
+    Example:
+        >>> data, info = load("model.tflite")
+    """
+    return _load(model)
+
+
 def parse(model: bytes | bytearray | str | os.PathLike) -> ModelInfo:
     """Read a ``.tflite`` (bytes or path) into a :class:`ModelInfo`.
 
