@@ -352,20 +352,20 @@ _RUNNERS = {
 
 
 def _keras_record(state: _State, index: int, stage: str, label: str, model) -> StageRecord:
+    from edgeflow.convert import is_quantization_aware
+    from edgeflow.models import save_model, weight_bytes
     from edgeflow.runtime import metrics
 
     d = state.data
-    weights = b"".join(np.asarray(w, np.float32).tobytes() for w in model.get_weights())
+    size, packed = weight_bytes(model)
     record = StageRecord(
         index, stage, label,
         keras_accuracy=metrics.evaluate_keras(model, d.x_test, d.y_test).get("accuracy"),
         params=int(model.count_params()),
-        size_bytes=len(weights),
-        gzip_bytes=len(gzip.compress(weights, 6)),
+        size_bytes=size,
+        gzip_bytes=packed,
         sparsity=_sparsity(model),
     )
-    from edgeflow.convert import is_quantization_aware
-    from edgeflow.models import save_model
 
     # tf_keras cannot load a QAT model back from .keras (TF-MOT's QuantizeLayer finds 3 of its
     # 5 variables); .h5 reloads exactly under quantize_scope, so resume can use it.

@@ -119,7 +119,7 @@ def chain(
     from edgeflow import quantize
     from edgeflow.convert import convert
     from edgeflow.distill.distiller import distill
-    from edgeflow.models import load_model
+    from edgeflow.models import load_model, weight_bytes
     from edgeflow.runtime import litert
     from edgeflow.runtime.metrics import evaluate_keras
 
@@ -134,7 +134,7 @@ def chain(
     notes: list[str] = []
 
     def record(name, label, m, start):
-        raw, packed = _weight_bytes(m)
+        raw, packed = weight_bytes(m)
         records.append(StageRecord(
             len(records) + 1, name, label,
             keras_accuracy=float(evaluate_keras(m, xt, yt)["accuracy"]),
@@ -192,8 +192,3 @@ def chain(
         seconds=round(time.perf_counter() - start, 2),
     ))
     return ChainResult(records, q.model, tflite, notes)
-
-
-def _weight_bytes(model) -> tuple[int, int]:
-    raw = b"".join(np.asarray(w, np.float32).tobytes() for w in model.get_weights())
-    return len(raw), len(gzip.compress(raw, 9))
