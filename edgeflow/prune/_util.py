@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
-from edgeflow._keras import keras, tf
+from edgeflow._keras import keras
 from edgeflow.errors import EdgeflowError
 from edgeflow.models import default_loss
 
@@ -43,24 +41,22 @@ def has_loss(model: keras.Model, loss=None) -> bool:
 
 
 def training_data(data, batch_size: int):
-    """``(fit_kwargs, steps_per_epoch)`` for ``model.fit`` from ``(x, y)`` or a tf.data.Dataset.
+    """``(fit_kwargs, steps_per_epoch)`` for ``model.fit`` from any labelled data that
+    ``edgeflow.data.labelled`` reads (``(x, y)``, a ``.npz`` file, a tf.data.Dataset).
 
     ``steps_per_epoch`` is None when a dataset's length is unknown.
     """
-    if isinstance(data, tf.data.Dataset):
-        card = int(data.cardinality().numpy())
-        return {"x": data}, (card if card > 0 else None)
-    if isinstance(data, (tuple, list)) and len(data) == 2:
-        x, y = (np.asarray(a) for a in data)
-        if len(x) != len(y):
-            raise EdgeflowError(f"data x has {len(x)} samples but y has {len(y)}: they must match")
-        if len(x) == 0:
-            raise EdgeflowError("the training data holds no samples")
-        return {"x": x, "y": y, "batch_size": batch_size}, math.ceil(len(x) / batch_size)
-    raise EdgeflowError(
-        f"training data must be a tuple (x, y) of arrays or a tf.data.Dataset of (x, y) batches, "
-        f"not {type(data).__name__}"
-    )
+    from edgeflow.data import labelled
+
+    x, y = labelled(data)
+    if y is None:  # a tf.data.Dataset of (x, y) batches
+        card = int(x.cardinality().numpy())
+        return {"x": x}, (card if card > 0 else None)
+    if len(x) != len(y):
+        raise EdgeflowError(f"data x has {len(x)} samples but y has {len(y)}: they must match")
+    if len(x) == 0:
+        raise EdgeflowError("the training data holds no samples")
+    return {"x": x, "y": y, "batch_size": batch_size}, math.ceil(len(x) / batch_size)
 
 
 def compile_like(model: keras.Model, source: keras.Model, *, optimizer, loss, metrics) -> None:
