@@ -17,12 +17,12 @@ from click.testing import CliRunner
 from edgeflow.cli import main
 from edgeflow.devices import (
     Device,
-    _shipped_dir,
     get_device,
     load_devices,
     load_op_lists,
     op_list,
 )
+from edgeflow.devices.profiles import _shipped_dir
 from edgeflow.errors import EdgeflowError
 
 REQUIRED = {

@@ -1,0 +1,389 @@
+"""``check``: does a ``.tflite`` fit a named board? RAM, flash, operators, dtypes and shapes.
+
+Each figure has its own small function (``_arena``, ``_ram``, ``_flash``, ``_operators``,
+``_dtypes_and_shapes``); they add what they find to one ``_Findings`` in a fixed order, and
+``results.verdict`` sums it up.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgeflow.devices.profiles import Device, get_device, load_devices, op_list
+from edgeflow.devices.results import DeviceResult, Report, verdict
+from edgeflow.errors import EdgeflowError
+from edgeflow.report import format_bytes
+
+__all__ = ["check"]
+
+
+def check(model, devices="all", *, devices_dir=None, measure: bool = True) -> Report:
+    """Check whether a ``.tflite`` model fits each device: RAM, flash, operators, dtypes.
+
+    RAM needed = tensor arena + runtime share + application share (+ the model on Linux
+    boards, where LiteRT holds it in RAM). Flash needed = model bytes + runtime code +
+    application code. On TFLM boards the arena is the smallest one with which tflite-micro
+    runs the model, measured once in a child process on this 64-bit host (``pointer_bytes``
+    8); the static 32-bit estimate is given in the notes. Where TFLM aborts for the known
+    softmax-scale cause (``tflm.known_aborts``) the abort is a problem and the arena is
+    measured on a copy with the scale raised; where TFLM cannot run the model otherwise, or
+    ``measure`` is False, the arena is the static estimate for the device's pointer width.
+
+    Args:
+        model: ``.tflite`` bytes or a path to a ``.tflite`` file.
+        devices: ``"all"``, a name, a profile path, a ``Device``, or a list of these.
+        devices_dir: extra profiles (a YAML file or directory), see ``load_devices``.
+        measure: measure the arena with tflite-micro (a child process; a few seconds).
+
+    Returns:
+        A ``Report``; ``report.fits`` and ``report.exit_code`` sum it up. Nothing is written.
+
+    Raises:
+        EdgeflowError: the model is not a readable ``.tflite``, or a device is unknown.
+
+    Example:
+        >>> report = check("model.tflite", ["arduino-nano-33-ble", "raspberry-pi-4"])
+        >>> report["arduino-nano-33-ble"].ram_source
+        'measured'
+    """
+    from edgeflow import tflite
+
+    source, label = _read_model(model)
+    data, info = tflite.load(source)  # one read and one walk; errors name the file
+    targets = _resolve_devices(devices, devices_dir)
+    facts = _facts(info, data, label)
+    estimates = {pb: tflite.estimate_arena(info, pointer_bytes=pb).total_bytes for pb in (4, 8)}
+    estimates["plan"] = tflite.plan_memory(info).peak_bytes
+    measurement = None
+    if measure and any(d.runtime == "tflm" for d in targets):
+        measurement = _measure(data)
+    results = [
+        _check_device(d, facts, estimates, measurement, devices_dir) for d in targets
+    ]
+    return Report(model=facts["summary"], results=results, measurement=measurement)
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _read_model(model) -> tuple[bytes | Path, str]:
+    """(.tflite bytes or a checked path, a display name). Anything else is a clear error."""
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        return bytes(model), "<bytes>"
+    if isinstance(model, (str, os.PathLike)):
+        path = Path(model).expanduser()
+        if not path.exists():
+            raise EdgeflowError(f"model file {path} does not exist")
+        if path.is_dir():
+            raise EdgeflowError(
+                f"{path} is a directory; check needs a .tflite file "
+                "(convert a Keras model first: edgeflow export MODEL -o model.tflite)"
+            )
+        if path.suffix.lower() in (".keras", ".h5", ".hdf5", ".pb"):
+            raise EdgeflowError(
+                f"{path} is a Keras/TensorFlow model; check needs a .tflite file: convert it "
+                f"first (edgeflow export {path} -o model.tflite)"
+            )
+        return path, str(path)
+    raise EdgeflowError(
+        f"check needs .tflite bytes or a .tflite path, not {type(model).__name__}; "
+        "convert a Keras model first with edgeflow.convert(model, 'int8', data)"
+    )
+
+
+def _resolve_devices(devices, devices_dir) -> list[Device]:
+    if devices is None or (isinstance(devices, str) and devices == "all"):
+        return list(load_devices(devices_dir).values())
+    if isinstance(devices, (str, os.PathLike, Device)):
+        devices = [devices]
+    resolved: list[Device] = []
+    for item in devices:
+        if isinstance(item, str) and item == "all":
+            resolved.extend(load_devices(devices_dir).values())
+        else:
+            resolved.append(get_device(item, devices_dir))
+    if not resolved:
+        raise EdgeflowError("no device to check against; name one, or 'all'")
+    unique = {d.name: d for d in resolved}
+    return list(unique.values())
+
+
+def _measure(data: bytes) -> dict:
+    """Run tflite-micro once (child process) and return its finding as a dict."""
+    from edgeflow.runtime.tflm import known_aborts, measure_arena, raise_softmax_scale
+
+    m = measure_arena(data)
+    result = {
+        "status": m.status,
+        "arena_bytes": m.arena_bytes,
+        "pointer_bytes": m.pointer_bytes,
+        "message": m.message or "",
+        "breakdown": m.breakdown,
+        "copy_arena_bytes": None,
+    }
+    if m.status == "aborted" and known_aborts(data):
+        # The known softmax-scale abort: the arena does not depend on a scale, so measure a
+        # copy whose softmax TFLM accepts. The model itself still aborts (a problem).
+        copy = measure_arena(raise_softmax_scale(data))
+        if copy.ok:
+            result["copy_arena_bytes"] = copy.arena_bytes
+    return result
+
+
+def _facts(info, data: bytes, label: str) -> dict:
+    """What the check needs from a parsed model (``edgeflow.tflite.ModelInfo``), as plain values."""
+    graph_outputs = {t.index for t in info.outputs}
+    ops = [
+        {"op": op.name, "version": op.version, "dtype": op.dtype,
+         "at_output": bool(set(op.outputs) & graph_outputs)}
+        for op in info.ops
+    ]
+    float_ops = [{"op": op.name, "version": op.version, "dtype": op.dtype}
+                 for op in info.float_ops()]
+    # A free dimension (-1 in the signature) other than the batch makes shapes dynamic.
+    dynamic = [t.name for t in info.tensors
+               if any(d < 0 for d in t.shape) or any(d < 0 for d in t.shape_signature[1:])]
+    summary = {
+        "path": label,
+        "size_bytes": info.size_bytes or len(data),
+        "weights_bytes": info.weights_bytes,
+        "ops": len(ops),
+        "float_ops": len(float_ops),
+        "op_types": sorted({o["op"] for o in ops}),
+    }
+    return {"ops": ops, "float_ops": float_ops, "dynamic": dynamic, "summary": summary}
+
+
+# --------------------------------------------------------------------------- one device
+
+
+@dataclass
+class _Findings:
+    """What the checks of one device found, in the order they ran."""
+
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Arena:
+    bytes: int
+    source: str  # "measured" | "estimated"
+    pointer_bytes: int
+
+
+@dataclass
+class _Budget:
+    """A required vs available figure (RAM or flash) and whether it is met."""
+
+    required: int | None
+    available: int | None
+    ok: bool = True
+
+
+def _check_device(device: Device, facts: dict, estimates: dict, measurement, devices_dir) -> DeviceResult:
+    found = _Findings()
+    arena = _arena(device, facts, estimates, measurement, devices_dir, found)
+    ram = _ram(device, arena.bytes, facts["summary"]["size_bytes"], found)
+    flash = _flash(device, facts["summary"]["size_bytes"], found)
+    unsupported = _unsupported(device, facts, devices_dir, found.notes)
+    _dtypes_and_shapes(device, facts, found)
+
+    fits = ram.ok and flash.ok and not unsupported and not found.problems
+    return DeviceResult(
+        device=device.name,
+        runtime=device.runtime,
+        fits=fits,
+        arena_bytes=int(arena.bytes),
+        ram_required_bytes=ram.required,
+        ram_available_bytes=ram.available,
+        ram_source=arena.source,
+        pointer_bytes=int(arena.pointer_bytes),
+        flash_required_bytes=flash.required,
+        flash_available_bytes=flash.available,
+        unsupported_ops=unsupported,
+        problems=found.problems,
+        notes=found.notes,
+        verdict=verdict(fits, ram.ok, flash.ok, unsupported, found.problems, ram.required,
+                        ram.available),
+    )
+
+
+def _arena(device: Device, facts: dict, estimates: dict, measurement, devices_dir,
+           found: _Findings) -> _Arena:
+    """The tensor arena: measured on TFLM boards when tflite-micro ran the model, else estimated."""
+    if device.runtime == "tflm" and measurement and measurement["status"] == "ok":
+        pointer = measurement["pointer_bytes"]
+        arena = _Arena(measurement["arena_bytes"], "measured", pointer)
+        found.notes.append(
+            f"arena {format_bytes(arena.bytes)} measured by tflite-micro on this {pointer * 8}-bit "
+            f"host; the board's {device.pointer_bytes * 8}-bit pointers make its bookkeeping "
+            f"smaller (static 32-bit estimate {format_bytes(estimates[4])}); the measured figure "
+            "is the one reported"
+        )
+        return arena
+
+    bits = device.pointer_bytes * 8
+    static = estimates[device.pointer_bytes] if device.runtime == "tflm" else estimates["plan"]
+    arena = _Arena(static, "estimated", device.pointer_bytes)
+    if device.runtime != "tflm":
+        found.notes.append(
+            f"RAM is estimated: the {device.runtime} arena is taken as the peak of the static "
+            "memory plan (greedy by size, like LiteRT's arena planner), plus the model, which "
+            "the runtime holds in RAM"
+        )
+    elif not measurement:
+        found.notes.append("not measured (measure=False); RAM is the static estimate")
+    elif measurement["status"] == "timeout":
+        found.notes.append(
+            f"tflite-micro did not finish within the time limit; RAM is the static estimate ({bits}-bit)"
+        )
+    elif measurement["status"] == "failed" and _unsupported(device, facts, devices_dir):
+        found.notes.append(
+            "tflite-micro refused the model (an op it lacks, listed under unsupported_ops); "
+            f"RAM is the static {bits}-bit estimate"
+        )
+    else:
+        status, message = measurement["status"], measurement["message"]
+        what = "aborted (the process crashed)" if status == "aborted" else "failed"
+        copy_arena = measurement.get("copy_arena_bytes")
+        if copy_arena is not None:
+            arena = _Arena(copy_arena, "measured", measurement["pointer_bytes"])
+            ram = (f"RAM is measured on a copy with the softmax input scale raised "
+                   f"({format_bytes(copy_arena)} arena; the arena does not depend on a scale)")
+        else:
+            ram = f"RAM is the static {bits}-bit estimate"
+        found.problems.append(
+            f"TFLM {what} on this model{': ' + message if message else ''}; "
+            f"the firmware runs the same kernels, so expect the same; {ram}"
+        )
+    return arena
+
+
+def _ram(device: Device, arena: int, model_bytes: int, found: _Findings) -> _Budget:
+    """RAM needed (arena + runtime and application share, + the model on Linux) vs available."""
+    ov = device.overhead
+    overhead = ov.runtime.ram_bytes + ov.application.ram_bytes
+    on_linux = device.runtime in ("litert", "edgetpu")
+    required = arena + overhead + (model_bytes if on_linux else 0)
+    if device.ram_bytes is None:
+        found.notes.append("RAM is the host's, not part of this profile: check the host too")
+        return _Budget(None, None)
+    arena_max = device.arena_max_bytes or device.ram_bytes
+    if required <= device.ram_bytes and arena <= arena_max:
+        return _Budget(required, device.ram_bytes)
+    ext = device.external_ram
+    if ext is not None and ext.arena and arena <= ext.bytes and overhead <= device.ram_bytes:
+        found.notes.append(
+            f"the arena ({format_bytes(arena)}) does not fit on-chip RAM; it fits the "
+            f"{ext.kind} ({format_bytes(ext.bytes)}), which is slower"
+        )
+        return _Budget(required, device.ram_bytes + ext.bytes)
+    if required > device.ram_bytes:
+        found.problems.append(
+            f"RAM: needs {format_bytes(required)} (arena {format_bytes(arena)} + runtime and "
+            f"application {format_bytes(overhead)}"
+            + (f" + model {format_bytes(model_bytes)}" if on_linux else "")
+            + f"), {format_bytes(device.ram_bytes)} available"
+        )
+    else:
+        found.problems.append(
+            f"RAM: the arena ({format_bytes(arena)}) is larger than the largest contiguous "
+            f"RAM block ({format_bytes(arena_max)})"
+        )
+    return _Budget(required, device.ram_bytes, ok=False)
+
+
+def _flash(device: Device, model_bytes: int, found: _Findings) -> _Budget:
+    """Flash needed (model + runtime code + application code) vs available."""
+    ov = device.overhead
+    overhead = ov.runtime.flash_bytes + ov.application.flash_bytes
+    required = model_bytes + overhead
+    if device.flash_bytes is None:
+        found.notes.append("storage is not checked for this board (microSD/NVMe or the host's)")
+        return _Budget(None, None)
+    if required <= device.flash_bytes:
+        return _Budget(required, device.flash_bytes)
+    ext = device.external_flash
+    if ext is not None and ext.model and model_bytes <= ext.bytes and overhead <= device.flash_bytes:
+        found.notes.append(
+            f"the model ({format_bytes(model_bytes)}) does not fit internal flash with the code; "
+            f"it fits the {ext.kind} ({format_bytes(ext.bytes)})"
+        )
+        return _Budget(required, device.flash_bytes + ext.bytes)
+    found.problems.append(
+        f"flash: needs {format_bytes(required)} (model {format_bytes(model_bytes)} + code "
+        f"{format_bytes(overhead)}), {format_bytes(device.flash_bytes)} available"
+    )
+    return _Budget(required, device.flash_bytes, ok=False)
+
+
+def _unsupported(device: Device, facts: dict, devices_dir, notes: list[str] | None = None) -> list[dict]:
+    """Every distinct (op, version) the device's runtime lacks, with the reason.
+
+    On the Edge TPU a DEQUANTIZE that writes a model output (float32 model output) is not a
+    failure: the compiler leaves that last op to the CPU; it goes to ``notes`` instead.
+    """
+    oplist = op_list(device, devices_dir)
+    runtime_name = {
+        "tflm": "TFLM's op resolver (kernels in tflite-micro)",
+        "litert": "LiteRT's builtin op resolver",
+        "edgetpu": "the Edge TPU compiler's supported-operations table",
+    }[device.runtime]
+    missing: dict[tuple[str, int], dict] = {}
+    for op in facts["ops"]:
+        name, version = op["op"], op["version"]
+        entry = oplist.entries.get(name)
+        if entry is None and device.runtime == "edgetpu" and name == "DEQUANTIZE" and op["at_output"]:
+            if notes is not None and not any("DEQUANTIZE" in n for n in notes):
+                notes.append("the final DEQUANTIZE (float32 output) runs on the CPU after the Edge TPU")
+            continue
+        if entry is None:
+            reason = f"not in {runtime_name}"
+            if device.runtime == "edgetpu":
+                reason += "; it and every op after it run on the CPU"
+        elif oplist.version_checked and entry.max_version and version > entry.max_version:
+            reason = f"version {version} > {entry.max_version}, the newest {runtime_name} has"
+        else:
+            continue
+        missing.setdefault((name, version), {"op": name, "version": version, "reason": reason})
+    return list(missing.values())
+
+
+def _dtypes_and_shapes(device: Device, facts: dict, found: _Findings) -> None:
+    """Float ops on an integer-only board, dynamic shapes, and the Edge TPU's own limits."""
+    float_ops = facts["float_ops"]
+    if float_ops and "float32" not in device.dtypes:
+        names = sorted({o["op"] for o in float_ops})
+        found.problems.append(
+            f"{len(float_ops)} op(s) compute in float32 ({', '.join(names)}); "
+            f"{device.display_name} needs a full-integer model: convert with mode 'int8'"
+        )
+    elif float_ops and device.runtime == "tflm":
+        found.notes.append(
+            f"{len(float_ops)} op(s) compute in float32: they use TFLM's reference kernels "
+            f"(no {device.kernels} speed-up)"
+            + ("; this core has no FPU, so float is emulated in software" if "no FPU" in device.core else "")
+        )
+    dynamic = facts["dynamic"]
+    if device.runtime == "edgetpu":
+        if dynamic:
+            found.problems.append(
+                f"the Edge TPU needs static tensor shapes; {len(dynamic)} tensor(s) "
+                f"have dynamic dimensions (e.g. {dynamic[0]})"
+            )
+        found.notes.append("compile the model with edgetpu_compiler before deploying")
+        weights = facts["summary"]["weights_bytes"]
+        if device.accelerator_memory_bytes and weights > device.accelerator_memory_bytes:
+            found.notes.append(
+                f"weights ({format_bytes(weights)}) exceed the Edge TPU's "
+                f"{format_bytes(device.accelerator_memory_bytes)} parameter cache: they stream "
+                "from host memory on every inference (slower)"
+            )
+    elif device.runtime == "tflm" and dynamic:
+        found.notes.append(
+            f"{len(dynamic)} tensor(s) have dynamic dimensions; TFLM plans memory for "
+            "the shapes stored in the file"
+        )
