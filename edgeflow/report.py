@@ -3,18 +3,55 @@
 from __future__ import annotations
 
 import html
-import json
 
 __all__ = [
-    "check_json",
+    "ARENA_FIGURES",
+    "arena_name",
     "check_table",
-    "devices_json",
     "devices_table",
     "format_bytes",
+    "inspect_payload",
     "render_run_html",
     "render_run_table",
     "table",
 ]
+
+
+#: The arena figures edgeflow prints, one name per meaning, used in every output (terminal,
+#: JSON, HTML, firmware comments) and in the README:
+#:
+#: - ``plan``: the peak of the static activation plan (``tflite.plan_memory``, TFLM's greedy
+#:   planner): activations only, no runtime structs. Also what LiteRT boards are checked with.
+#: - ``estimated``: the activation plan plus TFLM's persistent structs for a pointer width
+#:   (``tflite.estimate_arena``), e.g. 32-bit on a Cortex-M.
+#: - ``measured``: the smallest arena tflite-micro ran the model with, on this 64-bit host
+#:   (``runtime.tflm.measure_arena``); a 32-bit board needs somewhat less.
+#: - ``configured``: what a generated firmware project allocates (``deploy mcu``): the
+#:   measured arena plus a margin.
+ARENA_FIGURES = {
+    "plan": "activation plan peak",
+    "estimated": "arena (estimated, {bits}-bit)",
+    "measured": "arena (measured, host TFLM {bits}-bit)",
+    "configured": "arena (configured in firmware)",
+}
+
+
+def arena_name(kind: str, pointer_bytes: int | None = None) -> str:
+    """The name of an arena figure: ``arena_name("measured", 8) == "arena (measured, host TFLM 64-bit)"``.
+
+    Args:
+        kind: a key of :data:`ARENA_FIGURES`.
+        pointer_bytes: 4 or 8, for ``estimated`` and ``measured``.
+    """
+    return ARENA_FIGURES[kind].format(bits=8 * (pointer_bytes or 0))
+
+
+def device_arena_name(result) -> str:
+    """The name of a ``DeviceResult``'s ``arena_bytes``: the plan peak on LiteRT/Edge TPU
+    boards, the measured or estimated TFLM arena on microcontrollers."""
+    if result.runtime != "tflm":
+        return arena_name("plan")
+    return arena_name(result.ram_source, result.pointer_bytes)
 
 
 def table(
@@ -228,16 +265,7 @@ def devices_table(devices) -> str:
     return table(["device", "SoC", "clock", "RAM", "flash", "runtime", "ops"], rows)
 
 
-def devices_json(devices) -> str:
-    """All profiles as a JSON list (every key of the schema)."""
-    return json.dumps([d.model_dump(mode="json") for d in devices], indent=2)
-
-
 # --------------------------------------------------------------------------- check
-
-
-def _ram_source(r) -> str:
-    return f"{r.ram_source} ({r.pointer_bytes * 8}-bit)"
 
 
 def _need(required: int | None, available: int | None, unknown: str) -> str:
@@ -250,8 +278,9 @@ def _need(required: int | None, available: int | None, unknown: str) -> str:
 def check_table(report) -> str:
     """The terminal report of ``edgeflow check``: one row per device, then problems.
 
-    The RAM column says, per device, whether the arena was measured by tflite-micro or
-    estimated from the static plan, and for which pointer width.
+    The "arena figure" column names, per device, which arena the RAM figure is built on
+    (:data:`ARENA_FIGURES`): measured by tflite-micro, estimated for a pointer width, or
+    the activation plan peak (LiteRT and Edge TPU boards).
 
     Args:
         report: a ``edgeflow.devices.Report``.
@@ -266,8 +295,8 @@ def check_table(report) -> str:
     if meas is not None:
         if meas["status"] == "ok":
             lines.append(
-                f"tflite-micro arena: {format_bytes(meas['arena_bytes'])} measured on this "
-                f"{meas['pointer_bytes'] * 8}-bit host (smallest arena that runs the model)"
+                f"{arena_name('measured', meas['pointer_bytes'])}: {format_bytes(meas['arena_bytes'])} "
+                "(the smallest arena tflite-micro runs the model with)"
             )
         else:
             lines.append(f"tflite-micro: {meas['status']}: {meas['message'] or 'no message'}")
@@ -278,14 +307,14 @@ def check_table(report) -> str:
             r.device,
             r.runtime,
             format_bytes(r.arena_bytes),
-            _ram_source(r),
+            device_arena_name(r),
             _need(r.ram_required_bytes, r.ram_available_bytes, "host"),
             _need(r.flash_required_bytes, r.flash_available_bytes, "not checked"),
             ops,
             r.verdict,
         ])
     lines += ["", table(
-        ["device", "runtime", "arena", "arena source", "RAM need / avail", "flash need / avail",
+        ["device", "runtime", "arena", "arena figure", "RAM need / avail", "flash need / avail",
          "ops", "verdict"],
         rows, "llrlllll",
     )]
@@ -310,6 +339,62 @@ def check_table(report) -> str:
     return "\n".join(lines)
 
 
-def check_json(report) -> str:
-    """``edgeflow check --json``: a JSON list, one object per device."""
-    return json.dumps([r.to_dict() for r in report.results], indent=2)
+
+# --------------------------------------------------------------------------- inspect
+
+# Builtin-option fields that hold a schema enum: field -> enum class of the TFLite schema.
+_OPTION_ENUMS = {
+    "padding": "Padding",
+    "fused_activation_function": "ActivationFunctionType",
+    "weights_format": "FullyConnectedOptionsWeightsFormat",
+    "kernel_type": "LSTMKernelType",
+    "combiner": "CombinerType",
+    "reduce_function": "ReduceWindowFunction",
+    "algorithm": "RngAlgorithm",
+    "comparison_direction": "StablehloComparisonDirection",
+    "compare_type": "StablehloComparisonType",
+    **{k: "TensorType" for k in ("quantized_bias_type", "out_data_type", "in_data_type",
+                                 "output_type", "idx_out_type", "out_type")},
+}
+_OP_OPTION_ENUMS = {("LSH_PROJECTION", "type"): "LSHProjectionType", ("MIRROR_PAD", "mode"): "MirrorPadMode"}
+
+
+def _enum_names(enum_class: str) -> dict[int, str]:
+    from edgeflow.tflite._schema import schema
+
+    return {v: k for k, v in vars(getattr(schema, enum_class)).items()
+            if not k.startswith("_") and isinstance(v, int)}
+
+
+def _named_options(op_name: str, options: dict) -> dict:
+    """Builtin options with enum values as their schema names (``"padding": "SAME"``)."""
+    named = {}
+    for key, value in options.items():
+        enum = _OP_OPTION_ENUMS.get((op_name, key)) or _OPTION_ENUMS.get(key)
+        if enum and isinstance(value, int) and not isinstance(value, bool):
+            value = _enum_names(enum).get(value, value)
+        named[key] = value
+    return named
+
+
+def inspect_payload(info, plan, arena) -> dict:
+    """``edgeflow inspect --json``'s payload: every field of the model, enums by name.
+
+    Args:
+        info: ``tflite.ModelInfo``; plan: its ``MemoryPlan``; arena: its ``ArenaEstimate``.
+
+    Returns:
+        ``info.to_dict()`` with each operator's builtin options named (``"padding": "SAME"``,
+        ``"fused_activation_function": "RELU"``), plus ``memory_plan`` and ``arena_estimate``
+        and the arena figures by their names (:data:`ARENA_FIGURES`).
+    """
+    data = info.to_dict()
+    for op in data["ops"]:
+        op["options"] = _named_options(op["name"], op.get("options") or {})
+    data["memory_plan"] = plan.to_dict()
+    data["arena_estimate"] = arena.to_dict()
+    data["arena_figures"] = {
+        arena_name("plan"): plan.peak_bytes,
+        arena_name("estimated", arena.pointer_bytes): arena.total_bytes,
+    }
+    return data

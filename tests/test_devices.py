@@ -176,7 +176,7 @@ def test_cli_devices_table_and_json(tmp_path):
     assert lines[0].split()[:3] == ["device", "SoC", "clock"]
     assert [line.split()[0] for line in lines[2:]] == SHIPPED
     result = runner.invoke(main, ["devices", "--json"])
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)["result"]["profiles"]
     assert [d["name"] for d in data] == SHIPPED and all(d["sources"] for d in data)
     shutil.copy(_shipped_dir() / "sparkfun-edge.yaml", tmp_path / "edge2.yaml")
     (tmp_path / "edge2.yaml").write_text(
