@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from _schema import document
 from click.testing import CliRunner
 
 from edgeflow.cli import main
@@ -51,11 +52,14 @@ def test_quickstart_end_to_end(quickstart_run):
 @pytest.mark.slow
 def test_quickstart_resumes_from_artifacts(quickstart_run):
     out, first = quickstart_run
-    result = CliRunner().invoke(main, ["run", "recipes/quickstart.yaml", "-o", str(out), "--resume"])
+    result = CliRunner().invoke(main, ["run", "recipes/quickstart.yaml", "-o", str(out), "--resume", "--json"])
     assert result.exit_code == first.exit_code, result.output
     report = json.loads((out / "report.json").read_text())
     resumed = [s["stage"] for s in report["stages"] if s["resumed"]]
     assert resumed == ["train", "prune", "qat", "convert"]
+    doc = document(result.stdout)  # the same run as one JSON document on stdout
+    assert doc["result"]["stages"] == report["stages"] and doc["devices"] == report["devices"]
+    assert doc["verdict"] == ("pass" if report["fits_all"] else "fail")
 
 
 @pytest.mark.slow
