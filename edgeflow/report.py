@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import html
-
 __all__ = [
     "ARENA_FIGURES",
     "arena_name",
     "check_table",
     "devices_table",
+    "findings",
     "format_bytes",
     "inspect_payload",
     "render_run_html",
@@ -116,127 +115,15 @@ def render_run_table(result) -> str:
 
 # ---------------------------------------------------------------- HTML
 
-_CSS = """
-body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
-h1{font-size:1.5em} h2{font-size:1.15em;margin-top:2em;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;margin:.5em 0} td,th{padding:.3em .7em;border-bottom:1px solid #eee}
-th{text-align:left;background:#f6f6f6} td.n{text-align:right;font-variant-numeric:tabular-nums}
-.ok{color:#1a7f37;font-weight:600} .bad{color:#cf222e;font-weight:600} .muted{color:#777}
-svg text{font:12px system-ui,sans-serif} .charts{display:flex;flex-wrap:wrap;gap:2em}
-"""
-
-
-def _bars(title: str, labels: list[str], values: list[float], *, limits=None, fmt=None,
-          baseline: float = 0.0, width: int = 560) -> str:
-    """A horizontal bar chart as inline SVG.
-
-    With ``limits`` each bar is the share value/limit (a dashed line marks 100%, bars over
-    it are red). ``baseline`` is where the axis starts (for accuracies close together).
-    """
-    fmt = fmt or format_bytes
-    pairs = [(lab, v, (limits[i] if limits else None))
-             for i, (lab, v) in enumerate(zip(labels, values)) if v is not None]
-    if not pairs:
-        return ""
-    label_w, bar_w, row_h = 230, width - 230 - 130, 22
-    top = max((v / lim if lim else v) for _, v, lim in pairs) or 1.0
-    scale_max = max(top, 1.0) if limits else top
-    span = (scale_max - baseline) or 1.0
-    height = 30 + row_h * len(pairs) + (14 if baseline else 0)
-    parts = [f'<svg width="{width}" height="{height}" role="img" aria-label="{html.escape(title)}">',
-             f'<text x="0" y="16" font-weight="600">{html.escape(title)}</text>']
-    if limits:
-        x1 = label_w + bar_w / scale_max
-        parts.append(f'<line x1="{x1:.1f}" x2="{x1:.1f}" y1="22" y2="{height}" stroke="#999" '
-                     'stroke-dasharray="3,3"/>')
-    for i, (lab, v, lim) in enumerate(pairs):
-        y = 26 + i * row_h
-        frac = (v / lim) if lim else v
-        w = max(1.0, bar_w * (frac - baseline) / span)
-        colour = "#cf222e" if (lim and v > lim) else "#2f81f7"
-        shown = fmt(v) + (f" ({v / lim:.0%})" if lim else "")
-        parts.append(f'<text x="0" y="{y + 14}">{html.escape(lab[:34])}</text>')
-        parts.append(f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row_h - 7}" '
-                     f'fill="{colour}"/>')
-        parts.append(f'<text x="{label_w + w + 4:.1f}" y="{y + 14}">{html.escape(shown)}</text>')
-    if baseline:
-        parts.append(f'<text x="{label_w}" y="{height - 2}" fill="#777">axis from {baseline:g}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def _accuracy_baseline(values) -> float:
-    """Start the accuracy axis a little below the lowest value, at a round tenth."""
-    known = [v for v in values if v is not None]
-    return max(0.0, int((min(known) - 0.05) * 10) / 10) if known else 0.0
-
 
 def render_run_html(result) -> str:
-    """A self-contained HTML page: stage table and plots, device verdicts and plots."""
-    esc = html.escape
-    recs = result.records
-    stage_rows = "".join(
-        f"<tr><td>{esc(r.label)}</td><td class=n>{_acc(r.keras_accuracy)}</td>"
-        f"<td class=n>{_acc(r.tflite_accuracy)}</td><td class=n>{_bytes(r.size_bytes)}</td>"
-        f"<td class=n>{_bytes(r.gzip_bytes)}</td><td class=n>{_pct(r.sparsity)}</td>"
-        f"<td class=n>{r.seconds:.1f}</td><td class=muted>{esc(r.artifact or '')}</td></tr>"
-        for r in recs
-    )
-    labels = [r.label for r in recs]
-    acc = [r.tflite_accuracy if r.tflite_accuracy is not None else r.keras_accuracy for r in recs]
-    charts = [
-        _bars("Accuracy after each stage (test split)", labels, acc, fmt=lambda v: f"{v:.4f}",
-              baseline=_accuracy_baseline(acc)),
-        _bars("Size after each stage (bytes)", labels, [r.size_bytes for r in recs]),
-        _bars("Compressed size (gzip, bytes)", labels, [r.gzip_bytes for r in recs]),
-    ]
-    body = [
-        f"<h1>edgeflow report: {esc(result.recipe)}</h1>",
-        f"<p class=muted>Artifacts in {esc(result.output_dir)}.</p>",
-        "<h2>Stages</h2><table><tr><th>stage</th><th>keras acc</th><th>tflite acc</th>"
-        "<th>size B</th><th>gzip B</th><th>sparsity</th><th>seconds</th><th>artifact</th></tr>"
-        f"{stage_rows}</table>",
-        '<div class="charts">' + "".join(charts) + "</div>",
-    ]
-    if result.check is not None:
-        body.append(_devices_html(result.check))
-    return (
-        "<!doctype html><html><head><meta charset=utf-8>"
-        f"<title>edgeflow: {esc(result.recipe)}</title><style>{_CSS}</style></head><body>"
-        + "\n".join(body) + "</body></html>"
-    )
+    """A self-contained HTML page for a recipe run (``pipeline.RunResult``): versions and date,
+    stages with an accuracy-vs-size plot, the operators of the converted model, the arena
+    split, the devices with labelled RAM/flash limit lines, and every note and problem once.
+    The layout lives in :mod:`edgeflow._html`."""
+    from edgeflow import _html
 
-
-def _devices_html(report) -> str:
-    esc = html.escape
-    rows = []
-    for d in report.results:
-        verdict = '<span class="ok">fits</span>' if d.fits else '<span class="bad">does not fit</span>'
-        problems = [*d.problems, *(f"unsupported {o['op']} v{o['version']}: {o.get('reason', '')}"
-                                   for o in d.unsupported_ops)]
-        rows.append(
-            f"<tr><td>{esc(d.device)}</td><td>{verdict}</td><td class=n>{format_bytes(d.arena_bytes)}</td>"
-            f"<td>{esc(d.ram_source)}</td><td class=n>{format_bytes(d.ram_required_bytes)}</td>"
-            f"<td class=n>{format_bytes(d.ram_available_bytes)}</td>"
-            f"<td class=n>{format_bytes(d.flash_required_bytes)}</td>"
-            f"<td class=n>{format_bytes(d.flash_available_bytes)}</td>"
-            f"<td>{'<br>'.join(esc(p) for p in problems)}</td></tr>"
-        )
-    names = [d.device for d in report.results]
-    ram = _bars("RAM needed, share of the board's RAM", names,
-                [d.ram_required_bytes for d in report.results],
-                limits=[d.ram_available_bytes for d in report.results])
-    flash = _bars("Flash needed, share of the board's flash", names,
-                  [d.flash_required_bytes for d in report.results],
-                  limits=[d.flash_available_bytes for d in report.results])
-    return (
-        "<h2>Devices</h2><p class=muted>RAM = tensor arena + runtime and application share; "
-        "'measured' arenas come from TensorFlow Lite Micro on this (64-bit) host.</p>"
-        "<table><tr><th>device</th><th>verdict</th><th>arena B</th><th>source</th>"
-        "<th>RAM need</th><th>RAM have</th><th>flash need</th><th>flash have</th>"
-        f"<th>problems</th></tr>{''.join(rows)}</table>"
-        f'<div class="charts">{ram}{flash}</div>'
-    )
+    return _html.render(result)
 
 
 # --------------------------------------------------------------------------- devices
@@ -273,6 +160,25 @@ def _need(required: int | None, available: int | None, unknown: str) -> str:
         return unknown
     share = f" ({100 * required / available:.0f}%)" if available else ""
     return f"{format_bytes(required)} / {format_bytes(available)}{share}"
+
+
+def findings(report) -> list[tuple[str, str, list[str]]]:
+    """Every problem, then every note, of a check ``Report``: ``(kind, text, devices)`` with
+    each text once (a long TFLM error shared by seven boards is one entry naming the seven).
+
+    ``kind`` is ``"problem"`` (problems and unsupported operators) or ``"note"``.
+    """
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for r in report.results:
+        problems = list(r.problems) + [
+            f"unsupported op {u['op']} v{u['version']}: {u['reason']}" for u in r.unsupported_ops
+        ]
+        for text in problems:
+            grouped.setdefault(("problem", text), []).append(r.device)
+    for r in report.results:
+        for text in r.notes:
+            grouped.setdefault(("note", text), []).append(r.device)
+    return [(kind, text, devices) for (kind, text), devices in grouped.items()]
 
 
 def check_table(report) -> str:
@@ -318,17 +224,9 @@ def check_table(report) -> str:
          "ops", "verdict"],
         rows, "llrlllll",
     )]
-    trouble: dict[str, list[str]] = {}  # the same problem on several devices is listed once
-    for r in report.results:
-        texts = list(r.problems) + [
-            f"unsupported op {u['op']} v{u['version']}: {u['reason']}" for u in r.unsupported_ops
-        ]
-        for text in texts:
-            trouble.setdefault(text, []).append(r.device)
+    trouble = [(text, devs) for kind, text, devs in findings(report) if kind == "problem"]
     if trouble:
-        lines += ["", "problems:"] + [
-            f"  {', '.join(devs)}: {text}" for text, devs in trouble.items()
-        ]
+        lines += ["", "problems:"] + [f"  {', '.join(devs)}: {text}" for text, devs in trouble]
     lines += [
         "",
         "RAM need = arena + runtime and application share (+ the model on Linux boards); "

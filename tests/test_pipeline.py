@@ -42,7 +42,9 @@ def test_quickstart_end_to_end(quickstart_run):
     for name in ("model_data.h", "model_data.cc", "report.html"):
         assert (out / name).exists()
     page = (out / "report.html").read_text()
-    assert page.count("<svg") == 5  # accuracy, size, gzip size, RAM and flash per board
+    # accuracy vs size, size, gzip size, the arena split, RAM and flash per board
+    assert page.count("<svg") == 6
+    assert "<h2>Operators</h2>" in page and "arena (measured, host TFLM 64-bit)" in page
     assert all(name in page for name in shipped)
     table = result.output
     assert "stage" in table and "verdict" in table
