@@ -129,7 +129,11 @@ def finish(
     summary: str = "",
 ) -> NoReturn:
     """End a command: print ``text`` (or, with ``--json``, the envelope) and exit with ``exit_code``."""
-    if _current["json"]:
+    json_mode = _current["json"]
+    if _current["command"] is None:  # a command invoked on its own, not through `edgeflow`
+        ctx = click.get_current_context(silent=True)
+        json_mode = bool(ctx and ctx.params.get("as_json"))
+    if json_mode:
         _write(envelope(command, payload, exit_code=exit_code, model=model, devices=devices,
                         outputs=outputs, summary=summary))
     elif text:
@@ -145,7 +149,7 @@ def report_error(exit_code: int, message: str) -> None:
 
 
 def _write(document: dict) -> None:
-    stream = _current["stream"]
+    stream = _current["stream"] or click.get_text_stream("stdout")
     click.echo(json.dumps(document, indent=2, default=str), file=stream)
     _current["done"] = True
 
