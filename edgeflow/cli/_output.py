@@ -22,7 +22,14 @@ A command adopts it with two calls: the :func:`json_option` decorator and, at it
         finish("mycommand", {"figure": 1}, text=table, model=path, exit_code=0)
 
 Human lines a command prints with ``click.echo`` on the way go to stderr under ``--json``
-(:func:`edgeflow._quiet.session` does that), so they never break the document.
+(:func:`edgeflow._quiet.session` does that), so they never break the document. Bad input
+is an ``EdgeflowError`` raised anywhere: the group prints the ``error:`` line and, under
+``--json``, the error document; a command never catches it to print itself.
+
+A new command's payload validates as an open object at once. To pin the keys it always
+has, add ``ran_<name>`` and ``payload_<name>`` to ``$defs`` of the schema and one
+``if``/``then`` line to its ``allOf`` (see ``check``), and validate its ``--json`` output in
+its tests with ``tests/_schema.py``.
 """
 
 from __future__ import annotations
