@@ -92,6 +92,7 @@ def test_profiles_ship_inside_the_package_for_non_editable_installs(tmp_path):
     # the recipes and deployment templates ship the same way
     assert "edgeflow/_data/recipes/quickstart.yaml" in names
     assert any(n.startswith("edgeflow/_data/templates/") for n in names)
+    assert "edgeflow/schema/output.schema.json" in names  # the --json schema (cli._output.schema)
 
 
 def test_unknown_device_suggests_the_closest_name():
