@@ -1,54 +1,220 @@
-"""Atomic outputs: write to a temporary file beside the target, then rename."""
+"""Outputs, the one way edgeflow writes them: atomically, with the user's umask, and never
+over the user's work.
+
+- A file is written to a temporary file in the same folder and renamed over the target, so
+  an interrupted write leaves nothing half-written and keeps the old file. The result gets
+  the mode a plain ``open()`` would give under the user's umask (``0644`` under ``022``);
+  an overwritten file keeps its mode.
+- A folder (a firmware project, a SavedModel) is built in a temporary folder that becomes
+  the target when the block succeeds. edgeflow never deletes or replaces a non-empty folder:
+  it writes into a folder only when the folder is new or empty, or when edgeflow created it
+  (it holds :data:`MARKER`) and ``force`` is given; then it replaces its own files one by one
+  and leaves every other file alone.
+- :func:`check_file` and :func:`check_dir` validate an output before any work starts: an
+  existing file needs ``force`` (``--force`` on the command line).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
+import stat
 import tempfile
+import threading
 from pathlib import Path
+
+__all__ = [
+    "MARKER",
+    "atomic_path",
+    "check_dir",
+    "check_file",
+    "output_dir",
+    "write_bytes",
+    "write_text",
+]
+
+#: The file that marks a folder as created by edgeflow (JSON: tool, version, files written).
+MARKER = ".edgeflow-output.json"
+
+_umask_lock = threading.Lock()
+
+
+def _umask() -> int:
+    """The process umask (read by setting it and putting it back, under a lock)."""
+    with _umask_lock:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def _mode_for(path: Path, *, directory: bool = False) -> int:
+    """The mode a new ``path`` gets from a plain ``open()``/``mkdir()``; an existing one keeps its own."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return (0o777 if directory else 0o666) & ~_umask()
+
+
+def _error(message: str):
+    from edgeflow.errors import EdgeflowError
+
+    return EdgeflowError(message)
+
+
+# --------------------------------------------------------------------------- files
+
+
+def check_file(path: str | os.PathLike, *, force: bool = False) -> Path:
+    """Check, before any work, that ``path`` can be written as an output file.
+
+    Raises:
+        EdgeflowError: ``path`` is a folder, or it exists and ``force`` is False.
+
+    Example:
+        >>> check_file("out/model.tflite", force=False)
+        PosixPath('out/model.tflite')
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise _error(f"{path} is a folder: name the output file, e.g. {path / 'model.tflite'}")
+    if path.exists() and not force:
+        raise _error(f"{path} exists: pass --force to overwrite it, or choose another output")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary path beside ``path``; it becomes ``path`` only if the block succeeds.
+
+    For writers that want a file name rather than bytes (Keras ``model.save``). The
+    temporary name keeps ``path``'s suffix. On success the file gets the mode of the file it
+    replaces, or the umask's; on any failure it is removed and ``path`` is unchanged.
+
+    Side effects: creates ``path``'s parent folder if needed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, _mode_for(path))
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically; on any failure nothing is left behind."""
+    """Write ``data`` to ``path`` atomically; on any failure nothing is left behind.
+
+    The file gets the mode ``open()`` would give it under the umask (an overwritten file
+    keeps its mode). Returns ``path`` as a ``Path``.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
     return path
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`write_bytes`)."""
     return write_bytes(path, text.encode("utf-8"))
 
 
-@contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike):
-    """Yield a temporary directory that becomes ``path`` only if the block succeeds.
+# --------------------------------------------------------------------------- folders
 
-    An existing ``path`` is replaced. Used for SavedModels and generated projects.
+
+def _is_empty_dir(path: Path, staging: Path | None = None) -> bool:
+    return path.is_dir() and not any(p != staging for p in path.iterdir())
+
+
+def check_dir(path: str | os.PathLike, *, force: bool = False, _staging: Path | None = None) -> Path:
+    """Check, before any work, that edgeflow may write its files into the folder ``path``.
+
+    Allowed: a folder that does not exist or is empty; with ``force``, a folder edgeflow
+    created before (it holds :data:`MARKER`). Never a file, never someone else's folder.
+
+    Raises:
+        EdgeflowError: with what to do instead.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    if path.exists() and not path.is_dir():
+        raise _error(f"{path} is a file, not a folder: choose a folder for the output")
+    if not path.exists() or _is_empty_dir(path, _staging):
+        return path
+    if not (path / MARKER).is_file():
+        raise _error(
+            f"{path} is not empty and edgeflow did not create it: choose a new or empty "
+            "folder (edgeflow never deletes or replaces files it did not write)"
+        )
+    if not force:
+        raise _error(
+            f"{path} holds files edgeflow wrote before: pass --force to replace them "
+            "(other files in it are kept), or choose a new folder"
+        )
+    return path
+
+
+@contextlib.contextmanager
+def output_dir(path: str | os.PathLike, *, force: bool = False):
+    """Yield an empty staging folder whose files become the folder ``path`` if the block succeeds.
+
+    - ``path`` does not exist: the staging folder (beside it) is renamed to ``path``.
+    - ``path`` is empty, or (with ``force``) was created by edgeflow: each staged file is
+      renamed into ``path`` (an overwritten file keeps its mode); nothing else in ``path``
+      is touched.
+    - otherwise :func:`check_dir` raises before the block runs.
+
+    The folder gets the umask's mode and a :data:`MARKER` file listing what edgeflow wrote.
+    On any failure the staging folder is removed and ``path`` is unchanged.
+
+    Example:
+        >>> with output_dir("fw/digits") as tmp:
+        ...     (tmp / "main.cpp").write_text(source)
+    """
+    path = Path(os.path.abspath(path))
+    check_dir(path, force=force)
+    exists = path.exists()
+    if exists:  # stage inside: the same file system, and never a rename over the folder itself
+        staging = Path(tempfile.mkdtemp(prefix=".edgeflow-staging.", dir=path))
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        yield tmp
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
+        yield staging
+        written = sorted(str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file())
+        _write_marker(staging, path, written)
+        if not exists:
+            os.chmod(staging, _mode_for(path, directory=True))
+            os.replace(staging, path)
         else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            check_dir(path, force=force, _staging=staging)  # again: something may have appeared
+            _merge(staging, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _write_marker(staging: Path, target: Path, written: list[str]) -> None:
+    from edgeflow import __version__
+
+    old = []
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        old = list(json.loads((target / MARKER).read_text()).get("files", []))
+    record = {"created_by": f"edgeflow {__version__}", "files": sorted(set(old) | set(written))}
+    (staging / MARKER).write_text(json.dumps(record, indent=2) + "\n")
+
+
+def _merge(staging: Path, target: Path) -> None:
+    """Rename every staged file into ``target`` (folders are created, files replaced)."""
+    for src in sorted(staging.rglob("*")):
+        if src.is_dir():
+            continue
+        dst = target / src.relative_to(staging)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if dst.is_dir():
+            raise _error(f"{dst} is a folder where edgeflow writes a file: move it away and retry")
+        os.chmod(src, _mode_for(dst))
+        os.replace(src, dst)

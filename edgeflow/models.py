@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from edgeflow import _io
 from edgeflow._keras import ensure_keras2, keras
 from edgeflow.errors import EdgeflowError, closest, first_line
 
@@ -86,7 +85,8 @@ SAVE_SUFFIXES = (".keras", ".h5")
 def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
     """Save ``model`` atomically to a ``.keras`` (or ``.h5``) file and return its path.
 
-    Keras writes to a temporary file in the same folder, which is then renamed to ``path``;
+    Keras writes to a temporary file in the same folder, which is then renamed to ``path``
+    (:func:`edgeflow._io.atomic_path`: the umask's mode, or the mode of the file replaced);
     on any failure nothing is left behind and an existing ``path`` is unchanged. Models with
     QAT wrappers load again with ``edgeflow.quantize.custom_objects()``.
 
@@ -99,17 +99,10 @@ def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.suffix not in SAVE_SUFFIXES:
         raise EdgeflowError(f"write the model to a .keras or .h5 file, not {path.name!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
-    try:
-        with warnings.catch_warnings():  # .h5 is chosen on purpose (QAT models need it)
-            warnings.filterwarnings("ignore", message="You are saving your model as an HDF5")
-            model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    with _io.atomic_path(path) as tmp, warnings.catch_warnings():
+        # .h5 is chosen on purpose (QAT models need it)
+        warnings.filterwarnings("ignore", message="You are saving your model as an HDF5")
+        model.save(tmp)
     return path
 
 

@@ -2,19 +2,55 @@
 
 from __future__ import annotations
 
-import html
-import json
-
 __all__ = [
-    "check_json",
+    "ARENA_FIGURES",
+    "arena_name",
     "check_table",
-    "devices_json",
     "devices_table",
+    "findings",
     "format_bytes",
+    "inspect_payload",
     "render_run_html",
     "render_run_table",
     "table",
 ]
+
+
+#: The arena figures edgeflow prints, one name per meaning, used in every output (terminal,
+#: JSON, HTML, firmware comments) and in the README:
+#:
+#: - ``plan``: the peak of the static activation plan (``tflite.plan_memory``, TFLM's greedy
+#:   planner): activations only, no runtime structs. Also what LiteRT boards are checked with.
+#: - ``estimated``: the activation plan plus TFLM's persistent structs for a pointer width
+#:   (``tflite.estimate_arena``), e.g. 32-bit on a Cortex-M.
+#: - ``measured``: the smallest arena tflite-micro ran the model with, on this 64-bit host
+#:   (``runtime.tflm.measure_arena``); a 32-bit board needs somewhat less.
+#: - ``configured``: what a generated firmware project allocates (``deploy mcu``): the
+#:   measured arena plus a margin.
+ARENA_FIGURES = {
+    "plan": "activation plan peak",
+    "estimated": "arena (estimated, {bits}-bit)",
+    "measured": "arena (measured, host TFLM {bits}-bit)",
+    "configured": "arena (configured in firmware)",
+}
+
+
+def arena_name(kind: str, pointer_bytes: int | None = None) -> str:
+    """The name of an arena figure: ``arena_name("measured", 8) == "arena (measured, host TFLM 64-bit)"``.
+
+    Args:
+        kind: a key of :data:`ARENA_FIGURES`.
+        pointer_bytes: 4 or 8, for ``estimated`` and ``measured``.
+    """
+    return ARENA_FIGURES[kind].format(bits=8 * (pointer_bytes or 0))
+
+
+def device_arena_name(result) -> str:
+    """The name of a ``DeviceResult``'s ``arena_bytes``: the plan peak on LiteRT/Edge TPU
+    boards, the measured or estimated TFLM arena on microcontrollers."""
+    if result.runtime != "tflm":
+        return arena_name("plan")
+    return arena_name(result.ram_source, result.pointer_bytes)
 
 
 def table(
@@ -79,127 +115,15 @@ def render_run_table(result) -> str:
 
 # ---------------------------------------------------------------- HTML
 
-_CSS = """
-body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
-h1{font-size:1.5em} h2{font-size:1.15em;margin-top:2em;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;margin:.5em 0} td,th{padding:.3em .7em;border-bottom:1px solid #eee}
-th{text-align:left;background:#f6f6f6} td.n{text-align:right;font-variant-numeric:tabular-nums}
-.ok{color:#1a7f37;font-weight:600} .bad{color:#cf222e;font-weight:600} .muted{color:#777}
-svg text{font:12px system-ui,sans-serif} .charts{display:flex;flex-wrap:wrap;gap:2em}
-"""
-
-
-def _bars(title: str, labels: list[str], values: list[float], *, limits=None, fmt=None,
-          baseline: float = 0.0, width: int = 560) -> str:
-    """A horizontal bar chart as inline SVG.
-
-    With ``limits`` each bar is the share value/limit (a dashed line marks 100%, bars over
-    it are red). ``baseline`` is where the axis starts (for accuracies close together).
-    """
-    fmt = fmt or format_bytes
-    pairs = [(lab, v, (limits[i] if limits else None))
-             for i, (lab, v) in enumerate(zip(labels, values)) if v is not None]
-    if not pairs:
-        return ""
-    label_w, bar_w, row_h = 230, width - 230 - 130, 22
-    top = max((v / lim if lim else v) for _, v, lim in pairs) or 1.0
-    scale_max = max(top, 1.0) if limits else top
-    span = (scale_max - baseline) or 1.0
-    height = 30 + row_h * len(pairs) + (14 if baseline else 0)
-    parts = [f'<svg width="{width}" height="{height}" role="img" aria-label="{html.escape(title)}">',
-             f'<text x="0" y="16" font-weight="600">{html.escape(title)}</text>']
-    if limits:
-        x1 = label_w + bar_w / scale_max
-        parts.append(f'<line x1="{x1:.1f}" x2="{x1:.1f}" y1="22" y2="{height}" stroke="#999" '
-                     'stroke-dasharray="3,3"/>')
-    for i, (lab, v, lim) in enumerate(pairs):
-        y = 26 + i * row_h
-        frac = (v / lim) if lim else v
-        w = max(1.0, bar_w * (frac - baseline) / span)
-        colour = "#cf222e" if (lim and v > lim) else "#2f81f7"
-        shown = fmt(v) + (f" ({v / lim:.0%})" if lim else "")
-        parts.append(f'<text x="0" y="{y + 14}">{html.escape(lab[:34])}</text>')
-        parts.append(f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row_h - 7}" '
-                     f'fill="{colour}"/>')
-        parts.append(f'<text x="{label_w + w + 4:.1f}" y="{y + 14}">{html.escape(shown)}</text>')
-    if baseline:
-        parts.append(f'<text x="{label_w}" y="{height - 2}" fill="#777">axis from {baseline:g}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def _accuracy_baseline(values) -> float:
-    """Start the accuracy axis a little below the lowest value, at a round tenth."""
-    known = [v for v in values if v is not None]
-    return max(0.0, int((min(known) - 0.05) * 10) / 10) if known else 0.0
-
 
 def render_run_html(result) -> str:
-    """A self-contained HTML page: stage table and plots, device verdicts and plots."""
-    esc = html.escape
-    recs = result.records
-    stage_rows = "".join(
-        f"<tr><td>{esc(r.label)}</td><td class=n>{_acc(r.keras_accuracy)}</td>"
-        f"<td class=n>{_acc(r.tflite_accuracy)}</td><td class=n>{_bytes(r.size_bytes)}</td>"
-        f"<td class=n>{_bytes(r.gzip_bytes)}</td><td class=n>{_pct(r.sparsity)}</td>"
-        f"<td class=n>{r.seconds:.1f}</td><td class=muted>{esc(r.artifact or '')}</td></tr>"
-        for r in recs
-    )
-    labels = [r.label for r in recs]
-    acc = [r.tflite_accuracy if r.tflite_accuracy is not None else r.keras_accuracy for r in recs]
-    charts = [
-        _bars("Accuracy after each stage (test split)", labels, acc, fmt=lambda v: f"{v:.4f}",
-              baseline=_accuracy_baseline(acc)),
-        _bars("Size after each stage (bytes)", labels, [r.size_bytes for r in recs]),
-        _bars("Compressed size (gzip, bytes)", labels, [r.gzip_bytes for r in recs]),
-    ]
-    body = [
-        f"<h1>edgeflow report: {esc(result.recipe)}</h1>",
-        f"<p class=muted>Artifacts in {esc(result.output_dir)}.</p>",
-        "<h2>Stages</h2><table><tr><th>stage</th><th>keras acc</th><th>tflite acc</th>"
-        "<th>size B</th><th>gzip B</th><th>sparsity</th><th>seconds</th><th>artifact</th></tr>"
-        f"{stage_rows}</table>",
-        '<div class="charts">' + "".join(charts) + "</div>",
-    ]
-    if result.check is not None:
-        body.append(_devices_html(result.check))
-    return (
-        "<!doctype html><html><head><meta charset=utf-8>"
-        f"<title>edgeflow: {esc(result.recipe)}</title><style>{_CSS}</style></head><body>"
-        + "\n".join(body) + "</body></html>"
-    )
+    """A self-contained HTML page for a recipe run (``pipeline.RunResult``): versions and date,
+    stages with an accuracy-vs-size plot, the operators of the converted model, the arena
+    split, the devices with labelled RAM/flash limit lines, and every note and problem once.
+    The layout lives in :mod:`edgeflow._html`."""
+    from edgeflow import _html
 
-
-def _devices_html(report) -> str:
-    esc = html.escape
-    rows = []
-    for d in report.results:
-        verdict = '<span class="ok">fits</span>' if d.fits else '<span class="bad">does not fit</span>'
-        problems = [*d.problems, *(f"unsupported {o['op']} v{o['version']}: {o.get('reason', '')}"
-                                   for o in d.unsupported_ops)]
-        rows.append(
-            f"<tr><td>{esc(d.device)}</td><td>{verdict}</td><td class=n>{format_bytes(d.arena_bytes)}</td>"
-            f"<td>{esc(d.ram_source)}</td><td class=n>{format_bytes(d.ram_required_bytes)}</td>"
-            f"<td class=n>{format_bytes(d.ram_available_bytes)}</td>"
-            f"<td class=n>{format_bytes(d.flash_required_bytes)}</td>"
-            f"<td class=n>{format_bytes(d.flash_available_bytes)}</td>"
-            f"<td>{'<br>'.join(esc(p) for p in problems)}</td></tr>"
-        )
-    names = [d.device for d in report.results]
-    ram = _bars("RAM needed, share of the board's RAM", names,
-                [d.ram_required_bytes for d in report.results],
-                limits=[d.ram_available_bytes for d in report.results])
-    flash = _bars("Flash needed, share of the board's flash", names,
-                  [d.flash_required_bytes for d in report.results],
-                  limits=[d.flash_available_bytes for d in report.results])
-    return (
-        "<h2>Devices</h2><p class=muted>RAM = tensor arena + runtime and application share; "
-        "'measured' arenas come from TensorFlow Lite Micro on this (64-bit) host.</p>"
-        "<table><tr><th>device</th><th>verdict</th><th>arena B</th><th>source</th>"
-        "<th>RAM need</th><th>RAM have</th><th>flash need</th><th>flash have</th>"
-        f"<th>problems</th></tr>{''.join(rows)}</table>"
-        f'<div class="charts">{ram}{flash}</div>'
-    )
+    return _html.render(result)
 
 
 # --------------------------------------------------------------------------- devices
@@ -228,16 +152,7 @@ def devices_table(devices) -> str:
     return table(["device", "SoC", "clock", "RAM", "flash", "runtime", "ops"], rows)
 
 
-def devices_json(devices) -> str:
-    """All profiles as a JSON list (every key of the schema)."""
-    return json.dumps([d.model_dump(mode="json") for d in devices], indent=2)
-
-
 # --------------------------------------------------------------------------- check
-
-
-def _ram_source(r) -> str:
-    return f"{r.ram_source} ({r.pointer_bytes * 8}-bit)"
 
 
 def _need(required: int | None, available: int | None, unknown: str) -> str:
@@ -247,11 +162,31 @@ def _need(required: int | None, available: int | None, unknown: str) -> str:
     return f"{format_bytes(required)} / {format_bytes(available)}{share}"
 
 
+def findings(report) -> list[tuple[str, str, list[str]]]:
+    """Every problem, then every note, of a check ``Report``: ``(kind, text, devices)`` with
+    each text once (a long TFLM error shared by seven boards is one entry naming the seven).
+
+    ``kind`` is ``"problem"`` (problems and unsupported operators) or ``"note"``.
+    """
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for r in report.results:
+        problems = list(r.problems) + [
+            f"unsupported op {u['op']} v{u['version']}: {u['reason']}" for u in r.unsupported_ops
+        ]
+        for text in problems:
+            grouped.setdefault(("problem", text), []).append(r.device)
+    for r in report.results:
+        for text in r.notes:
+            grouped.setdefault(("note", text), []).append(r.device)
+    return [(kind, text, devices) for (kind, text), devices in grouped.items()]
+
+
 def check_table(report) -> str:
     """The terminal report of ``edgeflow check``: one row per device, then problems.
 
-    The RAM column says, per device, whether the arena was measured by tflite-micro or
-    estimated from the static plan, and for which pointer width.
+    The "arena figure" column names, per device, which arena the RAM figure is built on
+    (:data:`ARENA_FIGURES`): measured by tflite-micro, estimated for a pointer width, or
+    the activation plan peak (LiteRT and Edge TPU boards).
 
     Args:
         report: a ``edgeflow.devices.Report``.
@@ -266,8 +201,8 @@ def check_table(report) -> str:
     if meas is not None:
         if meas["status"] == "ok":
             lines.append(
-                f"tflite-micro arena: {format_bytes(meas['arena_bytes'])} measured on this "
-                f"{meas['pointer_bytes'] * 8}-bit host (smallest arena that runs the model)"
+                f"{arena_name('measured', meas['pointer_bytes'])}: {format_bytes(meas['arena_bytes'])} "
+                "(the smallest arena tflite-micro runs the model with)"
             )
         else:
             lines.append(f"tflite-micro: {meas['status']}: {meas['message'] or 'no message'}")
@@ -278,28 +213,20 @@ def check_table(report) -> str:
             r.device,
             r.runtime,
             format_bytes(r.arena_bytes),
-            _ram_source(r),
+            device_arena_name(r),
             _need(r.ram_required_bytes, r.ram_available_bytes, "host"),
             _need(r.flash_required_bytes, r.flash_available_bytes, "not checked"),
             ops,
             r.verdict,
         ])
     lines += ["", table(
-        ["device", "runtime", "arena", "arena source", "RAM need / avail", "flash need / avail",
+        ["device", "runtime", "arena", "arena figure", "RAM need / avail", "flash need / avail",
          "ops", "verdict"],
         rows, "llrlllll",
     )]
-    trouble: dict[str, list[str]] = {}  # the same problem on several devices is listed once
-    for r in report.results:
-        texts = list(r.problems) + [
-            f"unsupported op {u['op']} v{u['version']}: {u['reason']}" for u in r.unsupported_ops
-        ]
-        for text in texts:
-            trouble.setdefault(text, []).append(r.device)
+    trouble = [(text, devs) for kind, text, devs in findings(report) if kind == "problem"]
     if trouble:
-        lines += ["", "problems:"] + [
-            f"  {', '.join(devs)}: {text}" for text, devs in trouble.items()
-        ]
+        lines += ["", "problems:"] + [f"  {', '.join(devs)}: {text}" for text, devs in trouble]
     lines += [
         "",
         "RAM need = arena + runtime and application share (+ the model on Linux boards); "
@@ -310,6 +237,62 @@ def check_table(report) -> str:
     return "\n".join(lines)
 
 
-def check_json(report) -> str:
-    """``edgeflow check --json``: a JSON list, one object per device."""
-    return json.dumps([r.to_dict() for r in report.results], indent=2)
+
+# --------------------------------------------------------------------------- inspect
+
+# Builtin-option fields that hold a schema enum: field -> enum class of the TFLite schema.
+_OPTION_ENUMS = {
+    "padding": "Padding",
+    "fused_activation_function": "ActivationFunctionType",
+    "weights_format": "FullyConnectedOptionsWeightsFormat",
+    "kernel_type": "LSTMKernelType",
+    "combiner": "CombinerType",
+    "reduce_function": "ReduceWindowFunction",
+    "algorithm": "RngAlgorithm",
+    "comparison_direction": "StablehloComparisonDirection",
+    "compare_type": "StablehloComparisonType",
+    **{k: "TensorType" for k in ("quantized_bias_type", "out_data_type", "in_data_type",
+                                 "output_type", "idx_out_type", "out_type")},
+}
+_OP_OPTION_ENUMS = {("LSH_PROJECTION", "type"): "LSHProjectionType", ("MIRROR_PAD", "mode"): "MirrorPadMode"}
+
+
+def _enum_names(enum_class: str) -> dict[int, str]:
+    from edgeflow.tflite._schema import schema
+
+    return {v: k for k, v in vars(getattr(schema, enum_class)).items()
+            if not k.startswith("_") and isinstance(v, int)}
+
+
+def _named_options(op_name: str, options: dict) -> dict:
+    """Builtin options with enum values as their schema names (``"padding": "SAME"``)."""
+    named = {}
+    for key, value in options.items():
+        enum = _OP_OPTION_ENUMS.get((op_name, key)) or _OPTION_ENUMS.get(key)
+        if enum and isinstance(value, int) and not isinstance(value, bool):
+            value = _enum_names(enum).get(value, value)
+        named[key] = value
+    return named
+
+
+def inspect_payload(info, plan, arena) -> dict:
+    """``edgeflow inspect --json``'s payload: every field of the model, enums by name.
+
+    Args:
+        info: ``tflite.ModelInfo``; plan: its ``MemoryPlan``; arena: its ``ArenaEstimate``.
+
+    Returns:
+        ``info.to_dict()`` with each operator's builtin options named (``"padding": "SAME"``,
+        ``"fused_activation_function": "RELU"``), plus ``memory_plan`` and ``arena_estimate``
+        and the arena figures by their names (:data:`ARENA_FIGURES`).
+    """
+    data = info.to_dict()
+    for op in data["ops"]:
+        op["options"] = _named_options(op["name"], op.get("options") or {})
+    data["memory_plan"] = plan.to_dict()
+    data["arena_estimate"] = arena.to_dict()
+    data["arena_figures"] = {
+        arena_name("plan"): plan.peak_bytes,
+        arena_name("estimated", arena.pointer_bytes): arena.total_bytes,
+    }
+    return data

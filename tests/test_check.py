@@ -84,9 +84,11 @@ def test_int8_cnn_arena_is_measured_once_and_fits_every_board(int8_cnn, measure_
         assert not r.unsupported_ops and not r.problems
         if r.runtime == "tflm":
             assert (r.ram_source, r.pointer_bytes, r.arena_bytes) == ("measured", 8, measured)
-            assert any("32-bit estimate" in n for n in r.notes)
+            assert any("(arena (estimated, 32-bit) " in n for n in r.notes)
+            assert r.arena_figure == "arena (measured, host TFLM 64-bit)"
         else:
             assert r.ram_source == "estimated" and r.arena_bytes == est["plan"]
+            assert r.arena_figure == "activation plan peak"
         dev = load_devices()[r.device]
         if dev.ram_bytes is not None:
             overhead = dev.overhead.runtime.ram_bytes + dev.overhead.application.ram_bytes
@@ -166,10 +168,14 @@ def test_cli_exit_codes_and_json(int8_cnn, gelu_int8, tmp_path):
     result = runner.invoke(main, ["check", str(good), "-d", "raspberry-pi-pico",
                                   "-d", "raspberry-pi-4", "--json"])
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.output)
+    document = json.loads(result.stdout)
+    assert document["command"] == "check" and document["verdict"] == "pass"
+    rows = document["devices"]
     assert [r["device"] for r in rows] == ["raspberry-pi-pico", "raspberry-pi-4"]
     assert all(JSON_KEYS <= set(r) for r in rows)
     assert rows[0]["ram_source"] == "measured" and rows[1]["ram_source"] == "estimated"
+    assert rows[0]["arena_figure"] == "arena (measured, host TFLM 64-bit)"
+    assert rows[1]["arena_figure"] == "activation plan peak"
     result = runner.invoke(main, ["check", str(bad), "--device", "all", "--no-measure"])
     assert result.exit_code == 1
     assert "GELU" in result.output and "does NOT fit" in result.output
@@ -213,13 +219,13 @@ def test_non_tflite_inputs_get_a_clear_error(trained_cnn, tmp_path):
 
 SNAPSHOT = """\
 model m.tflite: 27.2 KiB, 7 ops (0 in float32), weights 21.3 KiB
-tflite-micro arena: 5.9 KiB measured on this 64-bit host (smallest arena that runs the model)
+arena (measured, host TFLM 64-bit): 5.9 KiB (the smallest arena tflite-micro runs the model with)
 
-device      runtime      arena  arena source        RAM need / avail            flash need / avail           ops        verdict
-----------  -------  ---------  ------------------  --------------------------  ---------------------------  ---------  ------------------------------
-board-a     tflm       5.9 KiB  measured (64-bit)   53.9 KiB / 256.0 KiB (21%)  171.2 KiB / 960.0 KiB (18%)  ok         fits (21% RAM)
-board-b     litert   201.4 KiB  estimated (64-bit)  184.8 MiB / 1.0 GiB (18%)   not checked                  ok         fits (18% RAM)
-usb-coproc  edgetpu    1.8 KiB  estimated (64-bit)  host                        not checked                  1 missing  does not fit: 1 unsupported op
+device      runtime      arena  arena figure                        RAM need / avail            flash need / avail           ops        verdict
+----------  -------  ---------  ----------------------------------  --------------------------  ---------------------------  ---------  ------------------------------
+board-a     tflm       5.9 KiB  arena (measured, host TFLM 64-bit)  53.9 KiB / 256.0 KiB (21%)  171.2 KiB / 960.0 KiB (18%)  ok         fits (21% RAM)
+board-b     litert   201.4 KiB  activation plan peak                184.8 MiB / 1.0 GiB (18%)   not checked                  ok         fits (18% RAM)
+usb-coproc  edgetpu    1.8 KiB  activation plan peak                host                        not checked                  1 missing  does not fit: 1 unsupported op
 
 problems:
   usb-coproc: unsupported op GELU v2: not in the table

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from _schema import document
 
 from edgeflow._keras import keras
 from edgeflow.convert import convert
@@ -213,16 +214,20 @@ def test_deploy_coral_cli_json_and_dry_run(leaky_int8, tmp_path):
 
     model = tmp_path / "leaky.tflite"
     model.write_bytes(leaky_int8)
-    out = tmp_path / "coral.json"
-    res = CliRunner().invoke(main, ["deploy", "coral", str(model), "--json", str(out)])
-    assert res.exit_code == 0, res.output
-    rec = json.loads(out.read_text())
+    res = CliRunner().invoke(main, ["deploy", "coral", str(model), "--json"])
+    assert res.exit_code == 1, res.output  # not fully compatible: done, but it does not fit
+    doc = document(res.stdout)
+    rec = doc["result"]
+    assert doc["verdict"] == "fail" and doc["devices"][0] == {
+        "device": "edge-tpu", "fits": False,
+        "verdict": "NOT fully compatible (1 ops on the TPU, 5 on the CPU)"}
     assert rec["precheck"]["first_unsupported"]["op"] == "LEAKY_RELU"
-    assert "NOT fully compatible" in res.output
     if compiler_path() is None:
         assert rec["compiled_model"] is None and "skipped" in rec["compile_note"]
+    res = CliRunner().invoke(main, ["deploy", "coral", str(model)])
+    assert res.exit_code == 1 and "Edge TPU pre-check: NOT fully compatible" in res.output
     res = CliRunner().invoke(main, ["deploy", "coral", str(model), "--host", "mendel@coral.invalid", "--dry-run"])
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 1, res.output
     assert "StrictHostKeyChecking=yes" in res.output and "dry run: nothing was run" in res.output
     r = deploy_coral(leaky_int8, dry_run=True)
     assert r.board is None and r.precheck["ops_on_tpu"] == 1

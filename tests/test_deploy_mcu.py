@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from edgeflow._io import MARKER
 from edgeflow.deploy.mcu import arena_with_margin, generate_mcu_project, resolver_calls
 from edgeflow.errors import EdgeflowError
 
@@ -210,7 +211,8 @@ def test_project_for_board_compiles_and_registers_exactly_the_models_ops(board, 
     if board.startswith("arduino"):
         assert p.kind == "arduino"
         assert sorted(x.name for x in out.iterdir()) == sorted(
-            ["digits_fw.ino", "model_data.h", "model_data.cc", "edgeflow_config.h", "op_resolver.h", "README.md"])
+            ["digits_fw.ino", "model_data.h", "model_data.cc", "edgeflow_config.h", "op_resolver.h", "README.md",
+             MARKER])
         src = include = out
         main = (out / "digits_fw.ino").read_text()
     else:
@@ -267,13 +269,18 @@ def test_arena_margin_formula():
     assert arena_with_margin(1, 0.0) == 1040
 
 
-def test_existing_project_is_replaced_atomically(int8_cnn, tmp_path):
+def test_existing_project_is_updated_only_with_force_and_keeps_other_files(int8_cnn, tmp_path):
     out = tmp_path / "fw"
     generate_mcu_project(int8_cnn, "nucleo-h743zi", out, arena_bytes=5000)
-    (out / "stale.txt").write_text("old")
-    p = generate_mcu_project(int8_cnn, "nucleo-h743zi", out, arena_bytes=6000)
-    assert not (out / "stale.txt").exists()
-    assert f"#define EDGEFLOW_ARENA_SIZE {p.arena_bytes}" in (out / "include" / "edgeflow_config.h").read_text()
+    (out / "notes.txt").write_text("mine")
+    config = out / "include" / "edgeflow_config.h"
+    before = config.read_text()
+    with pytest.raises(EdgeflowError, match="pass --force to replace them"):
+        generate_mcu_project(int8_cnn, "nucleo-h743zi", out, arena_bytes=6000)
+    assert config.read_text() == before
+    p = generate_mcu_project(int8_cnn, "nucleo-h743zi", out, arena_bytes=6000, force=True)
+    assert (out / "notes.txt").read_text() == "mine"
+    assert f"#define EDGEFLOW_ARENA_SIZE {p.arena_bytes}" in config.read_text()
     assert p.arena_source == "given"
 
 
@@ -287,9 +294,9 @@ def test_cli_mcu(int8_cnn, tmp_path):
     model = tmp_path / "m.tflite"
     model.write_bytes(int8_cnn)
     res = CliRunner().invoke(main, ["deploy", "mcu", str(model), "--board", "esp32-s3-devkitc-1", "-o",
-                                    str(tmp_path / "fw"), "--arena-bytes", "4000", "--json", str(tmp_path / "p.json")])
+                                    str(tmp_path / "fw"), "--arena-bytes", "4000", "--json"])
     assert res.exit_code == 0, res.output
-    rec = json.loads((tmp_path / "p.json").read_text())
+    rec = json.loads(res.stdout)["result"]
     assert rec["kind"] == "platformio" and rec["arena_bytes"] == arena_with_margin(4000)
     assert "TensorFlowLite_ESP32.h" in (tmp_path / "fw" / "src" / "main.cpp").read_text()
     res = CliRunner().invoke(main, ["deploy", "mcu", str(tmp_path / "missing.tflite"), "--board", "nucleo-h743zi",

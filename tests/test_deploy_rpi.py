@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _schema import document
 
 from edgeflow.deploy.rpi import deploy_rpi
 from edgeflow.deploy.ssh import SSHTarget
@@ -174,21 +175,22 @@ def test_dry_run_prints_every_step_and_runs_nothing(int8_cnn, tmp_path):
     assert not (tmp_path / "kh").exists()
 
 
-def test_cli_end_to_end_writes_json(sshd, int8_cnn, tmp_path):
+def test_cli_end_to_end_json(sshd, int8_cnn, tmp_path):
     from click.testing import CliRunner
 
     from edgeflow.cli import main
 
     model = tmp_path / "m.tflite"
     model.write_bytes(int8_cnn)
-    out = tmp_path / "rpi.json"
     res = CliRunner().invoke(main, [
         "deploy", "rpi", str(model), "127.0.0.1", "--user", sshd["user"], "--port", str(sshd["port"]),
         "-i", sshd["key"], "--known-hosts", sshd["known_hosts"], "--remote-python", sys.executable,
         "--remote-dir", str(tmp_path / "board"), "--skip-install", "--runs", "5", "--warmup", "1",
-        "--json", str(out)])
+        "--json"])
     assert res.exit_code == 0, res.output
-    rec = json.loads(out.read_text())
+    doc = document(res.stdout)
+    rec = doc["result"]
+    assert doc["devices"][0]["fits"] and doc["verdict"] == "pass"
     assert rec["correctness"]["match"] and rec["latency"]["runs"] == 5
     assert np.isfinite(rec["latency"]["p90_ms"])
 

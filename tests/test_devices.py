@@ -92,6 +92,7 @@ def test_profiles_ship_inside_the_package_for_non_editable_installs(tmp_path):
     # the recipes and deployment templates ship the same way
     assert "edgeflow/_data/recipes/quickstart.yaml" in names
     assert any(n.startswith("edgeflow/_data/templates/") for n in names)
+    assert "edgeflow/schema/output.schema.json" in names  # the --json schema (cli._output.schema)
 
 
 def test_unknown_device_suggests_the_closest_name():
@@ -176,7 +177,7 @@ def test_cli_devices_table_and_json(tmp_path):
     assert lines[0].split()[:3] == ["device", "SoC", "clock"]
     assert [line.split()[0] for line in lines[2:]] == SHIPPED
     result = runner.invoke(main, ["devices", "--json"])
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)["result"]["profiles"]
     assert [d["name"] for d in data] == SHIPPED and all(d["sources"] for d in data)
     shutil.copy(_shipped_dir() / "sparkfun-edge.yaml", tmp_path / "edge2.yaml")
     (tmp_path / "edge2.yaml").write_text(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from _schema import document
 from click.testing import CliRunner
 
 from edgeflow._keras import keras
@@ -31,11 +32,13 @@ def test_cli_distill_writes_a_plain_student(tmp_path, digits, trained_cnn):
         "--student", str(tmp_path / "student.keras"), "--data", str(tmp_path / "train.npz"),
         "-o", str(out), "--loss", "soft", "--loss", "attention:5",
         "--attention-pair", "relu2:s_conv", "--epochs", "2", "--temperature", "3",
-        "--validation-data", str(tmp_path / "val.npz"),
+        "--validation-data", str(tmp_path / "val.npz"), "--json",
     ])
     assert result.exit_code == 0, result.output
-    assert "wrote" in result.output and "soft, attention" in result.output
-    assert "val_accuracy=" in result.output
+    doc = document(result.stdout)
+    assert doc["summary"].startswith(f"wrote {out} (student ") and "soft, attention" in doc["summary"]
+    assert "val_accuracy=" in doc["summary"] and len(doc["result"]["history"]["val_accuracy"]) == 2
+    assert doc["result"]["losses"] == ["soft", "attention"]
     model = keras.models.load_model(out)
     assert [la.name for la in model.layers] == [la.name for la in student.layers]
     assert sorted(p.name for p in out.parent.iterdir()) == ["small.keras"]  # nothing left over

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from _schema import document
 from click.testing import CliRunner
 
 from edgeflow.cli import main
@@ -41,7 +42,9 @@ def test_quickstart_end_to_end(quickstart_run):
     for name in ("model_data.h", "model_data.cc", "report.html"):
         assert (out / name).exists()
     page = (out / "report.html").read_text()
-    assert page.count("<svg") == 5  # accuracy, size, gzip size, RAM and flash per board
+    # accuracy vs size, size, gzip size, the arena split, RAM and flash per board
+    assert page.count("<svg") == 6
+    assert "<h2>Operators</h2>" in page and "arena (measured, host TFLM 64-bit)" in page
     assert all(name in page for name in shipped)
     table = result.output
     assert "stage" in table and "verdict" in table
@@ -51,11 +54,14 @@ def test_quickstart_end_to_end(quickstart_run):
 @pytest.mark.slow
 def test_quickstart_resumes_from_artifacts(quickstart_run):
     out, first = quickstart_run
-    result = CliRunner().invoke(main, ["run", "recipes/quickstart.yaml", "-o", str(out), "--resume"])
+    result = CliRunner().invoke(main, ["run", "recipes/quickstart.yaml", "-o", str(out), "--resume", "--json"])
     assert result.exit_code == first.exit_code, result.output
     report = json.loads((out / "report.json").read_text())
     resumed = [s["stage"] for s in report["stages"] if s["resumed"]]
     assert resumed == ["train", "prune", "qat", "convert"]
+    doc = document(result.stdout)  # the same run as one JSON document on stdout
+    assert doc["result"]["stages"] == report["stages"] and doc["devices"] == report["devices"]
+    assert doc["verdict"] == ("pass" if report["fits_all"] else "fail")
 
 
 @pytest.mark.slow

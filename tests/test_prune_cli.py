@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
+from _schema import document
 from click.testing import CliRunner
 
 from edgeflow.cli import main
@@ -42,7 +41,9 @@ def test_magnitude_with_data_prints_json(files):
         "--data", str(files / "train.npz"), "--epochs", "1", "--json",
     ])
     assert result.exit_code == 0, result.output
-    record = json.loads(result.output[result.output.index("{"):])
+    doc = document(result.stdout)  # stdout is the one JSON document, valid against the schema
+    record = doc["result"]
+    assert doc["command"] == "prune" and doc["outputs"] == [str(out)] and record["method"] == "magnitude"
     assert record["overall_sparsity"] == pytest.approx(0.6, abs=0.01)
     from edgeflow import prune
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _schema import document
 from click.testing import CliRunner
 
 from edgeflow.cli import main
@@ -38,9 +39,11 @@ def test_cli_int8_report_and_keep_float(files):
 def test_cli_qat_writes_full_int8(files):
     out = files / "q.tflite"
     res = _run("quantize", files / "cnn.keras", "-o", out, "--mode", "qat", "--data",
-               files / "train.npz", "--epochs", "1")
+               files / "train.npz", "--epochs", "1", "--json")
     assert res.exit_code == 0, res.output
-    assert "check: full int8" in res.output
+    doc = document(res.stdout)
+    assert doc["result"]["int8"]["summary"].startswith("full int8") and doc["result"]["int8"]["ok"]
+    assert doc["outputs"] == [str(out)] and doc["result"]["size_bytes"] == out.stat().st_size
     assert verify_int8(out.read_bytes()).ok
 
 

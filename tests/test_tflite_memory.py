@@ -122,14 +122,16 @@ def test_cli_table_and_json(tmp_path, int8_cnn, cnn_info):
     for op, version in cnn_info.op_versions().items():
         assert op in text and f"v{version}" in text
     assert f"{cnn_info.total_macs:,} MACs" in text
-    assert f"{plan_memory(cnn_info).peak_bytes:,} bytes" in text
-    assert f"{estimate_arena(cnn_info).total_bytes:,} bytes at 32-bit" in text
+    assert f"activation plan peak:      {plan_memory(cnn_info).peak_bytes:,} bytes" in text
+    assert f"arena (estimated, 32-bit): {estimate_arena(cnn_info).total_bytes:,} bytes" in text
     assert "1x8x8x1" in text and "zero_point=" in text
-    data = json.loads(_run(path, "--json").output)
+    data = json.loads(_run(path, "--json").stdout)["result"]
     assert data["memory_plan"]["peak_bytes"] == plan_memory(cnn_info).peak_bytes
     assert data["arena_estimate"]["pointer_bytes"] == 4
     assert data["weights_bytes"] == cnn_info.weights_bytes
     assert data["op_versions"] == cnn_info.op_versions()
+    conv = next(op for op in data["ops"] if op["name"] == "CONV_2D")  # enums by name, not integers
+    assert conv["options"]["padding"] == "SAME" and conv["options"]["fused_activation_function"] == "RELU"
 
 
 def test_cli_bad_files_exit_2(tmp_path, int8_cnn):

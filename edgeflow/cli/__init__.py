@@ -3,8 +3,11 @@
 Each command lives in its own module and is imported only when it runs, so
 ``edgeflow --help`` and ``edgeflow devices`` start without loading TensorFlow.
 
-Exit status: 0 success (and "fits"), 1 the model does not fit a named device,
-2 bad input, 3 an internal error (a bug: rerun with --debug and report it).
+Exit status (every command, ``edgeflow.cli._output``): 0 done and fits, 1 done but does not
+fit / not compatible / over a limit, 2 bad input, 3 an internal error (a bug: rerun with
+--debug and report it). ``--json`` on every command prints one document of the schema in
+``edgeflow/schema/output.schema.json``; TensorFlow's start-up noise never reaches stderr
+unless ``--debug`` (``edgeflow._quiet``).
 """
 
 from __future__ import annotations
@@ -49,35 +52,62 @@ class _LazyGroup(click.Group):
         return super().resolve_command(ctx, args)
 
     def invoke(self, ctx):
+        from edgeflow import _quiet
+        from edgeflow.cli import _output
+
+        args = [*getattr(ctx, "_protected_args", []), *ctx.args]
         debug = ctx.params.get("debug") or "--debug" in sys.argv
-        try:
-            return super().invoke(ctx)
-        except EdgeflowError as err:
-            if debug:
+        json_mode = "--json" in args[: args.index("--")] if "--" in args else "--json" in args
+        command = self._command_name(ctx, args)
+        with _quiet.session(debug=debug, json_mode=json_mode) as stream, \
+                _output.command_run(command, json_mode, stream):
+            try:
+                return super().invoke(ctx)
+            except EdgeflowError as err:
+                if debug:
+                    raise
+                _output.report_error(err.exit_code, str(err))
+                ctx.exit(err.exit_code)
+            except click.UsageError as err:
+                # One line, like every other bad input; the usage text is one --help away.
+                where = "edgeflow"
+                if err.ctx is not None:  # the command path, whatever the program was called
+                    where += err.ctx.command_path[len(err.ctx.find_root().info_name or ""):]
+                _output.report_error(2, f"{err.format_message()} (see '{where} --help')")
+                ctx.exit(2)
+            except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
                 raise
-            click.echo(f"error: {err}", err=True)
-            ctx.exit(err.exit_code)
-        except click.UsageError as err:
-            # One line, like every other bad input; the usage text is one --help away.
-            where = "edgeflow"
-            if err.ctx is not None:  # the command path, whatever the program was called
-                where += err.ctx.command_path[len(err.ctx.find_root().info_name or ""):]
-            click.echo(f"error: {err.format_message()} (see '{where} --help')", err=True)
-            ctx.exit(2)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
-            raise
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            ctx.exit(130)
-        except Exception as err:  # a bug: one line, with the way to see the traceback
-            if debug:
-                raise
-            click.echo(
-                f"error: internal error {type(err).__name__}: {first_line(err)} "
-                "(rerun with --debug for the traceback and please report it)",
-                err=True,
-            )
-            ctx.exit(3)
+            except KeyboardInterrupt:
+                click.echo("interrupted", err=True)
+                ctx.exit(130)
+            except Exception as err:  # a bug: one line, with the way to see the traceback
+                if debug:
+                    raise
+                _output.report_error(
+                    3,
+                    f"internal error {type(err).__name__}: {first_line(err)} "
+                    "(rerun with --debug for the traceback and please report it)",
+                )
+                ctx.exit(3)
+
+    def _command_name(self, ctx, args: list[str]) -> str:
+        """The command as typed (``check``, ``deploy mcu``), from the arguments after ``edgeflow``."""
+        names: list[str] = []
+        group: click.Group = self
+        for arg in args:
+            if arg.startswith("-"):
+                break
+            try:
+                cmd = group.get_command(ctx, arg)
+            except Exception:  # an unknown name: resolve_command reports it
+                cmd = None
+            if cmd is None:
+                break
+            names.append(arg)
+            if not isinstance(cmd, click.Group):
+                break
+            group = cmd
+        return " ".join(names) or "edgeflow"
 
 
 def _available(name: str) -> bool:

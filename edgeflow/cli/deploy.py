@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import click
+
+from edgeflow.cli._output import finish, force_option, json_option
 
 
 def _ssh_options(f):
@@ -26,8 +26,8 @@ def _ssh_options(f):
         click.option("--warmup", default=5, show_default=True, help="Untimed warm-up runs."),
         click.option("--threads", type=int, help="Interpreter threads on the board (default: the runtime's)."),
         click.option("--input", "sample", help="Input sample .npy (float samples are quantized); default random."),
-        click.option("--json", "json_path", help="Write the result record to this JSON file."),
         click.option("--dry-run", is_flag=True, help="Print every step and command; run nothing."),
+        json_option,
     ]
     for option in reversed(options):
         f = option(f)
@@ -46,11 +46,16 @@ def _board_kwargs(remote_python, remote_dir, skip_install, runs, warmup, threads
                 warmup=warmup, threads=threads, sample=sample)
 
 
-def _write_json(path, record: dict) -> None:
-    from edgeflow import _io
-
-    _io.write_text(path, json.dumps(record, indent=2, default=str) + "\n")
-    click.echo(f"wrote {path}")
+def _board_entry(result) -> dict:
+    """The envelope's device entry for a board run: it fits when its output matches the host's."""
+    cor = result.correctness or {}
+    match = bool(cor.get("match"))
+    lat = result.latency or {}
+    verdict = ("output matches the host" if match else "output DIFFERS from the host")
+    if lat.get("median_ms") is not None:
+        verdict += f"; median {lat['median_ms']:.3f} ms"
+    return {"device": result.target, "fits": match, "verdict": verdict, "host": result.host,
+            "latency": result.latency, "correctness": result.correctness}
 
 
 @click.group()
@@ -63,76 +68,85 @@ def deploy():
 @click.argument("host")
 @_ssh_options
 def rpi(model, host, user, port, identity, known_hosts, ssh_config, accept_new_host_key, remote_python,
-        remote_dir, skip_install, runs, warmup, threads, sample, json_path, dry_run):
+        remote_dir, skip_install, runs, warmup, threads, sample, dry_run, as_json):
     """Copy MODEL (.tflite) to HOST over SSH, benchmark it there and check it against the host.
 
     HOST is a host name, user@host or an alias from ~/.ssh/config. Host keys are always
-    checked (StrictHostKeyChecking=yes, unless --accept-new-host-key).
+    checked (StrictHostKeyChecking=yes, unless --accept-new-host-key). Exit status 1 when
+    the board's output differs from the host's by more than one quantization step.
     """
-    from edgeflow.deploy.rpi import deploy_rpi
+    from edgeflow.deploy.rpi import deploy_rpi, summary_table
 
     target = _target(host, user, port, identity, known_hosts, ssh_config, accept_new_host_key)
     result = deploy_rpi(model, target, dry_run=dry_run, log=click.echo,
                         **_board_kwargs(remote_python, remote_dir, skip_install, runs, warmup, threads, sample))
     if dry_run:
-        click.echo("dry run: nothing was run")
-        return
-    from edgeflow.deploy.rpi import summary_table
-
-    click.echo(summary_table(result))
-    if json_path:
-        _write_json(json_path, result.to_dict())
-    if result.correctness and not result.correctness["match"]:
-        raise click.exceptions.Exit(1)
+        finish("deploy rpi", result.to_dict(), text="dry run: nothing was run", model=model,
+               summary="dry run: nothing was run")
+    entry = _board_entry(result)
+    finish("deploy rpi", result.to_dict(), text=summary_table(result), exit_code=0 if entry["fits"] else 1,
+           model=model, devices=[entry], summary=f"{result.target}: {entry['verdict']}")
 
 
 @deploy.command()
 @click.argument("model")
 @click.option("--host", help="A Coral Dev Board to benchmark on over SSH (host, user@host or ~/.ssh/config alias).")
 @click.option("-o", "--out-dir", help="Where the compiled model goes (default: beside MODEL).")
+@force_option
 @_ssh_options
-def coral(model, host, out_dir, user, port, identity, known_hosts, ssh_config, accept_new_host_key,
-          remote_python, remote_dir, skip_install, runs, warmup, threads, sample, json_path, dry_run):
+def coral(model, host, out_dir, force, user, port, identity, known_hosts, ssh_config, accept_new_host_key,
+          remote_python, remote_dir, skip_install, runs, warmup, threads, sample, dry_run, as_json):
     """Pre-check MODEL for the Edge TPU, compile it (if edgetpu_compiler is installed), and
-    benchmark it on a Dev Board with --host."""
+    benchmark it on a Dev Board with --host.
+
+    Exit status 1 when the model is not fully Edge TPU compatible (some operators would run
+    on the CPU) or the board's output differs from the host's.
+    """
     from edgeflow.deploy.coral import deploy_coral, precheck_table
     from edgeflow.deploy.rpi import BoardResult, summary_table
 
     target = _target(host, user, port, identity, known_hosts, ssh_config, accept_new_host_key) if host else None
     kwargs = _board_kwargs(remote_python, remote_dir, skip_install, runs, warmup, threads, sample) if host else {}
-    result = deploy_coral(model, out_dir=out_dir, target=target, dry_run=dry_run, log=click.echo, **kwargs)
+    result = deploy_coral(model, out_dir=out_dir, target=target, dry_run=dry_run, force=force, log=click.echo,
+                          **kwargs)
     pc = result.precheck
-    click.echo(precheck_table(pc))
-    click.echo(f"Edge TPU pre-check: {'compatible' if pc['compatible'] else 'NOT fully compatible'} "
+    verdict = (f"{'compatible' if pc['compatible'] else 'NOT fully compatible'} "
                f"({pc['ops_on_tpu']} ops on the TPU, {pc['ops_on_cpu']} on the CPU)")
+    lines = [precheck_table(pc), f"Edge TPU pre-check: {verdict}"]
+    devices = [{"device": "edge-tpu", "fits": bool(pc["compatible"]), "verdict": verdict}]
     if result.board and not dry_run:
-        click.echo(summary_table(BoardResult(**result.board)))
+        board = BoardResult(**result.board)
+        lines.append(summary_table(board))
+        devices.append(_board_entry(board))
     if dry_run:
-        click.echo("dry run: nothing was run")
-        return
-    if json_path:
-        _write_json(json_path, result.to_dict())
+        lines.append("dry run: nothing was run")
+    fits = all(d["fits"] for d in devices)
+    finish("deploy coral", result.to_dict(), text="\n".join(lines), exit_code=0 if fits else 1, model=model,
+           devices=devices, outputs=[result.compiled_model] if result.compiled_model else [],
+           summary=f"Edge TPU pre-check: {verdict}")
 
 
 @deploy.command()
 @click.argument("model")
 @click.option("--board", required=True, help="Microcontroller profile name (see 'edgeflow devices').")
-@click.option("-o", "--out-dir", required=True, help="Project directory to create (replaced if it exists).")
+@click.option("-o", "--out-dir", required=True,
+              help="Project folder to create (new or empty; with --force, one edgeflow generated before).")
 @click.option("--arena-margin", default=0.25, show_default=True,
               help="Arena margin: a fraction of the measured arena (plus 1 KiB).")
 @click.option("--arena-bytes", type=int, help="Use this measured arena instead of running check.")
-@click.option("--json", "json_path", help="Write the project record to this JSON file.")
 @click.option("--dry-run", is_flag=True, help="Print every step and file; measure and write nothing.")
-def mcu(model, board, out_dir, arena_margin, arena_bytes, json_path, dry_run):
+@force_option
+@json_option
+def mcu(model, board, out_dir, arena_margin, arena_bytes, dry_run, force, as_json):
     """Generate an Arduino sketch or PlatformIO project that runs MODEL with TFLM on BOARD."""
     from edgeflow.deploy.mcu import generate_mcu_project
+    from edgeflow.report import arena_name
 
     result = generate_mcu_project(model, board, out_dir, margin=arena_margin, arena_bytes=arena_bytes,
-                                  dry_run=dry_run, log=click.echo)
+                                  dry_run=dry_run, force=force, log=click.echo)
     if dry_run:
-        click.echo("dry run: nothing was written")
-        return
-    click.echo(f"arena {result.arena_bytes:,} bytes; {len(result.resolver_calls)} ops registered; "
-               f"{result.kind} project in {result.out_dir}")
-    if json_path:
-        _write_json(json_path, result.to_dict())
+        finish("deploy mcu", result.to_dict(), text="dry run: nothing was written", model=model,
+               summary="dry run: nothing was written")
+    text = (f"{arena_name('configured')}: {result.arena_bytes:,} bytes; {len(result.resolver_calls)} ops "
+            f"registered; {result.kind} project in {result.out_dir}")
+    finish("deploy mcu", result.to_dict(), text=text, model=model, outputs=[result.out_dir], summary=text)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from edgeflow.cli._output import finish, force_option, json_option
+
 LOSS_NAMES = ("soft", "feature", "attention")  # edgeflow.distill.LOSSES, without importing TF
 
 
@@ -30,19 +32,23 @@ LOSS_NAMES = ("soft", "feature", "attention")  # edgeflow.distill.LOSSES, withou
 @click.option("--validation-data", help="Validation .npz with x and y (accuracy is printed).")
 @click.option("--verbose", is_flag=True, help="Show Keras's per-epoch progress.")
 @click.option("--unsafe", is_flag=True, help="Allow loading Lambda layers (runs code from the file).")
+@force_option
+@json_option
 def distill(teacher, student, data, output, losses, feature_pairs, attention_pairs, temperature,
-            alpha, epochs, batch_size, learning_rate, validation_data, verbose, unsafe):
+            alpha, epochs, batch_size, learning_rate, validation_data, verbose, unsafe, force, as_json):
     """Train STUDENT from TEACHER on labelled data and save the plain student.
 
     The saved model has exactly the student's layers (no teacher, no adapters), ready for
     `edgeflow quantize` (QAT) and `edgeflow export`.
     """
+    from edgeflow import _io
     from edgeflow.distill import distill as run
     from edgeflow.errors import EdgeflowError
     from edgeflow.models import load_model, save_model
 
     if not output.endswith((".keras", ".h5")):
         raise EdgeflowError(f"output {output!r} must end in .keras or .h5")
+    _io.check_file(output, force=force)
     result = run(
         load_model(student, safe_mode=not unsafe),
         load_model(teacher, safe_mode=not unsafe),
@@ -61,7 +67,9 @@ def distill(teacher, student, data, output, losses, feature_pairs, attention_pai
     save_model(result.model, output)
     hist = result.history
     parts = [f"{k}={hist[k][-1]:.4f}" for k in ("loss", "accuracy", "val_accuracy") if k in hist]
-    click.echo(
-        f"wrote {output} (student {result.model.count_params():,} parameters; "
-        f"losses {', '.join(result.losses) or 'none'}; after {epochs} epochs: {', '.join(parts)})"
-    )
+    text = (f"wrote {output} (student {result.model.count_params():,} parameters; "
+            f"losses {', '.join(result.losses) or 'none'}; after {epochs} epochs: {', '.join(parts)})")
+    payload = {"output": output, "parameters": int(result.model.count_params()),
+               "losses": list(result.losses), "epochs": epochs,
+               "history": {k: [float(v) for v in vals] for k, vals in hist.items()}}
+    finish("distill", payload, text=text, model=student, outputs=[output], summary=text)

@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
-import json
-
 import click
+
+from edgeflow.cli._output import finish, json_option
 
 
 @click.command()
 @click.argument("model")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
+@json_option
 def inspect(model: str, as_json: bool) -> None:
     """Show MODEL's operators (versions, counts, MACs), inputs/outputs, weights and memory."""
+    from edgeflow.report import inspect_payload
     from edgeflow.tflite import estimate_arena, parse, plan_memory
 
     info = parse(model)
     plan = plan_memory(info)
     arena = estimate_arena(info, pointer_bytes=4)
-    if as_json:
-        data = {"path": model, **info.to_dict(), "memory_plan": plan.to_dict(),
-                "arena_estimate": arena.to_dict()}
-        click.echo(json.dumps(data, indent=2))
-        return
-    click.echo(render(model, info, plan, arena))
+    finish("inspect", inspect_payload(info, plan, arena), text=render(model, info, plan, arena),
+           model={"path": model, "size_bytes": info.size_bytes},
+           summary=f"{len(info.ops)} operators, {info.total_macs:,} MACs, {len(info.float_ops())} float ops")
 
 
 def _quant(t) -> str:
@@ -43,6 +41,8 @@ def _table(header: list[str], rows: list[list[str]], align: str) -> list[str]:
 
 def render(path: str, info, plan, arena) -> str:
     """The human-readable report of ``edgeflow inspect`` (also used in tests)."""
+    from edgeflow.report import arena_name
+
     out = [
         f"{path}: {info.size_bytes:,} bytes, schema v{info.schema_version}, "
         f"{info.subgraphs} subgraph(s), {len(info.tensors)} tensors"
@@ -62,17 +62,18 @@ def render(path: str, info, plan, arena) -> str:
         out += _table(["name", "dtype", "shape", "quantization"], rows, "llll")
     floats = info.float_ops()
     out.append("")
-    out.append(f"weights:              {info.weights_bytes:,} bytes")
-    out.append(f"peak activations:     {plan.peak_bytes:,} bytes "
+    plan_name, arena_label = arena_name("plan"), arena_name("estimated", arena.pointer_bytes)
+    width = max(len(plan_name), len(arena_label)) + 2
+    out.append(f"{'weights:':<{width}}{info.weights_bytes:,} bytes")
+    out.append(f"{plan_name + ':':<{width}}{plan.peak_bytes:,} bytes "
                f"(TFLM greedy plan, {len(plan.buffers)} buffers, {plan.alignment}-byte aligned)")
-    out.append(f"TFLM arena estimate:  {arena.total_bytes:,} bytes at {8 * arena.pointer_bytes}-bit "
-               f"pointers ({arena.nonpersistent_bytes:,} activations + "
-               f"{arena.persistent_bytes:,} persistent)")
+    out.append(f"{arena_label + ':':<{width}}{arena.total_bytes:,} bytes "
+               f"({arena.nonpersistent_bytes:,} activations + {arena.persistent_bytes:,} persistent)")
     if floats:
         names = sorted({op.name for op in floats})
-        out.append(f"float ops:            {len(floats)} ({', '.join(names)})")
+        out.append(f"{'float ops:':<{width}}{len(floats)} ({', '.join(names)})")
     else:
-        out.append("float ops:            none (integer-only compute)")
+        out.append(f"{'float ops:':<{width}}none (integer-only compute)")
     return "\n".join(out)
 
 

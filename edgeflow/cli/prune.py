@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import click
+
+from edgeflow.cli._output import finish, force_option, json_option
 
 CRITERIA = ("l1", "l2", "fpgm", "activation", "taylor", "hessian")
 
@@ -46,13 +46,15 @@ def _layer_values(pairs: tuple[str, ...]) -> dict[str, float]:
               help="Per-layer sparsity/ratio (name or glob); repeat it.")
 @click.option("--epochs", type=int, help="Fine-tuning epochs (magnitude 2, structured 0 by default).")
 @click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the result record as JSON.")
 @click.option("--unsafe", is_flag=True, help="Allow loading Lambda layers (runs code from the file).")
+@force_option
+@json_option
 def prune(model, output, method, data, sparsity, schedule, m_by_n, ratio, criterion, steps,
-          max_accuracy_drop, layers, epochs, batch_size, as_json, unsafe):
+          max_accuracy_drop, layers, epochs, batch_size, unsafe, force, as_json):
     """Prune MODEL (.keras, .h5 or SavedModel) and write the smaller/sparser Keras model."""
     from pathlib import Path
 
+    from edgeflow import _io
     from edgeflow import prune as lib
     from edgeflow.data import labelled
     from edgeflow.errors import EdgeflowError
@@ -60,6 +62,7 @@ def prune(model, output, method, data, sparsity, schedule, m_by_n, ratio, criter
 
     if not output.endswith(".keras"):
         raise EdgeflowError(f"write the pruned model to a .keras file, not {Path(output).name!r}")
+    _io.check_file(output, force=force)
     keras_model = load_model(model, safe_mode=not unsafe)
     per_layer = _layer_values(layers)
     arrays = labelled(data, "--data") if data else None
@@ -88,7 +91,6 @@ def prune(model, output, method, data, sparsity, schedule, m_by_n, ratio, criter
         if result.stopped:
             line += f"; stopped: {result.stopped}"
     path = save_model(result.model, output)
-    if as_json:
-        click.echo(json.dumps({"output": str(path), "method": method, **result.summary()}, indent=2))
-    else:
-        click.echo(f"wrote {path} ({method}: {line})")
+    text = f"wrote {path} ({method}: {line})"
+    finish("prune", {"output": str(path), "method": method, **result.summary()}, text=text,
+           model=model, outputs=[path], summary=text)

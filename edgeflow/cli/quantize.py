@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import click
 
-from edgeflow.quantize.stage import QUANTIZE_MODES
+from edgeflow.cli._output import finish, force_option, json_option
+
+# edgeflow.quantize.QUANTIZE_MODES, named here so that `edgeflow --help` does not import
+# TensorFlow (tests/test_cli_contract.py checks that the two agree).
+MODE_NAMES = ("qat", "int8", "int16x8", "float16", "dynamic")
 
 
 @click.command()
 @click.argument("model")
 @click.option("-o", "--output", required=True, help="Output .tflite file.")
-@click.option("--mode", type=click.Choice(QUANTIZE_MODES), default="int8", show_default=True,
+@click.option("--mode", type=click.Choice(MODE_NAMES), default="int8", show_default=True,
               help="qat trains with --data (x, y); the others are post-training.")
 @click.option("--data", help="A .npz with x (and y): calibration samples, QAT training data.")
 @click.option("--eval-data", help="A .npz with x and y to score Keras vs .tflite (default: --data).")
@@ -22,10 +26,14 @@ from edgeflow.quantize.stage import QUANTIZE_MODES
               help="int8: keep the N worst ops in float; shows size, RAM and accuracy.")
 @click.option("--num-samples", default=200, show_default=True, help="Calibration samples at most.")
 @click.option("--unsafe", is_flag=True, help="Allow loading Lambda layers (runs code from the file).")
+@force_option
+@json_option
 def quantize(model, output, mode, data, eval_data, epochs, learning_rate, preserve_sparsity,
-             report, keep_float, num_samples, unsafe):
+             report, keep_float, num_samples, unsafe, force, as_json):
     """Quantize MODEL (.keras, .h5 or SavedModel) and write OUTPUT .tflite."""
     from edgeflow import _io
+
+    _io.check_file(output, force=force)
     from edgeflow.quantize.stage import quantize_to_tflite
 
     outcome = quantize_to_tflite(
@@ -34,5 +42,5 @@ def quantize(model, output, mode, data, eval_data, epochs, learning_rate, preser
         num_samples=num_samples, safe_mode=not unsafe,
     )
     _io.write_bytes(output, outcome.tflite)
-    click.echo(outcome.render())
-    click.echo(f"wrote {output}")
+    finish("quantize", outcome.to_dict(), text=f"{outcome.render()}\nwrote {output}", model=model,
+           outputs=[output], summary=f"wrote {output} ({len(outcome.tflite):,} bytes, {outcome.mode})")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import click
+
+from edgeflow.cli._output import finish, json_option
 
 
 @click.command()
@@ -13,9 +13,9 @@ import click
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe key, e.g. --set stages.0.epochs=3 (repeatable).")
 @click.option("--resume", is_flag=True, help="Reuse artifacts of stages whose recipe is unchanged.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress, only the final table.")
-def run(recipe, output_dir, overrides, resume, as_json, quiet):
+@json_option
+def run(recipe, output_dir, overrides, resume, quiet, as_json):
     """Run RECIPE (a YAML file, or the name of a shipped recipe such as quickstart).
 
     Exit status 0 when the model fits every checked device, 1 when it does not fit one.
@@ -27,20 +27,26 @@ def run(recipe, output_dir, overrides, resume, as_json, quiet):
         recipe, output_dir=output_dir, overrides=overrides, resume=resume,
         verbose=0 if (quiet or as_json) else 1, echo=click.echo,
     )
-    if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2, default=str))
-    elif quiet:
-        click.echo(report.render_run_table(result))
-    click.get_current_context().exit(result.exit_code)
+    payload = result.to_dict()
+    devices = payload.pop("devices")
+    tflite = next((r.artifact for r in reversed(result.records) if r.stage == "convert"), None)
+    summary = (f"{len(result.records)} stages" if result.check is None else
+               f"{len(result.records)} stages; fits {sum(d['fits'] for d in devices)} of {len(devices)} devices")
+    finish("run", payload, text=report.render_run_table(result) if quiet else None,
+           exit_code=result.exit_code, model=tflite, devices=devices,
+           outputs=[result.output_dir], summary=summary)
 
 
 @click.command()
 @click.argument("recipe")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
-def validate(recipe, overrides):
+@json_option
+def validate(recipe, overrides, as_json):
     """Check RECIPE against the schema without running it."""
     from edgeflow.recipe import load_recipe
 
     loaded = load_recipe(recipe, overrides)
-    stages = ", ".join(s.stage for s in loaded.stages)
-    click.echo(f"{recipe}: valid recipe {loaded.name!r} ({stages})")
+    stages = [s.stage for s in loaded.stages]
+    text = f"{recipe}: valid recipe {loaded.name!r} ({', '.join(stages)})"
+    finish("validate", {"recipe": str(recipe), "name": loaded.name, "stages": stages}, text=text,
+           summary=text)

@@ -376,9 +376,19 @@ def compiler_path() -> str | None:
     return shutil.which(COMPILER)
 
 
+def compiled_names(model) -> tuple[str, str]:
+    """The files the compiler writes for ``model`` (a path or bytes): ``<stem>_edgetpu.tflite/.log``."""
+    stem = "model" if isinstance(model, bytes | bytearray) else Path(model).stem
+    return f"{stem}_edgetpu.tflite", f"{stem}_edgetpu.log"
+
+
 def compile_model(model, out_dir: str | Path, *, timeout: float = 600, dry_run: bool = False,
+                  force: bool = False,
                   log: Callable[[str], None] | None = None) -> tuple[Path | None, CompilerLog | None, str]:
     """Run ``edgetpu_compiler -s -o OUT_DIR MODEL`` when it is installed and parse its output.
+
+    The compiler writes into a temporary folder; its two files are then moved into
+    ``out_dir`` atomically (:mod:`edgeflow._io`), so a failed compile leaves nothing there.
 
     Returns:
         ``(compiled_path, CompilerLog, note)``: ``(None, None, note)`` when the compiler is
@@ -386,8 +396,10 @@ def compile_model(model, out_dir: str | Path, *, timeout: float = 600, dry_run: 
         into ``out_dir`` as ``<name>_edgetpu.tflite`` with its ``.log``.
 
     Raises:
-        EdgeflowError: the compiler ran and failed (its last lines are in the message).
+        EdgeflowError: the compiler ran and failed (its last lines are in the message), or
+            (before it runs) an output file exists and ``force`` is False.
     """
+    from edgeflow import _io
     from edgeflow import tflite as tfl
 
     say = log or (lambda _m: None)
@@ -406,22 +418,26 @@ def compile_model(model, out_dir: str | Path, *, timeout: float = 600, dry_run: 
     say(f"compile for the Edge TPU\n      $ {' '.join(argv)}")
     if dry_run:
         return None, None, "dry run: not compiled"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    names = compiled_names(src_name)
+    for name in names:
+        _io.check_file(out_dir / name, force=force)
     with tempfile.TemporaryDirectory(prefix="edgeflow-edgetpu-") as tmp:
-        src = Path(tmp) / src_name
+        src, built = Path(tmp) / src_name, Path(tmp) / "out"
         src.write_bytes(data)
-        argv[-1] = str(src)
+        built.mkdir()
+        argv[argv.index("-o") + 1], argv[-1] = str(built), str(src)
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
         except subprocess.TimeoutExpired as err:
             raise EdgeflowError(f"{COMPILER} did not finish within {timeout:.0f} s") from err
-    stem = Path(src_name).stem
-    log_file = out_dir / f"{stem}_edgetpu.log"
-    parsed = parse_compiler_output(proc.stdout, log_file.read_text() if log_file.is_file() else None)
-    compiled = out_dir / f"{stem}_edgetpu.tflite"
-    if proc.returncode != 0 or not compiled.is_file():
-        tail = " | ".join((proc.stdout + proc.stderr).strip().splitlines()[-3:])
-        raise EdgeflowError(f"{COMPILER} failed on {src_name} (exit {proc.returncode}): {tail}")
+        compiled_tmp, log_tmp = (built / name for name in names)
+        parsed = parse_compiler_output(proc.stdout, log_tmp.read_text() if log_tmp.is_file() else None)
+        if proc.returncode != 0 or not compiled_tmp.is_file():
+            tail = " | ".join((proc.stdout + proc.stderr).strip().splitlines()[-3:])
+            raise EdgeflowError(f"{COMPILER} failed on {src_name} (exit {proc.returncode}): {tail}")
+        compiled = _io.write_bytes(out_dir / names[0], compiled_tmp.read_bytes())
+        if log_tmp.is_file():
+            _io.write_bytes(out_dir / names[1], log_tmp.read_bytes())
     return compiled, parsed, f"compiled with {COMPILER} {parsed.version or ''}".strip()
 
 
@@ -443,7 +459,8 @@ class CoralResult:
 
 
 def deploy_coral(model, *, out_dir: str | Path | None = None, target=None, dry_run: bool = False,
-                 log: Callable[[str], None] | None = None, **board_kwargs) -> CoralResult:
+                 force: bool = False, log: Callable[[str], None] | None = None,
+                 **board_kwargs) -> CoralResult:
     """Pre-check a model for the Edge TPU, compile it when the compiler is installed, and
     optionally benchmark it on a Coral Dev Board over SSH.
 
@@ -456,6 +473,7 @@ def deploy_coral(model, *, out_dir: str | Path | None = None, target=None, dry_r
         out_dir: where the compiled model and its log go (default: beside the model).
         target: an :class:`~edgeflow.deploy.ssh.SSHTarget` for the Dev Board, or None.
         dry_run: print every step, run nothing.
+        force: overwrite the compiled model and its log when they exist.
         log: called with one line per step.
         **board_kwargs: passed to :func:`edgeflow.deploy.rpi.deploy_board`.
 
@@ -489,7 +507,7 @@ def deploy_coral(model, *, out_dir: str | Path | None = None, target=None, dry_r
     if out_dir is None:
         out_dir = Path(model).parent if not isinstance(model, bytes | bytearray) else Path.cwd()
     compiled, clog, note = compile_model(data if isinstance(model, bytes | bytearray) else model, out_dir,
-                                         dry_run=dry_run, log=say)
+                                         dry_run=dry_run, force=force, log=say)
     if clog is not None:
         say(f"compiler: {clog.ops_on_tpu} ops on the Edge TPU, {clog.ops_on_cpu} on the CPU; parameters "
             f"{clog.parameters} ({clog.on_chip_used_bytes} B on-chip, {clog.off_chip_streamed_bytes} B streamed)")

@@ -14,7 +14,7 @@ from pathlib import Path
 from edgeflow.devices.profiles import Device, get_device, load_devices, op_list
 from edgeflow.devices.results import DeviceResult, Report, verdict
 from edgeflow.errors import EdgeflowError
-from edgeflow.report import format_bytes
+from edgeflow.report import arena_name, format_bytes
 
 __all__ = ["check"]
 
@@ -218,10 +218,9 @@ def _arena(device: Device, facts: dict, estimates: dict, measurement, devices_di
         pointer = measurement["pointer_bytes"]
         arena = _Arena(measurement["arena_bytes"], "measured", pointer)
         found.notes.append(
-            f"arena {format_bytes(arena.bytes)} measured by tflite-micro on this {pointer * 8}-bit "
-            f"host; the board's {device.pointer_bytes * 8}-bit pointers make its bookkeeping "
-            f"smaller (static 32-bit estimate {format_bytes(estimates[4])}); the measured figure "
-            "is the one reported"
+            f"{arena_name('measured', pointer)} {format_bytes(arena.bytes)} is the one reported; "
+            f"the board's {device.pointer_bytes * 8}-bit pointers make its bookkeeping smaller "
+            f"({arena_name('estimated', 4)} {format_bytes(estimates[4])})"
         )
         return arena
 
@@ -230,9 +229,9 @@ def _arena(device: Device, facts: dict, estimates: dict, measurement, devices_di
     arena = _Arena(static, "estimated", device.pointer_bytes)
     if device.runtime != "tflm":
         found.notes.append(
-            f"RAM is estimated: the {device.runtime} arena is taken as the peak of the static "
-            "memory plan (greedy by size, like LiteRT's arena planner), plus the model, which "
-            "the runtime holds in RAM"
+            f"RAM is estimated: the {device.runtime} arena is taken as the {arena_name('plan')} "
+            "(greedy by size, like LiteRT's arena planner), plus the model, which the runtime "
+            "holds in RAM"
         )
     elif not measurement:
         found.notes.append("not measured (measure=False); RAM is the static estimate")

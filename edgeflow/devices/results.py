@@ -15,7 +15,8 @@ class DeviceResult:
     ``arena_bytes`` is the tensor arena alone; ``ram_required_bytes`` adds the runtime's and
     the application's share (and, on Linux boards, the model itself, which LiteRT loads into
     RAM). ``ram_source`` says whether the arena was measured by the runtime or estimated from
-    the static memory plan, and ``pointer_bytes`` which pointer width it is for.
+    the static memory plan, ``pointer_bytes`` which pointer width it is for, and
+    ``arena_figure`` its name in every output.
     """
 
     device: str
@@ -33,13 +34,22 @@ class DeviceResult:
     notes: list[str] = field(default_factory=list)
     verdict: str = ""
 
+    @property
+    def arena_figure(self) -> str:
+        """The name of ``arena_bytes`` (``edgeflow.report.ARENA_FIGURES``), e.g.
+        ``"arena (measured, host TFLM 64-bit)"`` or ``"activation plan peak"``."""
+        from edgeflow.report import device_arena_name
+
+        return device_arena_name(self)
+
     def to_dict(self) -> dict:
-        """A JSON-ready dict (the keys of ``edgeflow check --json``)."""
+        """A JSON-ready dict (a device entry of ``edgeflow check --json``)."""
         return {
             "device": self.device,
             "runtime": self.runtime,
             "fits": self.fits,
             "arena_bytes": self.arena_bytes,
+            "arena_figure": self.arena_figure,
             "ram_required_bytes": self.ram_required_bytes,
             "ram_available_bytes": self.ram_available_bytes,
             "ram_source": self.ram_source,

@@ -210,11 +210,14 @@ def _variant(name, tflite, x, y, reference) -> Variant:
 
 
 def variants_table(variants: list[Variant]) -> str:
-    """Plain-text rows: variant, size, arena, float ops, accuracy (or MSE vs Keras)."""
-    lines = [f"{'variant':<12} {'size':>10} {'arena':>10} {'float ops':>9} {'score':>14}"]
+    """Plain-text rows: variant, size, activation plan peak, float ops, accuracy (or MSE vs Keras)."""
+    from edgeflow.report import arena_name
+
+    plan = arena_name("plan")
+    lines = [f"{'variant':<12} {'size':>10} {plan:>{len(plan)}} {'float ops':>9} {'score':>14}"]
     for v in variants:
         m = v.metrics
         score = f"acc {m['accuracy']:.4f}" if "accuracy" in m else f"mse {m['mse']:.3g}"
-        lines.append(f"{v.name:<12} {v.size_bytes:>10,} {v.arena_bytes:>10,} {v.float_ops:>9} "
+        lines.append(f"{v.name:<12} {v.size_bytes:>10,} {v.arena_bytes:>{len(plan)},} {v.float_ops:>9} "
                      f"{score:>14}")
     return "\n".join(lines)

@@ -28,6 +28,27 @@ class Outcome:
     float_layers: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
+    def to_dict(self) -> dict:
+        """A JSON-ready dict (``edgeflow quantize --json``'s payload); the bytes are left out.
+
+        ``variants`` carry the ``activation plan peak`` of each variant (``arena_bytes``).
+        """
+        from dataclasses import asdict
+
+        check = self.int8_check
+        return {
+            "mode": self.mode,
+            "size_bytes": len(self.tflite),
+            "int8": None if check is None else {"ok": check.ok, "summary": check.summary(),
+                                                **asdict(check)},
+            "keras_metrics": self.keras_metrics,
+            "tflite_metrics": self.tflite_metrics,
+            "layer_errors": None if self.errors is None else self.errors.to_dict(),
+            "variants": [{k: v for k, v in asdict(x).items() if k != "tflite"} for x in self.variants],
+            "float_layers": list(self.float_layers),
+            "notes": list(self.notes),
+        }
+
     def render(self, top: int = 10) -> str:
         """Plain-text report: size, int8 check, Keras vs .tflite score, worst layers."""
         lines = [f"mode {self.mode}: {len(self.tflite):,} bytes"]

@@ -1,0 +1,369 @@
+"""The HTML report of a recipe run: one self-contained page (inline CSS and SVG, no script).
+
+What an embedded engineer looks for, in order: the versions and the date; every stage
+(accuracy, size, gzip size, sparsity) with an accuracy-vs-size plot; the converted model
+operator by operator (type, output shape, MACs, weight and activation bytes, where it
+runs); the arena split (every arena figure by its one name, ``report.ARENA_FIGURES``); the
+devices with RAM and flash plots whose limit lines are labelled; and every note and
+problem, each text once with the devices it concerns. ``edgeflow.report.render_run_html``
+is the public entry point.
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+from pathlib import Path
+
+from edgeflow.report import (
+    _acc,
+    _bytes,
+    _pct,
+    arena_name,
+    device_arena_name,
+    findings,
+    format_bytes,
+)
+
+esc = html.escape
+
+CSS = """
+body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
+h1{font-size:1.5em} h2{font-size:1.15em;margin-top:2em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:.5em 0} td,th{padding:.3em .7em;border-bottom:1px solid #eee}
+th{text-align:left;background:#f6f6f6} td.n{text-align:right;font-variant-numeric:tabular-nums}
+.ok{color:#1a7f37;font-weight:600} .bad{color:#cf222e;font-weight:600} .muted{color:#777}
+svg text{font:12px system-ui,sans-serif} .charts{display:flex;flex-wrap:wrap;gap:2em}
+ol.findings li{margin:.3em 0} .tag{font-size:.85em;padding:0 .4em;border-radius:3px;background:#eee}
+.tag.problem{background:#ffebe9;color:#cf222e}
+"""
+
+BLUE, RED, GREY, GREEN = "#2f81f7", "#cf222e", "#999", "#1a7f37"
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def bars(title: str, labels: list[str], values: list, *, limits=None, limit_label: str = "",
+         fmt=None, baseline: float = 0.0, width: int = 560) -> str:
+    """A horizontal bar chart as inline SVG.
+
+    With ``limits`` each bar is the share value/limit; a dashed line at 100 % carries
+    ``limit_label`` (bars over it are red). ``baseline`` is where the axis starts.
+    """
+    fmt = fmt or format_bytes
+    pairs = [(lab, v, (limits[i] if limits else None))
+             for i, (lab, v) in enumerate(zip(labels, values)) if v is not None]
+    if not pairs:
+        return ""
+    label_w, bar_w, row_h, top_y = 230, width - 230 - 130, 22, 40 if limits else 26
+    top = max((v / lim if lim else v) for _, v, lim in pairs) or 1.0
+    scale_max = max(top, 1.0) if limits else top
+    span = (scale_max - baseline) or 1.0
+    height = top_y + 4 + row_h * len(pairs) + (14 if baseline else 0)
+    parts = [f'<svg width="{width}" height="{height}" role="img" aria-label="{esc(title)}">',
+             f'<text x="0" y="16" font-weight="600">{esc(title)}</text>']
+    if limits:
+        x1 = label_w + bar_w / scale_max
+        parts.append(f'<line x1="{x1:.1f}" x2="{x1:.1f}" y1="{top_y - 10}" y2="{height}" stroke="{GREY}" '
+                     'stroke-dasharray="3,3"/>')
+        parts.append(f'<text x="{x1:.1f}" y="{top_y - 13}" text-anchor="middle" fill="#555">'
+                     f'{esc(limit_label or "limit")} (100%)</text>')
+    for i, (lab, v, lim) in enumerate(pairs):
+        y = top_y + i * row_h
+        frac = (v / lim) if lim else v
+        w = max(1.0, bar_w * (frac - baseline) / span)
+        colour = RED if (lim and v > lim) else BLUE
+        shown = fmt(v) + (f" ({v / lim:.0%})" if lim else "")
+        parts.append(f'<text x="0" y="{y + 14}">{esc(lab[:34])}</text>')
+        parts.append(f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row_h - 7}" fill="{colour}"/>')
+        parts.append(f'<text x="{label_w + w + 4:.1f}" y="{y + 14}">{esc(shown)}</text>')
+    if baseline:
+        parts.append(f'<text x="{label_w}" y="{height - 2}" fill="#777">axis from {baseline:g}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def scatter(title: str, points: list[tuple[str, float, float]], *, x_label: str, y_label: str,
+            width: int = 560, height: int = 300) -> str:
+    """Labelled points joined in order (x, y as given): an SVG line plot with both axes."""
+    if not points:
+        return ""
+    left, right, top, bottom = 60, 20, 30, 45
+    xs, ys = [p[1] for p in points], [p[2] for p in points]
+    x0, x1 = 0.0, max(xs) * 1.1 or 1.0
+    y0 = max(0.0, int((min(ys) - 0.05) * 10) / 10)
+    y1 = min(1.0, max(ys) + 0.02) if max(ys) <= 1 else max(ys) * 1.05
+    y1 = y1 if y1 > y0 else y0 + 1.0
+
+    def px(x):
+        return left + (x - x0) / (x1 - x0) * (width - left - right)
+
+    def py(y):
+        return height - bottom - (y - y0) / (y1 - y0) * (height - top - bottom)
+
+    parts = [f'<svg width="{width}" height="{height}" role="img" aria-label="{esc(title)}">',
+             f'<text x="0" y="16" font-weight="600">{esc(title)}</text>',
+             f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}" stroke="#444"/>',
+             f'<line x1="{left}" y1="{top}" x2="{left}" y2="{height - bottom}" stroke="#444"/>']
+    for value in (y0, (y0 + y1) / 2, y1):
+        parts.append(f'<text x="{left - 6}" y="{py(value) + 4:.1f}" text-anchor="end">{value:.2f}</text>')
+    for value in (x0, x1 / 2.2, x1 / 1.1):
+        parts.append(f'<text x="{px(value):.1f}" y="{height - bottom + 16}" text-anchor="middle">'
+                     f'{esc(format_bytes(int(value)))}</text>')
+    parts.append(f'<text x="{(left + width - right) / 2:.1f}" y="{height - 6}" text-anchor="middle">'
+                 f'{esc(x_label)}</text>')
+    parts.append(f'<text x="12" y="{(top + height - bottom) / 2:.1f}" text-anchor="middle" '
+                 f'transform="rotate(-90 12 {(top + height - bottom) / 2:.1f})">{esc(y_label)}</text>')
+    path = " ".join(f"{'M' if i == 0 else 'L'}{px(x):.1f},{py(y):.1f}" for i, (_, x, y) in enumerate(points))
+    parts.append(f'<path d="{path}" fill="none" stroke="{BLUE}" stroke-width="1.5"/>')
+    for i, (label, x, y) in enumerate(points):
+        parts.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="4" fill="{BLUE}"/>')
+        parts.append(f'<text x="{px(x) + 6:.1f}" y="{py(y) - 6 - (i % 2) * 12:.1f}">{esc(label)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _accuracy_baseline(values) -> float:
+    known = [v for v in values if v is not None]
+    return max(0.0, int((min(known) - 0.05) * 10) / 10) if known else 0.0
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def versions() -> dict[str, str]:
+    """The versions that produced the figures: edgeflow, TensorFlow, LiteRT, TFLM (pip names)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from edgeflow import __version__
+
+    found = {"edgeflow": __version__}
+    for label, dist in (("TensorFlow", "tensorflow"), ("LiteRT", "ai-edge-litert"),
+                        ("TFLM (tflite-micro)", "tflite-micro"), ("TF-MOT", "tensorflow-model-optimization")):
+        try:
+            found[label] = version(dist)
+        except PackageNotFoundError:
+            found[label] = "not installed"
+    return found
+
+
+def _header(result, now: datetime.datetime) -> str:
+    made = ", ".join(f"{name} {v}" for name, v in versions().items())
+    return (f"<h1>edgeflow report: {esc(result.recipe)}</h1>"
+            f"<p class=muted>Made {now:%Y-%m-%d %H:%M %Z} with {esc(made)}. "
+            f"Artifacts in {esc(result.output_dir)}.</p>")
+
+
+def _stage_notes(record) -> list[str]:
+    notes = []
+    for key, value in record.extra.items():
+        if key == "float_layers":
+            notes.append("left in float: " + ", ".join(value))
+        elif key == "int8":
+            notes.append(str(value))
+        elif key == "fits":
+            notes.append(f"fits {value}")
+        elif key == "c_array":
+            notes.append(f"C array {value}")
+        else:
+            notes.append(f"{key}: {value}")
+    return notes
+
+
+def _stages(result) -> str:
+    recs = result.records
+    rows = "".join(
+        f"<tr><td>{esc(r.label)}</td><td class=n>{_acc(r.keras_accuracy)}</td>"
+        f"<td class=n>{_acc(r.tflite_accuracy)}</td><td class=n>{_bytes(r.size_bytes)}</td>"
+        f"<td class=n>{_bytes(r.gzip_bytes)}</td><td class=n>{_pct(r.sparsity)}</td>"
+        f"<td class=n>{r.seconds:.1f}</td><td>{'<br>'.join(esc(n) for n in _stage_notes(r))}</td>"
+        f"<td class=muted>{esc(r.artifact or '')}</td></tr>"
+        for r in recs
+    )
+    labels = [r.label for r in recs]
+    points = []
+    for r in recs:
+        acc = r.tflite_accuracy if r.tflite_accuracy is not None else r.keras_accuracy
+        if acc is not None and r.size_bytes is not None:
+            points.append((r.label.split(" (")[0], float(r.size_bytes), float(acc)))
+    charts = [
+        scatter("Accuracy vs size over the stages", points, x_label="size (float32 weights; .tflite file)",
+                y_label="accuracy (test split)"),
+        bars("Size after each stage", labels, [r.size_bytes for r in recs]),
+        bars("Compressed size (gzip)", labels, [r.gzip_bytes for r in recs]),
+    ]
+    return ("<h2>Stages</h2><table><tr><th>stage</th><th>keras acc</th><th>tflite acc</th>"
+            "<th>size B</th><th>gzip B</th><th>sparsity</th><th>seconds</th><th>notes</th>"
+            f"<th>artifact</th></tr>{rows}</table>"
+            '<div class="charts">' + "".join(charts) + "</div>")
+
+
+def _tflite_path(result) -> Path | None:
+    for record in reversed(result.records):
+        if record.stage == "convert" and record.artifact and Path(record.artifact).is_file():
+            return Path(record.artifact)
+    return None
+
+
+def _where_it_runs(info, data: bytes, check) -> list[str]:
+    """Per operator: the runtimes of the checked devices that run it, and where it is missing."""
+    from edgeflow.tflite._schema import FLOAT_DTYPES
+
+    results = check.results if check is not None else []
+    runtimes = {r.runtime for r in results}
+    missing: dict[tuple[str, int], list[str]] = {}
+    for r in results:
+        for u in r.unsupported_ops:
+            missing.setdefault((u["op"], u["version"]), []).append(r.device)
+    tpu = None
+    if "edgetpu" in runtimes:
+        from edgeflow.deploy.coral import precheck
+
+        tpu = {v.index: v for v in precheck(data).ops}
+    places = []
+    for op in info.ops:
+        parts = []
+        if "tflm" in runtimes:
+            parts.append("TFLM" + (" (float reference kernel)" if op.dtype in FLOAT_DTYPES else ""))
+        if "litert" in runtimes:
+            parts.append("LiteRT CPU")
+        if tpu is not None and op.index in tpu:
+            parts.append("Edge TPU" if tpu[op.index].device == "tpu" else "host CPU (not the Edge TPU)")
+        lacking = missing.get((op.name, op.version))
+        if lacking:
+            parts.append("missing on " + ", ".join(lacking))
+        places.append("; ".join(parts) or "no device checked")
+    return places
+
+
+def _operators(info, data: bytes, check) -> str:
+    places = _where_it_runs(info, data, check)
+    rows, totals = [], [0, 0, 0]
+    for op, place in zip(info.ops, places):
+        ins = [info.tensors[i] for i in op.inputs if 0 <= i < len(info.tensors)]
+        outs = [info.tensors[i] for i in op.outputs if 0 <= i < len(info.tensors)]
+        weights = sum(t.nbytes for t in ins if t.is_constant)
+        acts = sum(t.nbytes for t in outs if not t.is_constant)
+        shape = ", ".join("x".join(map(str, t.shape)) or "scalar" for t in outs)
+        totals = [totals[0] + op.macs, totals[1] + weights, totals[2] + acts]
+        rows.append(f"<tr><td class=n>{op.index}</td><td>{esc(op.name)} v{op.version}</td><td>{esc(op.dtype)}</td>"
+                    f"<td>{esc(shape)}</td><td class=n>{op.macs:,}</td><td class=n>{weights:,}</td>"
+                    f"<td class=n>{acts:,}</td><td>{esc(place)}</td></tr>")
+    rows.append(f"<tr><th></th><th>total</th><th></th><th></th><th class=n>{totals[0]:,}</th>"
+                f"<th class=n>{totals[1]:,}</th><th class=n>{totals[2]:,}</th><th></th></tr>")
+    return ("<h2>Operators</h2><p class=muted>The converted model in execution order: output shape, "
+            "MACs, constant (weight) bytes read and activation bytes written, and where each operator "
+            "runs on the checked devices.</p><table><tr><th>#</th><th>operator</th><th>computes in</th>"
+            "<th>output shape</th><th>MACs</th><th>weight B</th><th>activation B</th><th>where it runs</th>"
+            f"</tr>{''.join(rows)}</table>")
+
+
+def _arena_split(info, check) -> str:
+    from edgeflow.tflite import estimate_arena, plan_memory
+
+    plan = plan_memory(info)
+    rows = [(arena_name("plan"), plan.peak_bytes, 0, "static plan (TFLM greedy planner)")]
+    for pointer in (4, 8):
+        est = estimate_arena(info, pointer_bytes=pointer)
+        rows.append((arena_name("estimated", pointer), est.nonpersistent_bytes, est.persistent_bytes,
+                     "static plan + TFLM struct sizes"))
+    meas = check.measurement if check is not None else None
+    if meas and meas.get("status") == "ok" and meas.get("arena_bytes"):
+        parts = meas.get("breakdown") or {}
+        head = parts.get("non_persistent")
+        tail = parts.get("persistent")
+        if head is None or tail is None:
+            head, tail = meas["arena_bytes"], 0
+        rows.append((arena_name("measured", meas["pointer_bytes"]), head, tail,
+                     f"tflite-micro, smallest arena that runs the model ({meas['arena_bytes']:,} B)"))
+    table_rows = "".join(
+        f"<tr><td>{esc(name)}</td><td class=n>{head:,}</td><td class=n>{tail:,}</td>"
+        f"<td class=n>{head + tail:,}</td><td class=muted>{esc(source)}</td></tr>"
+        for name, head, tail, source in rows
+    )
+    width, label_w, row_h = 640, 260, 22
+    top = max(h + t for _, h, t, _ in rows) or 1
+    svg = [f'<svg width="{width}" height="{40 + row_h * len(rows)}" role="img" aria-label="Arena split">',
+           '<text x="0" y="16" font-weight="600">Arena split: activations (blue) and persistent runtime '
+           'structs (grey)</text>']
+    for i, (name, head, tail, _) in enumerate(rows):
+        y = 26 + i * row_h
+        w_head = (width - label_w - 90) * head / top
+        w_tail = (width - label_w - 90) * tail / top
+        svg.append(f'<text x="0" y="{y + 14}">{esc(name)}</text>')
+        svg.append(f'<rect x="{label_w}" y="{y + 3}" width="{max(w_head, 1):.1f}" height="15" fill="{BLUE}"/>')
+        svg.append(f'<rect x="{label_w + w_head:.1f}" y="{y + 3}" width="{w_tail:.1f}" height="15" fill="{GREY}"/>')
+        svg.append(f'<text x="{label_w + w_head + w_tail + 4:.1f}" y="{y + 14}">{format_bytes(head + tail)}</text>')
+    svg.append("</svg>")
+    return ("<h2>Arena split</h2><table><tr><th>figure</th><th>activations B</th><th>persistent B</th>"
+            f"<th>total B</th><th>source</th></tr>{table_rows}</table>" + "".join(svg))
+
+
+def _devices(check, refs: dict[str, list[int]]) -> str:
+    rows = []
+    for d in check.results:
+        verdict = (f'<span class="ok">{esc(d.verdict or "fits")}</span>' if d.fits
+                   else f'<span class="bad">{esc(d.verdict or "does not fit")}</span>')
+        see = ", ".join(f"#{n}" for n in refs.get(d.device, []))
+        rows.append(
+            f"<tr><td>{esc(d.device)}</td><td>{verdict}</td><td class=n>{format_bytes(d.arena_bytes)}</td>"
+            f"<td>{esc(device_arena_name(d))}</td><td class=n>{format_bytes(d.ram_required_bytes)}</td>"
+            f"<td class=n>{format_bytes(d.ram_available_bytes)}</td>"
+            f"<td class=n>{format_bytes(d.flash_required_bytes)}</td>"
+            f"<td class=n>{format_bytes(d.flash_available_bytes)}</td><td>{see}</td></tr>"
+        )
+    names = [d.device for d in check.results]
+    ram = bars("RAM needed, share of each board's RAM", names, [d.ram_required_bytes for d in check.results],
+               limits=[d.ram_available_bytes for d in check.results], limit_label="board RAM")
+    flash = bars("Flash needed, share of each board's flash", names,
+                 [d.flash_required_bytes for d in check.results],
+                 limits=[d.flash_available_bytes for d in check.results], limit_label="board flash")
+    return (
+        "<h2>Devices</h2><p class=muted>RAM need = arena + runtime and application share (+ the model "
+        "on Linux boards); flash need = model + runtime and application code.</p>"
+        "<table><tr><th>device</th><th>verdict</th><th>arena</th><th>arena figure</th>"
+        "<th>RAM need</th><th>RAM have</th><th>flash need</th><th>flash have</th>"
+        f"<th>notes and problems</th></tr>{''.join(rows)}</table>"
+        f'<div class="charts">{ram}{flash}</div>'
+    )
+
+
+def _findings(items: list[tuple[str, str, list[str]]]) -> str:
+    if not items:
+        return "<h2>Notes and problems</h2><p>None.</p>"
+    lis = "".join(
+        f'<li><span class="tag {kind}">{kind}</span> {esc(text)} '
+        f'<span class="muted">({esc(", ".join(devices))})</span></li>'
+        for kind, text, devices in items
+    )
+    return f'<h2>Notes and problems</h2><ol class="findings">{lis}</ol>'
+
+
+def render(result, *, now: datetime.datetime | None = None) -> str:
+    """The page for a ``pipeline.RunResult`` (see the module docstring for what it holds)."""
+    now = now or datetime.datetime.now().astimezone()
+    check = result.check
+    body = [_header(result, now), _stages(result)]
+    path = _tflite_path(result)
+    if path is not None:
+        from edgeflow import tflite
+
+        data, info = tflite.load(path)
+        body += [_operators(info, data, check), _arena_split(info, check)]
+    items = findings(check) if check is not None else []
+    if check is not None and check.measurement and check.measurement.get("status") != "ok":
+        meas = check.measurement
+        text = f"tflite-micro {meas['status']}: {meas.get('message') or 'no message'}"
+        if not any(text in t for _, t, _ in items):
+            items.append(("problem", text, ["tflite-micro"]))
+    if check is not None:
+        refs: dict[str, list[int]] = {}
+        for number, (_, _, devices) in enumerate(items, 1):
+            for device in devices:
+                refs.setdefault(device, []).append(number)
+        body.append(_devices(check, refs))
+    body.append(_findings(items))
+    return ("<!doctype html><html><head><meta charset=utf-8>"
+            f"<title>edgeflow: {esc(result.recipe)}</title><style>{CSS}</style></head><body>"
+            + "\n".join(body) + "</body></html>")

@@ -1,0 +1,173 @@
+"""The one output contract of every command: a text report, or one JSON document (``--json``).
+
+Exit status (every command): 0 done and fits, 1 done but does not fit / not compatible /
+over a limit the user set, 2 bad input, 3 internal error.
+
+With ``--json`` stdout holds exactly one JSON document, the envelope described by
+``edgeflow/schema/output.schema.json`` (:func:`schema`)::
+
+    {"schema_version": 1, "edgeflow_version": "0.1.0", "command": "check",
+     "model": {"path": "m.tflite", ...} | null, "verdict": "pass" | "fail" | "bad_input" |
+     "internal_error", "exit_code": 0, "summary": "one line", "devices": [{"device": ...,
+     "fits": true, "verdict": "...", ...}], "outputs": ["files written"],
+     "result": {...the command's payload...} | null, "error": null | {"message": "..."}}
+
+A command adopts it with two calls: the :func:`json_option` decorator and, at its end,
+:func:`finish` with its name and payload::
+
+    @click.command()
+    @json_option
+    def mycommand(..., as_json):
+        ...
+        finish("mycommand", {"figure": 1}, text=table, model=path, exit_code=0)
+
+Human lines a command prints with ``click.echo`` on the way go to stderr under ``--json``
+(:func:`edgeflow._quiet.session` does that), so they never break the document. Bad input
+is an ``EdgeflowError`` raised anywhere: the group prints the ``error:`` line and, under
+``--json``, the error document; a command never catches it to print itself.
+
+A new command's payload validates as an open object at once. To pin the keys it always
+has, add ``ran_<name>`` and ``payload_<name>`` to ``$defs`` of the schema and one
+``if``/``then`` line to its ``allOf`` (see ``check``), and validate its ``--json`` output in
+its tests with ``tests/_schema.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from contextlib import contextmanager
+from typing import NoReturn
+
+import click
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "VERDICTS",
+    "envelope",
+    "finish",
+    "force_option",
+    "json_option",
+    "schema",
+]
+
+SCHEMA_VERSION = 1
+#: exit status -> the envelope's verdict
+VERDICTS = {0: "pass", 1: "fail", 2: "bad_input", 3: "internal_error"}
+
+# The command being run: its name, whether --json was asked for, and where the document goes.
+_current: dict = {"command": None, "json": False, "stream": None, "done": False}
+
+
+def json_option(f):
+    """The ``--json`` flag every command has (parameter ``as_json``)."""
+    return click.option(
+        "--json", "as_json", is_flag=True,
+        help="Print one JSON document on stdout instead of text (schema: edgeflow/schema/output.schema.json).",
+    )(f)
+
+
+def force_option(f):
+    """The ``--force`` flag of commands that write outputs (parameter ``force``)."""
+    return click.option(
+        "--force", is_flag=True,
+        help="Overwrite existing output files; update a folder edgeflow created (other files are kept).",
+    )(f)
+
+
+def schema() -> dict:
+    """The JSON Schema of every command's ``--json`` document (package data)."""
+    from importlib.resources import files
+
+    return json.loads(files("edgeflow.schema").joinpath("output.schema.json").read_text("utf-8"))
+
+
+def envelope(
+    command: str,
+    payload: dict | None,
+    *,
+    exit_code: int = 0,
+    model: str | dict | None = None,
+    devices: Iterable[dict] = (),
+    outputs: Iterable[str] = (),
+    summary: str = "",
+    error: str | None = None,
+) -> dict:
+    """The JSON document of one command run (see the module docstring for the keys).
+
+    Args:
+        command: the command as typed after ``edgeflow`` (``"check"``, ``"deploy mcu"``).
+        payload: the command's own figures (``result``); None for an error.
+        exit_code: 0, 1, 2 or 3; it decides ``verdict``.
+        model: the model the command read: a path, or a dict with at least ``path``.
+        devices: one dict per device with at least ``device``, ``fits`` and ``verdict``.
+        outputs: the files and folders written.
+        summary: one line for people.
+        error: the error message (exit codes 2 and 3).
+    """
+    from edgeflow import __version__
+
+    if isinstance(model, str):
+        model = {"path": model}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "edgeflow_version": __version__,
+        "command": command,
+        "model": None if model is None else dict(model),
+        "verdict": VERDICTS[exit_code],
+        "exit_code": exit_code,
+        "summary": summary or (f"error: {error}" if error is not None else ""),
+        "devices": [dict(d) for d in devices],
+        "outputs": [str(o) for o in outputs],
+        "result": None if error is not None else dict(payload or {}),
+        "error": None if error is None else {"message": error},
+    }
+
+
+def finish(
+    command: str,
+    payload: dict | None = None,
+    *,
+    text: str | None = None,
+    exit_code: int = 0,
+    model: str | dict | None = None,
+    devices: Iterable[dict] = (),
+    outputs: Iterable[str] = (),
+    summary: str = "",
+) -> NoReturn:
+    """End a command: print ``text`` (or, with ``--json``, the envelope) and exit with ``exit_code``."""
+    json_mode = _current["json"]
+    if _current["command"] is None:  # a command invoked on its own, not through `edgeflow`
+        ctx = click.get_current_context(silent=True)
+        json_mode = bool(ctx and ctx.params.get("as_json"))
+    if json_mode:
+        _write(envelope(command, payload, exit_code=exit_code, model=model, devices=devices,
+                        outputs=outputs, summary=summary))
+    elif text:
+        click.echo(text)
+    raise click.exceptions.Exit(exit_code)
+
+
+def report_error(exit_code: int, message: str) -> None:
+    """Print an error: the one ``error: ...`` line on stderr, and the envelope under ``--json``."""
+    click.echo(f"error: {message}", err=True)
+    if _current["json"] and not _current["done"]:
+        _write(envelope(_current["command"] or "edgeflow", None, exit_code=exit_code, error=message))
+
+
+def _write(document: dict) -> None:
+    stream = _current["stream"] or click.get_text_stream("stdout")
+    click.echo(json.dumps(document, indent=2, default=str), file=stream)
+    _current["done"] = True
+
+
+@contextmanager
+def command_run(command: str, json_mode: bool, stream):
+    """Set the command being run for :func:`finish` and :func:`report_error` (the CLI group)."""
+    saved = dict(_current)
+    _current.update(command=command, json=json_mode, stream=stream, done=False)
+    try:
+        yield
+    finally:
+        _current.clear()
+        _current.update(saved)
