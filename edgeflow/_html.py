@@ -341,7 +341,7 @@ def _findings(items: list[tuple[str, str, list[str]]]) -> str:
 
 
 def render(result, *, now: datetime.datetime | None = None) -> str:
-    """The page for a ``pipeline.RunResult`` (see the module docstring for what it holds)."""
+    """The page for an ``edgeflow.records.RunResult`` (see the module docstring for what it holds)."""
     now = now or datetime.datetime.now().astimezone()
     check = result.check
     body = [_header(result, now), _stages(result)]

@@ -15,7 +15,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,51 +24,9 @@ import numpy as np
 from edgeflow import _io
 from edgeflow.errors import EdgeflowError
 from edgeflow.recipe import Recipe, load_recipe
+from edgeflow.records import RunResult, StageRecord
 
-__all__ = ["run_recipe", "RunResult", "StageRecord"]
-
-
-@dataclass
-class StageRecord:
-    """What one stage produced: the figures of the table and where its artifact is."""
-
-    index: int
-    stage: str
-    label: str
-    keras_accuracy: float | None = None
-    tflite_accuracy: float | None = None
-    params: int | None = None
-    size_bytes: int | None = None
-    gzip_bytes: int | None = None
-    sparsity: float | None = None
-    seconds: float = 0.0
-    artifact: str | None = None
-    resumed: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class RunResult:
-    """The outcome of a recipe run."""
-
-    recipe: str
-    output_dir: str
-    records: list[StageRecord]
-    check: Any = None  # edgeflow.devices.Report, when the recipe has a check stage
-
-    @property
-    def exit_code(self) -> int:
-        """0 when the model fits every checked device (or nothing was checked), else 1."""
-        return self.check.exit_code if self.check is not None else 0
-
-    def to_dict(self) -> dict:
-        return {
-            "recipe": self.recipe,
-            "output_dir": self.output_dir,
-            "stages": [asdict(r) for r in self.records],
-            "devices": self.check.to_dict()["results"] if self.check is not None else [],
-            "fits_all": None if self.check is None else self.check.fits,
-        }
+__all__ = ["run_recipe", "run_stages", "RunResult", "StageRecord"]
 
 
 @dataclass
@@ -89,10 +47,11 @@ class _Data:
 @dataclass
 class _State:
     recipe: Recipe
-    out: Path
+    out: Path | None  # the run folder; None runs in memory (no artifacts)
     data: _Data
     model: Any = None
-    tflite_path: Path | None = None  # the converted model, once a convert stage ran
+    tflite: bytes | None = None  # the converted model, once a convert stage ran
+    tflite_path: Path | None = None  # ... and its file, in a run folder
     models_after: dict[str, Any] = field(default_factory=dict)  # stage kind -> model after it
     check: Any = None
 
@@ -131,12 +90,70 @@ def run_recipe(
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(recipe.seed)
     state = _State(recipe=recipe, out=out, data=_load_data(recipe))
-    say = echo if verbose else (lambda _msg: None)
-
     state.model = _build_model(recipe)
+    say = echo if verbose else (lambda _msg: None)
     say(f"edgeflow: {recipe.name}: {len(recipe.stages)} stages, output in {out}")
+    result = _run(state, resume=resume, verbose=verbose, say=say)
+    from edgeflow import report
+
+    _io.write_text(out / "report.json", json.dumps(result.to_dict(), indent=2, default=str))
+    _io.write_text(out / "report.html", report.render_run_html(result))
+    if verbose:
+        echo(report.render_run_table(result))
+        echo(f"artifacts and report.json/report.html in {out}")
+    return result
+
+
+def run_stages(
+    recipe: Recipe,
+    model,
+    data,
+    test_data,
+    *,
+    validation_data=None,
+    verbose: int = 0,
+    echo: Callable[[str], None] = print,
+) -> RunResult:
+    """Run a recipe's stages in memory on a given model and data (no files are written).
+
+    The recipe's ``model``, ``data`` and ``seed`` are not used: ``model`` is the start of
+    the first stage and the random state is the caller's. A ``train`` stage of 0 epochs
+    only measures the model.
+
+    Args:
+        recipe: the stages to run (validated).
+        model: a Keras 2 model or a model file; a ``train`` stage of more than 0 epochs
+            trains it in place, every other stage returns a new model.
+        data: ``(x, y)`` training arrays; the first ``recipe.data.calibration_samples``
+            rows of ``x`` are the representative dataset of an int8 convert stage.
+        test_data: ``(x, y)`` arrays every stage's accuracy is measured on.
+        validation_data: ``(x, y)`` arrays for the training stages' validation, or None.
+        verbose, echo: as in :func:`run_recipe`.
+
+    Returns:
+        A :class:`RunResult` with ``output_dir`` None; ``model`` and ``tflite`` hold the
+        last Keras model and the last ``.tflite`` bytes.
+
+    Example:
+        >>> result = run_stages(recipe, model, (x, y), (x_test, y_test))
+        >>> result.stage("convert").tflite_accuracy
+    """
+    from edgeflow.models import load_model
+
+    x, y = (np.asarray(a) for a in data)
+    xt, yt = (np.asarray(a) for a in test_data)
+    xv, yv = (None, None) if validation_data is None else (np.asarray(a) for a in validation_data)
+    calibration = x[: recipe.data.calibration_samples]
+    state = _State(recipe=recipe, out=None, data=_Data(x, y, xv, yv, xt, yt, calibration))
+    state.model = load_model(model)
+    return _run(state, resume=False, verbose=verbose, say=echo if verbose else (lambda _msg: None))
+
+
+def _run(state: _State, *, resume: bool, verbose: int, say: Callable[[str], None]) -> RunResult:
+    """Run (or resume) every stage of ``state.recipe``; the one loop over stages."""
+    recipe, out = state.recipe, state.out
     records: list[StageRecord] = []
-    done = _read_manifest(out) if resume else {}
+    done = _read_manifest(out) if resume and out is not None else {}
     for i, spec in enumerate(recipe.stages, start=1):
         key = _stage_key(recipe, i)
         label = _label(spec)
@@ -148,20 +165,13 @@ def run_recipe(
             record = _RUNNERS[spec.stage](state, spec, i, label, verbose)
         record.seconds = round(time.perf_counter() - start, 2)
         records.append(record)
-        if record.artifact:
-            done[str(i)] = {"key": key, "record": asdict(record)}
+        if record.artifact and out is not None:
+            done[str(i)] = {"key": key, "record": record.to_dict()}
             _io.write_text(out / "stages.json", json.dumps(done, indent=2))
-        say("      " + _summary(record))
+        say("      " + record.summary())
         state.models_after.setdefault(spec.stage, state.model)
-    result = RunResult(recipe.name, str(out), records, state.check)
-    from edgeflow import report
-
-    _io.write_text(out / "report.json", json.dumps(result.to_dict(), indent=2, default=str))
-    _io.write_text(out / "report.html", report.render_run_html(result))
-    if verbose:
-        echo(report.render_run_table(result))
-        echo(f"artifacts and report.json/report.html in {out}")
-    return result
+    return RunResult(recipe.name, None if out is None else str(out), records, state.check,
+                     model=state.model, tflite=state.tflite)
 
 
 # ---------------------------------------------------------------- data and model
@@ -224,14 +234,15 @@ def _train(state: _State, spec, index: int, label: str, verbose: int) -> StageRe
 
     d = state.data
     model = state.model
-    model.compile(
-        keras.optimizers.Adam(spec.learning_rate), default_loss(model, y=d.y_train),
-        metrics=["accuracy"],
-    )
-    model.fit(
-        d.x_train, d.y_train, epochs=spec.epochs, batch_size=spec.batch_size,
-        validation_data=d.validation, verbose=0, callbacks=_epoch_callbacks(label, verbose),
-    )
+    if spec.epochs:  # 0 epochs: the model is only measured (and not compiled)
+        model.compile(
+            keras.optimizers.Adam(spec.learning_rate), default_loss(model, y=d.y_train),
+            metrics=["accuracy"],
+        )
+        model.fit(
+            d.x_train, d.y_train, epochs=spec.epochs, batch_size=spec.batch_size,
+            validation_data=d.validation, verbose=0, callbacks=_epoch_callbacks(label, verbose),
+        )
     return _keras_record(state, index, "train", label, model)
 
 
@@ -260,7 +271,10 @@ def _prune(state: _State, spec, index: int, label: str, verbose: int) -> StageRe
             num_samples=spec.num_samples, **common,
         )
     state.model = result.model
-    return _keras_record(state, index, "prune", label, result.model)
+    record = _keras_record(state, index, "prune", label, result.model)
+    if getattr(result, "skipped_layers", None):
+        record.extra["skipped_layers"] = list(result.skipped_layers)
+    return record
 
 
 def _qat(state: _State, spec, index: int, label: str, verbose: int) -> StageRecord:
@@ -282,14 +296,14 @@ def _qat(state: _State, spec, index: int, label: str, verbose: int) -> StageReco
 
 
 def _distill(state: _State, spec, index: int, label: str, verbose: int) -> StageRecord:
-    from edgeflow import distill
+    from edgeflow.distill.distiller import distill
     from edgeflow.models import load_model
 
     teacher = state.models_after.get(spec.teacher)
     if teacher is None:
         teacher = load_model(spec.teacher)
     d = state.data
-    result = distill.distill(
+    result = distill(
         state.model, teacher, data=(d.x_train, d.y_train), losses=spec.losses,
         epochs=spec.epochs, batch_size=spec.batch_size, temperature=spec.temperature,
         alpha=spec.alpha, feature_pairs=spec.feature_pairs, attention_pairs=spec.attention_pairs,
@@ -310,9 +324,12 @@ def _convert(state: _State, spec, index: int, label: str, verbose: int) -> Stage
         state.model, spec.mode, data, input_type=spec.input_type, output_type=spec.output_type,
         num_samples=len(d.calibration),
     )
-    name = f"{index:02d}-{state.recipe.name}-{spec.mode}"
-    path = state.tflite_path = _io.write_bytes(state.out / f"{name}.tflite", tflite)
-    record = StageRecord(index, "convert", label, artifact=str(path))
+    state.tflite = tflite
+    record = StageRecord(index, "convert", label)
+    if state.out is not None:
+        name = f"{index:02d}-{state.recipe.name}-{spec.mode}"
+        path = state.tflite_path = _io.write_bytes(state.out / f"{name}.tflite", tflite)
+        record.artifact = str(path)
     record.keras_accuracy = metrics.evaluate_keras(state.model, d.x_test, d.y_test).get("accuracy")
     record.tflite_accuracy = litert.evaluate(tflite, d.x_test, d.y_test).get("accuracy")
     record.size_bytes = len(tflite)
@@ -322,7 +339,7 @@ def _convert(state: _State, spec, index: int, label: str, verbose: int) -> Stage
         from edgeflow.quantize import verify_int8
 
         record.extra["int8"] = verify_int8(tflite).summary()
-    if spec.c_array:
+    if spec.c_array and state.out is not None:
         cname = "g_" + "".join(c if c.isalnum() else "_" for c in state.recipe.name) + "_model"
         header, source = to_c_array(tflite, cname, header_name="model_data.h")
         _io.write_text(state.out / "model_data.h", header)
@@ -334,7 +351,7 @@ def _convert(state: _State, spec, index: int, label: str, verbose: int) -> Stage
 def _check(state: _State, spec, index: int, label: str, verbose: int) -> StageRecord:
     from edgeflow.devices import check
 
-    report = check(state.tflite_path, spec.devices, devices_dir=spec.devices_dir, measure=spec.measure)
+    report = check(state.tflite_path or state.tflite, spec.devices, devices_dir=spec.devices_dir, measure=spec.measure)
     state.check = report
     fits = sum(1 for r in report.results if r.fits)
     record = StageRecord(index, "check", label)
@@ -370,7 +387,8 @@ def _keras_record(state: _State, index: int, stage: str, label: str, model) -> S
     # tf_keras cannot load a QAT model back from .keras (TF-MOT's QuantizeLayer finds 3 of its
     # 5 variables); .h5 reloads exactly under quantize_scope, so resume can use it.
     suffix = ".h5" if is_quantization_aware(model) else ".keras"
-    record.artifact = str(save_model(model, state.out / f"{index:02d}-{stage}{suffix}"))
+    if state.out is not None:
+        record.artifact = str(save_model(model, state.out / f"{index:02d}-{stage}{suffix}"))
     return record
 
 
@@ -391,26 +409,10 @@ def _label(spec) -> str:
     if spec.stage == "qat":
         return f"qat ({spec.epochs} epochs)"
     if spec.stage == "distill":
-        return f"distill ({'+'.join(spec.losses)} from {spec.teacher})"
+        return f"distill ({'+'.join(map(str, spec.losses))} from {spec.teacher})"
     if spec.stage == "convert":
         return f"convert ({spec.mode})"
     return f"check ({spec.devices if isinstance(spec.devices, str) else ', '.join(spec.devices)})"
-
-
-def _summary(record: StageRecord) -> str:
-    parts = []
-    if record.keras_accuracy is not None:
-        parts.append(f"keras acc {record.keras_accuracy:.4f}")
-    if record.tflite_accuracy is not None:
-        parts.append(f"tflite acc {record.tflite_accuracy:.4f}")
-    if record.size_bytes is not None:
-        parts.append(f"size {record.size_bytes:,} B (gzip {record.gzip_bytes:,} B)")
-    if record.sparsity is not None:
-        parts.append(f"sparsity {record.sparsity:.1%}")
-    parts.extend(f"{v}" if k == "int8" else f"{k} {v}" for k, v in record.extra.items()
-                 if k in ("fits", "int8"))
-    parts.append(f"{record.seconds:.1f} s" + (" (resumed)" if record.resumed else ""))
-    return ", ".join(parts)
 
 
 def _epoch_callbacks(label: str, verbose: int) -> list:
@@ -463,6 +465,6 @@ def _resume(state: _State, index: int, spec, key: str, entry: dict | None) -> St
 
         with tfmot.quantization.keras.quantize_scope(custom_objects()):
             state.model = load_model(artifact)
-    record = StageRecord(**entry["record"])
+    record = StageRecord.from_dict(entry["record"])
     record.resumed = True
     return record

@@ -117,7 +117,7 @@ def render_run_table(result) -> str:
 
 
 def render_run_html(result) -> str:
-    """A self-contained HTML page for a recipe run (``pipeline.RunResult``): versions and date,
+    """A self-contained HTML page for a recipe run (``edgeflow.records.RunResult``): versions and date,
     stages with an accuracy-vs-size plot, the operators of the converted model, the arena
     split, the devices with labelled RAM/flash limit lines, and every note and problem once.
     The layout lives in :mod:`edgeflow._html`."""

@@ -43,3 +43,30 @@ def test_chain_rejects_unknown_choices(trained_cnn, digits):
         chain(trained_cnn, (x, y), test, recover="retrain")
     with pytest.raises(EdgeflowError, match="prune must be one of structured, magnitude"):
         chain(trained_cnn, (x, y), test, prune="random")
+
+
+def test_chain_is_a_recipe_of_the_one_pipeline():
+    from edgeflow.distill import chain_recipe
+
+    recipe = chain_recipe(prune="magnitude", target_sparsity=0.6, recover="finetune", epochs=3)
+    assert [s.stage for s in recipe.stages] == ["train", "prune", "distill", "qat", "convert"]
+    train, prune, recover, qat, convert = recipe.stages
+    assert train.epochs == 0  # the original is measured, not trained
+    assert (prune.method, prune.target_sparsity, prune.epochs) == ("magnitude", 0.6, 2)
+    assert (recover.teacher, recover.losses, recover.epochs) == ("train", (), 3)
+    assert qat.preserve_sparsity is True and convert.mode == "int8"
+    assert chain_recipe(losses=["soft", "attention:5"]).stages[2].losses == ("soft", "attention:5")
+
+
+def test_records_sit_below_pipeline_and_distill():
+    """pipeline and distill do not import each other at import time; records imports neither."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, edgeflow.records, edgeflow.pipeline\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith(('edgeflow.distill', 'tensorflow')))\n"
+        "print(loaded)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -14,7 +14,7 @@ Example:
 
 from __future__ import annotations
 
-from edgeflow.distill.chain import ChainResult, chain
+from edgeflow.distill.chain import ChainResult, chain, chain_recipe
 from edgeflow.distill.distiller import Distiller, DistillResult, distill
 from edgeflow.distill.losses import LOSSES, DistillationLoss, get
 
@@ -25,6 +25,7 @@ __all__ = [
     "DistillationLoss",
     "Distiller",
     "chain",
+    "chain_recipe",
     "distill",
     "get",
 ]

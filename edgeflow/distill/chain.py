@@ -1,18 +1,19 @@
-"""The compression chain: prune → recover (distill from the unpruned model, or fine-tune) → QAT → int8."""
+"""The compression chain: prune → recover (distill from the unpruned model, or fine-tune) → QAT → int8.
+
+:func:`chain_recipe` builds the chain as a recipe; :func:`chain` runs it with the one
+orchestrator of stages, :func:`edgeflow.pipeline.run_stages`, on a model and arrays in memory.
+"""
 
 from __future__ import annotations
 
-import gzip
-import time
-from dataclasses import asdict, dataclass, field
-
-import numpy as np
+from dataclasses import dataclass, field
 
 from edgeflow._keras import keras
 from edgeflow.errors import EdgeflowError
-from edgeflow.pipeline import StageRecord
+from edgeflow.recipe import Recipe, parse_recipe
+from edgeflow.records import StageRecord
 
-__all__ = ["ChainResult", "chain", "RECOVERY"]
+__all__ = ["ChainResult", "chain", "chain_recipe", "RECOVERY"]
 
 RECOVERY = ("distill", "finetune")
 PRUNING = ("structured", "magnitude")
@@ -23,7 +24,7 @@ class ChainResult:
     """What :func:`chain` returns.
 
     Attributes:
-        records: one :class:`edgeflow.pipeline.StageRecord` per stage (``original``,
+        records: one :class:`edgeflow.records.StageRecord` per stage (``original``,
             ``prune``, ``distill`` or ``finetune``, ``qat``, ``int8``): test accuracy of
             the Keras model (``keras_accuracy``) or of the ``.tflite`` on LiteRT
             (``tflite_accuracy``), ``params``, ``size_bytes`` (float32 weights, or the
@@ -45,7 +46,7 @@ class ChainResult:
 
     def to_dict(self) -> dict:
         """A JSON-ready record (without the model and the bytes)."""
-        return {"stages": [asdict(r) for r in self.records], "notes": list(self.notes)}
+        return {"stages": [r.to_dict() for r in self.records], "notes": list(self.notes)}
 
     def table(self) -> str:
         """The stages as the terminal table of a recipe run."""
@@ -115,80 +116,93 @@ def chain(
         >>> result = chain(model, (x, y), (x_test, y_test), prune="structured", ratio=0.5)
         >>> print(result.table())
     """
-    from edgeflow import prune as prune_mod
-    from edgeflow import quantize
-    from edgeflow.convert import convert
-    from edgeflow.distill.distiller import distill
-    from edgeflow.models import load_model, weight_bytes
-    from edgeflow.runtime import litert
-    from edgeflow.runtime.metrics import evaluate_keras
+    from edgeflow.models import load_model
+    from edgeflow.pipeline import run_stages
 
+    recipe = chain_recipe(
+        prune=prune, ratio=ratio, criterion=criterion, target_sparsity=target_sparsity,
+        prune_epochs=prune_epochs, recover=recover, losses=losses, temperature=temperature,
+        alpha=alpha, feature_pairs=feature_pairs, attention_pairs=attention_pairs, epochs=epochs,
+        learning_rate=learning_rate, qat_epochs=qat_epochs, qat_learning_rate=qat_learning_rate,
+        batch_size=batch_size,
+    )
+    run = run_stages(recipe, load_model(model), data, test_data, verbose=verbose)
+    original, pruned, recovered, qat, int8 = run.records
+    original.stage, original.label = "original", "original (teacher)"
+    recovered.stage = recover
+    if recover == "finetune":
+        recovered.label = f"finetune (labels), {epochs} epochs"
+    else:
+        recovered.label = f"distill ({'+'.join(map(str, losses))} from the original), {epochs} epochs"
+    int8.stage = "int8"
+    notes = [f"left dense: {s}" for s in pruned.extra.get("skipped_layers", [])]
+    notes += [f"float in QAT: {s}" for s in qat.extra.get("float_layers", [])]
+    return ChainResult(run.records, run.model, run.tflite, notes)
+
+
+def chain_recipe(
+    *,
+    prune: str = "structured",
+    ratio: float = 0.5,
+    criterion: str = "l1",
+    target_sparsity: float = 0.8,
+    prune_epochs: int | None = None,
+    recover: str = "distill",
+    losses=("soft",),
+    temperature: float = 4.0,
+    alpha: float = 0.1,
+    feature_pairs=None,
+    attention_pairs=None,
+    epochs: int = 10,
+    learning_rate: float = 1e-3,
+    qat_epochs: int = 3,
+    qat_learning_rate: float = 1e-4,
+    batch_size: int = 32,
+) -> Recipe:
+    """The recipe :func:`chain` runs: train (0 epochs: the original is measured), prune,
+    distill (no losses for ``recover="finetune"``), qat, convert (int8).
+
+    The arguments are :func:`chain`'s. The recipe's model and data are placeholders
+    (``builder: given``, digits): :func:`edgeflow.pipeline.run_stages` runs it on the
+    model and arrays it is given.
+
+    Raises:
+        EdgeflowError: an unknown ``prune`` or ``recover``, or a value out of range.
+
+    Example:
+        >>> [s.stage for s in chain_recipe(prune="magnitude").stages]
+        ['train', 'prune', 'distill', 'qat', 'convert']
+    """
     if prune not in PRUNING:
         raise EdgeflowError(f"prune must be one of {', '.join(PRUNING)}, got {prune!r}")
     if recover not in RECOVERY:
         raise EdgeflowError(f"recover must be one of {', '.join(RECOVERY)}, got {recover!r}")
-    teacher = load_model(model)
-    x, y = (np.asarray(a) for a in data)
-    xt, yt = (np.asarray(a) for a in test_data)
-    records: list[StageRecord] = []
-    notes: list[str] = []
-
-    def record(name, label, m, start):
-        raw, packed = weight_bytes(m)
-        records.append(StageRecord(
-            len(records) + 1, name, label,
-            keras_accuracy=float(evaluate_keras(m, xt, yt)["accuracy"]),
-            params=int(m.count_params()), size_bytes=raw, gzip_bytes=packed,
-            sparsity=float(prune_mod.sparsity(m)["overall"]), seconds=round(time.perf_counter() - start, 2),
-        ))
-
-    start = time.perf_counter()
-    record("original", "original (teacher)", teacher, start)
-
-    start = time.perf_counter()
     if prune == "structured":
-        pruned = prune_mod.structured(
-            teacher, ratio, criterion=criterion, data=(x, y), epochs=prune_epochs or 0,
-            batch_size=batch_size, verbose=verbose,
-        ).model
-        label = f"prune (structured {ratio:.0%}, {criterion})"
+        pruning = {"method": "structured", "ratio": ratio, "criterion": criterion,
+                   "epochs": prune_epochs or 0}
     else:
-        result = prune_mod.magnitude(
-            teacher, target_sparsity, data=(x, y),
-            epochs=2 if prune_epochs is None else prune_epochs, batch_size=batch_size,
-            verbose=verbose,
-        )
-        pruned = result.model
-        notes += [f"left dense: {s}" for s in result.skipped_layers]
-        label = f"prune (magnitude {target_sparsity:.0%})"
-    record("prune", label, pruned, start)
-
-    start = time.perf_counter()
+        pruning = {"method": "magnitude", "target_sparsity": target_sparsity,
+                   "epochs": 2 if prune_epochs is None else prune_epochs}
+    training = {"batch_size": batch_size}
+    recipe = parse_recipe({
+        "name": f"chain-{prune}-{recover}",
+        "model": {"builder": "given"},
+        "stages": [
+            {"stage": "train", "epochs": 0},
+            {"stage": "prune", **pruning, **training},
+            {"stage": "distill", "teacher": "train", "epochs": epochs,
+             "learning_rate": learning_rate, "temperature": temperature, "alpha": alpha,
+             "losses": [], **training},
+            {"stage": "qat", "epochs": qat_epochs, "learning_rate": qat_learning_rate,
+             "preserve_sparsity": prune == "magnitude", **training},
+            {"stage": "convert", "mode": "int8"},
+        ],
+    }, source="chain")
+    # Losses and layer pairs go to edgeflow.distill.distill as given (names, dicts, loss
+    # objects): the stage carries them without the recipe's string-only schema.
+    stages = list(recipe.stages)
     used = tuple(losses) if recover == "distill" else ()
-    recovered = distill(
-        pruned, teacher, (x, y), losses=used,
-        epochs=epochs, batch_size=batch_size, temperature=temperature, alpha=alpha,
-        feature_pairs=feature_pairs, attention_pairs=attention_pairs,
-        learning_rate=learning_rate, verbose=verbose,
-    ).model
-    label = (f"distill ({'+'.join(map(str, used))} from the original)" if used
-             else "finetune (labels)")
-    record(recover, f"{label}, {epochs} epochs", recovered, start)
-
-    start = time.perf_counter()
-    q = quantize.qat(
-        recovered, data=(x, y), epochs=qat_epochs, batch_size=batch_size,
-        learning_rate=qat_learning_rate, preserve_sparsity=prune == "magnitude", verbose=verbose,
-    )
-    notes += [f"float in QAT: {s}" for s in q.float_layers]
-    record("qat", f"qat ({qat_epochs} epochs)", q.model, start)
-
-    start = time.perf_counter()
-    tflite = convert(q.model, "int8")
-    records.append(StageRecord(
-        len(records) + 1, "int8", "convert (int8)",
-        tflite_accuracy=float(litert.evaluate(tflite, xt, yt)["accuracy"]),
-        size_bytes=len(tflite), gzip_bytes=len(gzip.compress(tflite, 9)),
-        seconds=round(time.perf_counter() - start, 2),
-    ))
-    return ChainResult(records, q.model, tflite, notes)
+    stages[2] = stages[2].model_copy(update={
+        "losses": used, "feature_pairs": feature_pairs, "attention_pairs": attention_pairs,
+    })
+    return recipe.model_copy(update={"stages": stages})

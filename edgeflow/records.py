@@ -1,0 +1,134 @@
+"""What a run of stages produces: one :class:`StageRecord` per stage and a :class:`RunResult`.
+
+This module sits below every orchestrator of stages (``edgeflow.pipeline`` and the recipes
+built by ``edgeflow.distill.chain``) and imports none of them, so any stage, the report and
+the search can read and write records without importing the pipeline.
+
+A record is extensible: a stage puts figures of its own in ``extra`` (a JSON-ready dict,
+e.g. ``{"int8": "full int8 ...", "float_layers": [...]}``) without a change here; the
+terminal table prints the keys listed in :data:`SUMMARY_KEYS`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["RunResult", "StageRecord", "SUMMARY_KEYS"]
+
+#: ``extra`` keys the one-line stage summary prints (value only for ``int8``).
+SUMMARY_KEYS = ("fits", "int8")
+
+
+@dataclass
+class StageRecord:
+    """What one stage produced: the figures of the table and where its artifact is.
+
+    Attributes:
+        index: the stage's position in its recipe, from 1.
+        stage: the stage kind (``train``, ``prune``, ``qat``, ``distill``, ``convert``,
+            ``check``) or the name a recipe builder gives it (``original``, ``int8``).
+        label: the stage as people read it (``"prune (magnitude 80%, polynomial)"``).
+        keras_accuracy: test accuracy of the Keras model after the stage (0..1).
+        tflite_accuracy: test accuracy of the ``.tflite`` on LiteRT (0..1).
+        params: parameters of the Keras model.
+        size_bytes: float32 weight bytes of the Keras model, or the ``.tflite`` file's bytes.
+        gzip_bytes: the same bytes gzip-compressed (level 9): what sparsity saves.
+        sparsity: zeros / kernel weights.
+        seconds: wall time of the stage.
+        artifact: the file the stage wrote, relative to the run folder (None in memory).
+        sha256: the SHA-256 of ``artifact``'s bytes (hex), checked before a resume uses it.
+        resumed: the artifact of an earlier run was used instead of running the stage.
+        extra: figures of one stage kind (JSON-ready).
+    """
+
+    index: int
+    stage: str
+    label: str
+    keras_accuracy: float | None = None
+    tflite_accuracy: float | None = None
+    params: int | None = None
+    size_bytes: int | None = None
+    gzip_bytes: int | None = None
+    sparsity: float | None = None
+    seconds: float = 0.0
+    artifact: str | None = None
+    sha256: str | None = None
+    resumed: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """The record as a JSON-ready dict (the keys of the attributes)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> StageRecord:
+        """A record from :meth:`to_dict`'s dict; keys this version does not know are kept in ``extra``."""
+        known = {f for f in cls.__dataclass_fields__}
+        record = cls(**{k: v for k, v in data.items() if k in known})
+        record.extra = {**{k: v for k, v in data.items() if k not in known}, **record.extra}
+        return record
+
+    def summary(self) -> str:
+        """One line for the terminal: accuracies, size, sparsity, the stage's own figures, time."""
+        parts = []
+        if self.keras_accuracy is not None:
+            parts.append(f"keras acc {self.keras_accuracy:.4f}")
+        if self.tflite_accuracy is not None:
+            parts.append(f"tflite acc {self.tflite_accuracy:.4f}")
+        if self.size_bytes is not None:
+            gz = f" (gzip {self.gzip_bytes:,} B)" if self.gzip_bytes is not None else ""
+            parts.append(f"size {self.size_bytes:,} B{gz}")
+        if self.sparsity is not None:
+            parts.append(f"sparsity {self.sparsity:.1%}")
+        parts.extend(f"{v}" if k == "int8" else f"{k} {v}" for k, v in self.extra.items()
+                     if k in SUMMARY_KEYS)
+        parts.append(f"{self.seconds:.1f} s" + (" (resumed)" if self.resumed else ""))
+        return ", ".join(parts)
+
+
+@dataclass
+class RunResult:
+    """The outcome of running a recipe's stages.
+
+    Attributes:
+        recipe: the recipe's name.
+        output_dir: the run folder (None for a run in memory).
+        records: one :class:`StageRecord` per stage, in order.
+        check: the ``edgeflow.devices.Report`` of the check stage, if any.
+        model: the Keras model after the last stage that changed it (not serialised).
+        tflite: the ``.tflite`` bytes of the last convert stage, if any (not serialised).
+    """
+
+    recipe: str
+    output_dir: str | None
+    records: list[StageRecord]
+    check: Any = None
+    model: Any = field(default=None, repr=False, compare=False)
+    tflite: bytes | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when the model fits every checked device (or nothing was checked), else 1."""
+        return self.check.exit_code if self.check is not None else 0
+
+    def stage(self, name: str) -> StageRecord:
+        """The first record whose ``stage`` is ``name``.
+
+        Raises:
+            KeyError: no stage of that name.
+        """
+        for record in self.records:
+            if record.stage == name:
+                return record
+        raise KeyError(f"no stage {name!r}; stages: {', '.join(r.stage for r in self.records)}")
+
+    def to_dict(self) -> dict:
+        """The JSON-ready result (``report.json``): stages, per-device results, ``fits_all``."""
+        return {
+            "recipe": self.recipe,
+            "output_dir": self.output_dir,
+            "stages": [r.to_dict() for r in self.records],
+            "devices": self.check.to_dict()["results"] if self.check is not None else [],
+            "fits_all": None if self.check is None else self.check.fits,
+        }
