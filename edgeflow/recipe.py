@@ -26,6 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from edgeflow.errors import EdgeflowError, closest
+from edgeflow.ranges import RANGES, ranged
 
 __all__ = ["Recipe", "load_recipe", "parse_recipe", "STAGE_TYPES"]
 
@@ -56,9 +57,9 @@ class DataSpec(_Strict):
 
     source: Literal["digits", "npz"] = "digits"
     path: str | None = None
-    test_fraction: float = Field(0.25, gt=0, lt=1)
-    validation_fraction: float = Field(0.1, ge=0, lt=1)
-    calibration_samples: int = Field(200, ge=1)
+    test_fraction: ranged("test_fraction") = 0.25
+    validation_fraction: ranged("validation_fraction") = 0.1
+    calibration_samples: ranged("num_samples") = 200
 
     @model_validator(mode="after")
     def _path_for_npz(self):
@@ -68,16 +69,16 @@ class DataSpec(_Strict):
 
 
 class _Training(_Strict):
-    epochs: int = Field(2, ge=0)
-    batch_size: int = Field(32, ge=1)
-    learning_rate: float = Field(1e-3, gt=0)
+    epochs: ranged("epochs") = 2
+    batch_size: ranged("batch_size") = 32
+    learning_rate: ranged("learning_rate") = 1e-3
 
 
 class TrainStage(_Training):
     """Train (or keep training) the model on the training split."""
 
     stage: Literal["train"]
-    epochs: int = Field(10, ge=0)
+    epochs: ranged("epochs") = 10
 
 
 class PruneStage(_Training):
@@ -86,28 +87,29 @@ class PruneStage(_Training):
     stage: Literal["prune"]
     method: Literal["magnitude", "structured"] = "magnitude"
     # magnitude (TF-MOT)
-    target_sparsity: float = Field(0.5, ge=0, lt=1)
+    target_sparsity: ranged("sparsity") = 0.5
     schedule: Literal["polynomial", "constant"] = "polynomial"
-    initial_sparsity: float = Field(0.0, ge=0, lt=1)
-    begin_step: int = Field(0, ge=0)
-    end_step: int | None = Field(None, ge=1)
-    frequency: int | None = Field(None, ge=1)
-    per_layer: dict[str, float] | None = None
+    initial_sparsity: ranged("sparsity") = 0.0
+    begin_step: ranged("step") = 0
+    end_step: ranged("end_step") | None = None
+    frequency: ranged("frequency") | None = None
+    per_layer: dict[str, ranged("sparsity")] | None = None
     m_by_n: str | None = Field(None, pattern=r"^\d+:\d+$")
     policy: Literal["xnnpack"] | None = None
     # structured (filters and neurons removed)
     ratio: float | dict[str, float] = 0.5
     criterion: Literal["l1", "l2", "fpgm", "activation", "taylor", "hessian"] = "l1"
-    steps: int = Field(1, ge=1)
-    max_accuracy_drop: float | None = Field(None, ge=0)
-    multiple_of: int = Field(1, ge=1)
-    num_samples: int = Field(256, ge=1)
+    steps: ranged("prune_steps") = 1
+    max_accuracy_drop: ranged("accuracy_drop") | None = None
+    multiple_of: ranged("multiple_of") = 1
+    num_samples: ranged("num_samples") = 256
 
     @model_validator(mode="after")
     def _ratios(self):
         ratios = self.ratio.values() if isinstance(self.ratio, dict) else [self.ratio]
-        if any(not 0 <= r < 1 for r in ratios):
-            raise ValueError("ratio must be in [0, 1) (a fraction of filters to remove)")
+        bad = [r for r in ratios if not RANGES["ratio"].contains(r)]
+        if bad:
+            raise ValueError(f"ratio: {RANGES['ratio'].problem(bad[0])}")
         return self
 
 
@@ -115,7 +117,7 @@ class QatStage(_Training):
     """Quantization-aware training on TF-MOT."""
 
     stage: Literal["qat"]
-    learning_rate: float = Field(1e-4, gt=0)
+    learning_rate: ranged("learning_rate") = 1e-4
     preserve_sparsity: bool = False
 
 
@@ -125,8 +127,8 @@ class DistillStage(_Training):
     stage: Literal["distill"]
     teacher: str = "train"
     losses: tuple[str, ...] = ("soft",)
-    temperature: float = Field(4.0, gt=0)
-    alpha: float = Field(0.1, ge=0, le=1)
+    temperature: ranged("temperature") = 4.0
+    alpha: ranged("alpha") = 0.1
     feature_pairs: dict[str, str] | None = None
     attention_pairs: dict[str, str] | None = None
     preserve_sparsity: bool | Literal["auto"] = "auto"
@@ -163,7 +165,7 @@ class Recipe(_Strict):
 
     name: str
     description: str = ""
-    seed: int = 0
+    seed: ranged("seed") = 0
     output_dir: str | None = None
     model: ModelSpec
     data: DataSpec = Field(default_factory=DataSpec)
@@ -241,7 +243,7 @@ def _describe(err: ValidationError, raw: dict) -> str:
         return f"{key}: each stage needs a 'stage' key, one of " + ", ".join(STAGE_TYPES)
     msg = first["msg"].removeprefix("Value error, ")
     got = first.get("input")
-    if isinstance(got, (int, float, str)) and kind != "missing":
+    if isinstance(got, (int, float, str)) and kind != "missing" and not msg.startswith(repr(got)):
         msg += f" (got {got!r})"
     return f"{key}: {msg}"
 

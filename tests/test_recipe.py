@@ -35,7 +35,7 @@ def test_shipped_recipes_validate():
         (lambda r: r["stages"][1].update(target_sparsty=0.3),
          "r.yaml: unknown key 'stages.1.target_sparsty' (did you mean 'target_sparsity'?)"),
         (lambda r: r["stages"][1].update(target_sparsity=1.3),
-         "r.yaml: stages.1.target_sparsity: Input should be less than 1 (got 1.3)"),
+         "r.yaml: stages.1.target_sparsity: 1.3 is not a finite number in [0, 1) (fraction of weights set to zero)"),
         (lambda r: r["stages"][1].update(stage="prun"), "unknown stage 'prun' (did you mean 'prune'?)"),
         (lambda r: r["data"].update(sorce="digits"), "unknown key 'data.sorce' (did you mean 'source'?)"),
         (lambda r: r["stages"].pop(3), "a 'check' stage needs a 'convert' stage before it"),

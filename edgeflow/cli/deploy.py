@@ -5,13 +5,15 @@ from __future__ import annotations
 import click
 
 from edgeflow.cli._output import finish, force_option, json_option
+from edgeflow.ranges import option_type
 
 
 def _ssh_options(f):
     """The SSH options shared by ``rpi`` and ``coral``."""
     options = [
         click.option("--user", help="Remote user (default: from ~/.ssh/config, else your user name)."),
-        click.option("--port", type=int, help="SSH port (default: from ~/.ssh/config, else 22)."),
+        click.option("--port", type=option_type("port"),
+                     help="SSH port (default: from ~/.ssh/config, else 22)."),
         click.option("--identity", "-i", help="Private key file (default: ~/.ssh/config / ssh-agent)."),
         click.option("--known-hosts", help="known_hosts file to check the board's host key against."),
         click.option("--ssh-config", help="SSH config file to use instead of ~/.ssh/config."),
@@ -22,9 +24,12 @@ def _ssh_options(f):
                      help="Directory on the board (relative to the login directory unless absolute)."),
         click.option("--skip-install", is_flag=True,
                      help="Do not install ai-edge-litert on the board; fail if no runtime is there."),
-        click.option("--runs", default=50, show_default=True, help="Timed runs on the board."),
-        click.option("--warmup", default=5, show_default=True, help="Untimed warm-up runs."),
-        click.option("--threads", type=int, help="Interpreter threads on the board (default: the runtime's)."),
+        click.option("--runs", type=option_type("runs"), default=50, show_default=True,
+                     help="Timed runs on the board."),
+        click.option("--warmup", type=option_type("warmup"), default=5, show_default=True,
+                     help="Untimed warm-up runs."),
+        click.option("--threads", type=option_type("threads"),
+                     help="Interpreter threads on the board (default: the runtime's)."),
         click.option("--input", "sample", help="Input sample .npy (float samples are quantized); default random."),
         click.option("--dry-run", is_flag=True, help="Print every step and command; run nothing."),
         json_option,
@@ -131,9 +136,10 @@ def coral(model, host, out_dir, force, user, port, identity, known_hosts, ssh_co
 @click.option("--board", required=True, help="Microcontroller profile name (see 'edgeflow devices').")
 @click.option("-o", "--out-dir", required=True,
               help="Project folder to create (new or empty; with --force, one edgeflow generated before).")
-@click.option("--arena-margin", default=0.25, show_default=True,
+@click.option("--arena-margin", type=option_type("arena_margin"), default=0.25, show_default=True,
               help="Arena margin: a fraction of the measured arena (plus 1 KiB).")
-@click.option("--arena-bytes", type=int, help="Use this measured arena instead of running check.")
+@click.option("--arena-bytes", type=option_type("arena_bytes"),
+              help="Use this measured arena instead of running check.")
 @click.option("--dry-run", is_flag=True, help="Print every step and file; measure and write nothing.")
 @force_option
 @json_option

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from edgeflow.cli._output import finish, force_option, json_option
+from edgeflow.ranges import option_type
 
 LOSS_NAMES = ("soft", "feature", "attention")  # edgeflow.distill.LOSSES, without importing TF
 
@@ -23,12 +24,14 @@ LOSS_NAMES = ("soft", "feature", "attention")  # edgeflow.distill.LOSSES, withou
               help="Teacher and student layer names for --loss feature (repeatable).")
 @click.option("--attention-pair", "attention_pairs", multiple=True, metavar="T_LAYER:S_LAYER",
               help="Teacher and student layer names for --loss attention (repeatable).")
-@click.option("--temperature", default=4.0, show_default=True, type=float, help="Soft-label temperature τ.")
-@click.option("--alpha", default=0.1, show_default=True, type=float,
+@click.option("--temperature", default=4.0, show_default=True, type=option_type("temperature"),
+              help="Soft-label temperature τ.")
+@click.option("--alpha", default=0.1, show_default=True, type=option_type("alpha"),
               help="Weight of the hard-label loss against the soft labels.")
-@click.option("--epochs", default=10, show_default=True, type=int)
-@click.option("--batch-size", default=32, show_default=True, type=int)
-@click.option("--learning-rate", type=float, help="Adam learning rate (default: Keras's 0.001).")
+@click.option("--epochs", default=10, show_default=True, type=option_type("epochs"))
+@click.option("--batch-size", default=32, show_default=True, type=option_type("batch_size"))
+@click.option("--learning-rate", type=option_type("learning_rate"),
+              help="Adam learning rate (default: Keras's 0.001).")
 @click.option("--validation-data", help="Validation .npz with x and y (accuracy is printed).")
 @click.option("--verbose", is_flag=True, help="Show Keras's per-epoch progress.")
 @click.option("--unsafe", is_flag=True, help="Allow loading Lambda layers (runs code from the file).")

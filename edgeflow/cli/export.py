@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from edgeflow.cli._output import finish, force_option, json_option
+from edgeflow.ranges import option_type
 
 # edgeflow.convert.MODES, named here so that `edgeflow --help` does not import the converter
 # (tests/test_cli_contract.py checks that the two agree).
@@ -20,7 +21,8 @@ MODE_NAMES = ("int8", "int16x8", "float16", "dynamic", "float32")
 @click.option("--data", help="Calibration data: .npy/.npz file or a folder of images.")
 @click.option("--input-type", help="Model input type (int8 mode: int8, uint8 or float32).")
 @click.option("--output-type", help="Model output type (int8 mode: int8, uint8 or float32).")
-@click.option("--num-samples", default=200, show_default=True, help="Calibration samples used at most.")
+@click.option("--num-samples", type=option_type("num_samples"), default=200, show_default=True,
+              help="Calibration samples used at most.")
 @click.option("--format", "fmt", type=click.Choice(["tflite", "c"]), default="tflite", show_default=True)
 @click.option("--name", default="g_model", show_default=True, help="C array name for --format c.")
 @click.option("--unsafe", is_flag=True, help="Allow loading Lambda layers (runs code from the file).")

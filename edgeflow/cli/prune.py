@@ -5,12 +5,14 @@ from __future__ import annotations
 import click
 
 from edgeflow.cli._output import finish, force_option, json_option
+from edgeflow.ranges import option_type
 
 CRITERIA = ("l1", "l2", "fpgm", "activation", "taylor", "hessian")
 
 
-def _layer_values(pairs: tuple[str, ...]) -> dict[str, float]:
+def _layer_values(pairs: tuple[str, ...], method: str) -> dict[str, float]:
     from edgeflow.errors import EdgeflowError
+    from edgeflow.ranges import check
 
     values = {}
     for pair in pairs:
@@ -21,6 +23,7 @@ def _layer_values(pairs: tuple[str, ...]) -> dict[str, float]:
             sep = ""
         if not sep or not name:
             raise EdgeflowError(f"--layer {pair!r}: write NAME=FRACTION, e.g. --layer 'conv*=0.5'")
+        check("sparsity" if method == "magnitude" else "ratio", values[name], f"--layer {pair!r}")
     return values
 
 
@@ -30,22 +33,24 @@ def _layer_values(pairs: tuple[str, ...]) -> dict[str, float]:
 @click.option("--method", type=click.Choice(["magnitude", "structured"]), default="magnitude",
               show_default=True)
 @click.option("--data", help=".npz with x and y: fine-tuning data (and scores for data criteria).")
-@click.option("--sparsity", type=float, default=0.5, show_default=True,
+@click.option("--sparsity", type=option_type("sparsity"), default=0.5, show_default=True,
               help="magnitude: fraction of weights set to zero.")
 @click.option("--schedule", type=click.Choice(["polynomial", "constant"]), default="polynomial",
               show_default=True, help="magnitude: TF-MOT pruning schedule.")
 @click.option("--m-by-n", help="magnitude: m:n sparsity, e.g. 2:4.")
-@click.option("--ratio", type=float, default=0.5, show_default=True,
+@click.option("--ratio", type=option_type("ratio"), default=0.5, show_default=True,
               help="structured: fraction of filters/units removed.")
 @click.option("--criterion", type=click.Choice(CRITERIA), default="l1", show_default=True,
               help="structured: which filters go first.")
-@click.option("--steps", type=int, default=1, show_default=True,
+@click.option("--steps", type=option_type("prune_steps"), default=1, show_default=True,
               help="structured: reach the ratio in this many prune/fine-tune steps.")
-@click.option("--max-accuracy-drop", type=float, help="structured: stop before accuracy falls more.")
+@click.option("--max-accuracy-drop", type=option_type("accuracy_drop"),
+              help="structured: stop before accuracy falls more.")
 @click.option("--layer", "layers", multiple=True, metavar="NAME=FRACTION",
               help="Per-layer sparsity/ratio (name or glob); repeat it.")
-@click.option("--epochs", type=int, help="Fine-tuning epochs (magnitude 2, structured 0 by default).")
-@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--epochs", type=option_type("epochs"),
+              help="Fine-tuning epochs (magnitude 2, structured 0 by default).")
+@click.option("--batch-size", type=option_type("batch_size"), default=32, show_default=True)
 @click.option("--unsafe", is_flag=True, help="Allow loading Lambda layers (runs code from the file).")
 @force_option
 @json_option
@@ -62,9 +67,9 @@ def prune(model, output, method, data, sparsity, schedule, m_by_n, ratio, criter
 
     if not output.endswith(".keras"):
         raise EdgeflowError(f"write the pruned model to a .keras file, not {Path(output).name!r}")
+    per_layer = _layer_values(layers, method)
     _io.check_file(output, force=force)
     keras_model = load_model(model, safe_mode=not unsafe)
-    per_layer = _layer_values(layers)
     arrays = labelled(data, "--data") if data else None
     if method == "magnitude":
         if arrays is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from edgeflow.cli._output import finish, force_option, json_option
+from edgeflow.ranges import option_type
 
 # edgeflow.quantize.QUANTIZE_MODES, named here so that `edgeflow --help` does not import
 # TensorFlow (tests/test_cli_contract.py checks that the two agree).
@@ -18,13 +19,16 @@ MODE_NAMES = ("qat", "int8", "int16x8", "float16", "dynamic")
               help="qat trains with --data (x, y); the others are post-training.")
 @click.option("--data", help="A .npz with x (and y): calibration samples, QAT training data.")
 @click.option("--eval-data", help="A .npz with x and y to score Keras vs .tflite (default: --data).")
-@click.option("--epochs", default=2, show_default=True, help="QAT fine-tuning epochs.")
-@click.option("--learning-rate", type=float, help="QAT learning rate (default: Adam's).")
+@click.option("--epochs", type=option_type("epochs"), default=2, show_default=True,
+              help="QAT fine-tuning epochs.")
+@click.option("--learning-rate", type=option_type("learning_rate"),
+              help="QAT learning rate (default: Adam's).")
 @click.option("--preserve-sparsity", is_flag=True, help="QAT keeps pruned zeros (PQAT).")
 @click.option("--report", is_flag=True, help="Print the per-op int8 error table, worst first.")
-@click.option("--keep-float", default=0, show_default=True,
+@click.option("--keep-float", type=option_type("keep_float"), default=0, show_default=True,
               help="int8: keep the N worst ops in float; shows size, RAM and accuracy.")
-@click.option("--num-samples", default=200, show_default=True, help="Calibration samples at most.")
+@click.option("--num-samples", type=option_type("num_samples"), default=200, show_default=True,
+              help="Calibration samples at most.")
 @click.option("--unsafe", is_flag=True, help="Allow loading Lambda layers (runs code from the file).")
 @force_option
 @json_option
