@@ -55,7 +55,7 @@ def test_magnitude_with_data_prints_json(files):
     (["--method", "structured", "--criterion", "taylor"], "scores units on data"),
     (["--method", "structured", "--data", "{files}/x_only.npy", "--epochs", "1"], "holds no labels"),
     (["--method", "structured", "--layer", "conv1"], "write NAME=FRACTION"),
-    (["--method", "structured", "--ratio", "1.5"], "must be a fraction"),
+    (["--method", "structured", "--ratio", "1.5"], "1.5 is not a finite number in [0, 1)"),
     (["--method", "structured", "-o", "{files}/out.h5"], "not 'out.h5'"),
     (["--method", "structured", "--data", "{files}/missing.npz"], "does not exist"),
 ])
