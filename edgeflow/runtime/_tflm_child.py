@@ -4,52 +4,22 @@ TFLM can abort the process (see ``edgeflow.runtime.tflm``), so it only ever runs
 The request names the model file, its number of inputs (the parent read the model with
 ``edgeflow.tflite``) and what to do (``search`` for the smallest arena,
 ``probe`` one arena size, ``predict``); the result is written as JSON (and ``.npz`` for
-outputs) into files the parent chose. TFLM's C++ output (stdout and stderr) is captured at
-the file-descriptor level into a file, so nothing reaches the parent's terminal, and each
+outputs) into files the parent chose (the mechanism: ``edgeflow.runtime._child``). Each
 arena size tried is appended to a log before and after it runs, so the parent knows where
 an abort happened.
 """
 
 from __future__ import annotations
 
-import ctypes
 import gc
-import json
 import os
 import sys
 
 import numpy as np
 
+from edgeflow.runtime._child import Capture, serve
+
 _SHORTFALL = ("Failed to allocate", "Failed to resize buffer", "missing:")
-
-
-class _Capture:
-    """Sends fds 1 and 2 into one file; ``since(offset)`` reads what was written after it."""
-
-    def __init__(self, path: str):
-        self.path = path
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        os.close(fd)
-        self._libc = ctypes.CDLL(None)
-
-    def offset(self) -> int:
-        self.flush()
-        return os.path.getsize(self.path)
-
-    def flush(self) -> None:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        self._libc.fflush(None)
-
-    def since(self, offset: int) -> str:
-        self.flush()
-        with open(self.path, "rb") as f:
-            f.seek(offset)
-            return f.read().decode("utf-8", "replace")
 
 
 class _Log:
@@ -60,7 +30,7 @@ class _Log:
         os.write(self.fd, (line + "\n").encode())
 
 
-def _probe(data: bytes, size: int, num_inputs: int, capture: _Capture, log: _Log) -> tuple[bool, str]:
+def _probe(data: bytes, size: int, num_inputs: int, capture: Capture, log: _Log) -> tuple[bool, str]:
     """Allocate and invoke once with ``size`` bytes of arena; ``(ok, TFLM's text)``."""
     from tflite_micro.python.tflite_micro import runtime
 
@@ -85,7 +55,7 @@ def _probe(data: bytes, size: int, num_inputs: int, capture: _Capture, log: _Log
     return ok, capture.since(start)
 
 
-def _search(data: bytes, req: dict, capture: _Capture, log: _Log) -> dict:
+def _search(data: bytes, req: dict, capture: Capture, log: _Log) -> dict:
     """Smallest 16-aligned arena that allocates and invokes, by doubling then bisection."""
     lo, hi, cap = int(req["lo"]), req.get("hi"), int(req["cap"])
     n_in = int(req["num_inputs"])
@@ -120,7 +90,7 @@ def _search(data: bytes, req: dict, capture: _Capture, log: _Log) -> dict:
     return {"status": "ok", "arena_bytes": hi, "text": best_text}
 
 
-def _predict(data: bytes, req: dict, capture: _Capture) -> dict:
+def _predict(data: bytes, req: dict, capture: Capture) -> dict:
     from tflite_micro.python.tflite_micro import runtime
 
     from edgeflow.runtime._quant import dequantize, quantize
@@ -151,30 +121,25 @@ def _align(n: int) -> int:
     return (int(n) + 15) // 16 * 16
 
 
-def main(argv: list[str]) -> int:
-    with open(argv[1]) as f:
-        req = json.load(f)
-    capture = _Capture(req["capture"])
-    log = _Log(req["log"])
+def _search_handler(req: dict, capture: Capture) -> dict:
     with open(req["model"], "rb") as f:
         data = f.read()
-    command = req["command"]
-    if command == "search":
-        result = _search(data, req, capture, log)
-    elif command == "probe":
-        ok, text = _probe(data, int(req["arena_size"]), int(req["num_inputs"]), capture, log)
-        result = {"status": "ok" if ok else "failed", "arena_bytes": int(req["arena_size"]),
-                  "text": text}
-    elif command == "predict":
-        result = _predict(data, req, capture)
-    else:
-        raise SystemExit(f"unknown command {command!r}")
-    tmp = req["out"] + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(result, f)
-    os.replace(tmp, req["out"])
-    return 0
+    return _search(data, req, capture, _Log(req["log"]))
+
+
+def _probe_handler(req: dict, capture: Capture) -> dict:
+    with open(req["model"], "rb") as f:
+        data = f.read()
+    ok, text = _probe(data, int(req["arena_size"]), int(req["num_inputs"]), capture, _Log(req["log"]))
+    return {"status": "ok" if ok else "failed", "arena_bytes": int(req["arena_size"]), "text": text}
+
+
+def _predict_handler(req: dict, capture: Capture) -> dict:
+    with open(req["model"], "rb") as f:
+        data = f.read()
+    return _predict(data, req, capture)
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(serve(sys.argv, {"search": _search_handler, "probe": _probe_handler,
+                              "predict": _predict_handler}))

@@ -49,21 +49,15 @@ TFLM then runs them: MobileNetV2 α=0.35 with a 210,208-byte arena, MobileNet α
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import signal
 import struct
-import subprocess
-import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from edgeflow.errors import EdgeflowError, RuntimeCrash
+from edgeflow.runtime import _child
 from edgeflow.runtime._quant import input_arrays
 from edgeflow.tflite import load, parse, read_bytes
 
@@ -227,7 +221,7 @@ def measure_arena(model, *, timeout: float = 300) -> ArenaMeasurement:
             crashed_at = tried[-1] if tried else None
             if hi_log is not None and crashed_at is not None and crashed_at < hi_log:
                 # It ran with a larger arena: this size counts as too small; go on.
-                notes.append(f"TFLM crashed ({_signal_name(proc.returncode)}) at arena {crashed_at}")
+                notes.append(f"TFLM crashed ({_child.signal_name(proc.returncode)}) at arena {crashed_at}")
                 lo, hi = max(lo_log, crashed_at), hi_log
                 continue
             return ArenaMeasurement(
@@ -365,7 +359,7 @@ def _failure(text: str, size: int | None = None) -> str:
 
 
 def _crash_message(data: bytes, returncode: int, captured: str) -> str:
-    sig = _signal_name(returncode)
+    sig = _child.signal_name(returncode)
     causes = known_aborts(data)
     if causes:
         return f"TFLM aborted ({sig}) in {causes[0]}"
@@ -374,13 +368,6 @@ def _crash_message(data: bytes, returncode: int, captured: str) -> str:
     return f"TFLM aborted ({sig}) while loading or running the model, cause unknown{last}"
 
 
-def _signal_name(returncode: int) -> str:
-    if returncode < 0:
-        try:
-            return signal.Signals(-returncode).name
-        except ValueError:
-            return f"signal {-returncode}"
-    return f"exit status {returncode}"
 
 
 def _align(n: int) -> int:
@@ -390,62 +377,33 @@ def _align(n: int) -> int:
 # --- the child process -------------------------------------------------------------------
 
 
-class _Workdir:
-    """A temporary directory holding the model, the request and the child's outputs.
+class _Workdir(_child.Workdir):
+    """The child's folder holding the model, with the arena log of ``_tflm_child``.
 
     Every request tells the child how many inputs the model has, so the child never
     reads the flatbuffer itself.
     """
 
     def __init__(self, data: bytes, num_inputs: int):
+        super().__init__("edgeflow-tflm-", "TFLM")
         self.data = data
         self.num_inputs = num_inputs
 
     def __enter__(self) -> _Workdir:
-        self._tmp = tempfile.TemporaryDirectory(prefix="edgeflow-tflm-")
-        self.path = Path(self._tmp.name)
+        super().__enter__()
         (self.path / "model.tflite").write_bytes(self.data)
         return self
 
-    def __exit__(self, *exc) -> None:
-        self._tmp.cleanup()
-
     def run(self, request: dict, timeout: float):
-        """Run the child; ``(result or None, completed process or None on timeout)``."""
-        out = self.path / "result.json"
-        out.unlink(missing_ok=True)
+        """Run the TFLM child; ``(result or None, completed process or None on timeout)``."""
         (self.path / "log.txt").unlink(missing_ok=True)
         request = {
             **request,
             "model": str(self.path / "model.tflite"),
             "num_inputs": self.num_inputs,
-            "out": str(out),
             "log": str(self.path / "log.txt"),
-            "capture": str(self.path / "capture.txt"),
         }
-        (self.path / "request.json").write_text(json.dumps(request))
-        try:
-            proc = subprocess.run(
-                [sys.executable, "-m", "edgeflow.runtime._tflm_child", str(self.path / "request.json")],
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=max(0.001, timeout),
-                env=_child_env(),
-                cwd=self.path,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:  # subprocess.run has killed and reaped the child
-            return None, None
-        if proc.returncode == 0 and out.exists():
-            return json.loads(out.read_text()), proc
-        if proc.returncode > 0:
-            # A Python-level failure of the child itself, not a native crash.
-            text = proc.stderr.decode("utf-8", "replace") + self.captured()
-            lines = [ln for ln in text.splitlines() if ln.strip()]
-            raise EdgeflowError(
-                f"the TFLM child process failed: {lines[-1] if lines else proc.returncode}"
-            )
-        return None, proc
+        return super().run("edgeflow.runtime._tflm_child", request, timeout)
 
     def read_log(self) -> tuple[list[int], int, int | None]:
         """Sizes tried, the largest that failed (0 if none) and the smallest that ran."""
@@ -463,17 +421,3 @@ class _Workdir:
                 tried.pop()
                 lo = max(lo, size)
         return tried, lo, hi
-
-    def captured(self) -> str:
-        path = self.path / "capture.txt"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-
-def _child_env() -> dict:
-    """The parent's environment, with edgeflow importable in the child."""
-    import edgeflow
-
-    root = str(Path(edgeflow.__file__).resolve().parent.parent)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    return env

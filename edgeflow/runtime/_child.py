@@ -1,0 +1,164 @@
+"""Native code that can kill its process runs in a child process: the one mechanism.
+
+TFLM can ``abort()``, the TFLite converter's calibrator can die with SIGSEGV, and LiteRT
+can crash on a hostile file; none of that may take edgeflow (or the caller's Python) with
+it. Each such job runs as ``python -m <module> REQUEST.json`` in a private temporary folder:
+
+* the parent (:class:`Workdir`) writes the request (JSON) and any input files there, runs
+  the child with a timeout, and reads back the result (JSON) or learns how it died
+  (:func:`signal_name`);
+* the child (:func:`serve`) sends its file descriptors 1 and 2 into ``capture.txt``
+  (:class:`Capture`: native libraries print there, nothing reaches the user's terminal),
+  calls the handler named by ``request["command"]`` and writes its result atomically.
+
+A handler returns a JSON-able dict; an uncaught Python exception in the child is a
+failure of the child (exit status 1 with its traceback in the capture), not a crash.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from edgeflow.errors import EdgeflowError
+
+__all__ = ["Workdir", "Capture", "serve", "signal_name", "child_env"]
+
+
+class Workdir:
+    """A private temporary folder for one job's files, and the runner of its child.
+
+    Use as a context manager (the folder is removed on exit); ``path`` is the folder.
+
+    Example:
+        >>> with Workdir("edgeflow-tflm-", "TFLM") as work:
+        ...     result, proc = work.run("edgeflow.runtime._tflm_child", {"command": "probe"}, 60)
+    """
+
+    def __init__(self, prefix: str = "edgeflow-child-", what: str = "child"):
+        self.prefix = prefix
+        self.what = what  # names the job in errors: "the TFLM child process failed: ..."
+
+    def __enter__(self):
+        self._tmp = tempfile.TemporaryDirectory(prefix=self.prefix)
+        self.path = Path(self._tmp.name)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._tmp.cleanup()
+
+    def run(self, module: str, request: dict, timeout: float):
+        """Run ``python -m module`` on ``request``.
+
+        Returns:
+            ``(result, proc)``: the child's result dict (``None`` when it died without
+            one: read ``proc.returncode``, negative for a signal) and the completed
+            process; ``(None, None)`` when it ran past ``timeout`` seconds and was killed.
+
+        Raises:
+            EdgeflowError: the child failed in Python (exit status > 0), with its last line.
+        """
+        out = self.path / "result.json"
+        out.unlink(missing_ok=True)
+        request = {**request, "out": str(out), "capture": str(self.path / "capture.txt")}
+        req_path = self.path / "request.json"
+        req_path.write_text(json.dumps(request))
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", module, str(req_path)],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=max(0.001, timeout),
+                env=child_env(),
+                cwd=self.path,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:  # subprocess.run has killed and reaped the child
+            return None, None
+        if proc.returncode == 0 and out.exists():
+            return json.loads(out.read_text()), proc
+        if proc.returncode > 0:
+            text = proc.stderr.decode("utf-8", "replace") + self.captured()
+            lines = [ln for ln in text.splitlines() if ln.strip()]
+            raise EdgeflowError(
+                f"the {self.what} child process failed: "
+                f"{lines[-1] if lines else proc.returncode}"
+            )
+        return None, proc
+
+    def captured(self) -> str:
+        """What the child's native code printed (fds 1 and 2)."""
+        path = self.path / "capture.txt"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+class Capture:
+    """In the child: fds 1 and 2 into one file; ``since(offset)`` reads what came after it."""
+
+    def __init__(self, path: str):
+        self.path = path
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+        self._libc = ctypes.CDLL(None)
+
+    def offset(self) -> int:
+        self.flush()
+        return os.path.getsize(self.path)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self._libc.fflush(None)
+
+    def since(self, offset: int) -> str:
+        self.flush()
+        with open(self.path, "rb") as f:
+            f.seek(offset)
+            return f.read().decode("utf-8", "replace")
+
+
+def serve(argv: list[str], handlers: dict[str, Callable[[dict, Capture], dict]]) -> int:
+    """The child's main: read the request, capture output, run its handler, write the result."""
+    with open(argv[1]) as f:
+        req = json.load(f)
+    capture = Capture(req["capture"])
+    command = req["command"]
+    if command not in handlers:
+        raise SystemExit(f"unknown command {command!r}")
+    result = handlers[command](req, capture)
+    tmp = req["out"] + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(result, f)
+    os.replace(tmp, req["out"])
+    return 0
+
+
+def signal_name(returncode: int) -> str:
+    """``SIGSEGV`` for a child killed by signal 11, ``exit status N`` otherwise."""
+    if returncode < 0:
+        try:
+            return signal.Signals(-returncode).name
+        except ValueError:
+            return f"signal {-returncode}"
+    return f"exit status {returncode}"
+
+
+def child_env() -> dict:
+    """The parent's environment, with this edgeflow importable in the child."""
+    import edgeflow
+
+    root = str(Path(edgeflow.__file__).resolve().parent.parent)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    return env
