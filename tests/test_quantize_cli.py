@@ -61,3 +61,61 @@ def test_cli_bad_input_is_one_line_and_exit_2(files, args, message):
     assert res.output.startswith("error: ") and message in res.output
     assert len(res.output.strip().splitlines()) == 1
     assert not (files / "bad.tflite").exists()
+
+
+def _sequence_model(middle):
+    """Conv1D → ``middle`` (a layer or a function of the tensor) → pooling → softmax."""
+    from edgeflow._keras import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 6), name="seq")
+    h = keras.layers.Conv1D(8, 3, padding="same", name="conv")(inputs)
+    h = middle(h)
+    h = keras.layers.GlobalAveragePooling1D(name="gap")(h)
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax", name="out")(h))
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+@pytest.fixture(scope="module")
+def sequences(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    x = rng.normal(0, 1, (200, 8, 6)).astype(np.float32)
+    x[y == 1, :, :2] += 1.5
+    root = tmp_path_factory.mktemp("seq")
+    np.savez(root / "seq.npz", x=x, y=y)
+    return root
+
+
+def test_cli_qat_quantizes_layernorm_from_the_calibration_data(sequences):
+    from edgeflow._keras import keras
+
+    model = _sequence_model(keras.layers.LayerNormalization(name="ln"))
+    model.save(sequences / "ln.keras")
+    out = sequences / "ln.tflite"
+    res = _run("quantize", sequences / "ln.keras", "-o", out, "--mode", "qat", "--data",
+               sequences / "seq.npz", "--epochs", "1", "--json")
+    assert res.exit_code == 0, res.output
+    doc = document(res.stdout)
+    assert doc["result"]["float_layers"] == []
+    assert "ln (LayerNormalization): no QAT config, quantized from the calibration data" in \
+        doc["result"]["notes"]
+    check = verify_int8(out.read_bytes())
+    assert check.ok, check.summary()
+
+
+def test_cli_promised_int8_but_float_ops_left_is_exit_1_naming_them(sequences):
+    from edgeflow._keras import tf
+
+    model = _sequence_model(tf.math.sin)  # SIN has no int8 kernel in TFLite
+    model.save(sequences / "sp.keras")
+    out = sequences / "sp.tflite"
+    res = _run("quantize", sequences / "sp.keras", "-o", out, "--mode", "qat", "--data",
+               sequences / "seq.npz", "--epochs", "1")
+    assert res.exit_code == 1, res.output
+    check = verify_int8(out.read_bytes())
+    assert not check.ok and check.float_ops
+    warning = [ln for ln in res.output.splitlines() if ln.startswith("warning: --mode qat")]
+    assert warning == ["warning: --mode qat promised a full-int8 model; float ops: "
+                       + "; ".join(check.float_ops + check.stray_conversions)]

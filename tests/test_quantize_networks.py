@@ -163,3 +163,20 @@ def test_activations_quantized_or_named_as_float(digits):
     assert softplus.float_layers[0].startswith("act (TensorOp): activation softplus")
     check = verify_int8(convert(softplus.model, "int8"))
     assert any("act/Softplus" in op for op in check.float_ops), check.summary()
+
+
+def test_batchnorm_after_conv2d_transpose_is_quantized_not_left_float():
+    """Conv2DTranspose subclasses Conv2D, but TF-MOT does not fold a BN after it: edgeflow
+    splits that BN into a quantized multiply and add, so no float MUL/ADD is left."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4, 4, 3))
+    h = keras.layers.Conv2DTranspose(8, 3, strides=2, padding="same", name="up")(inputs)
+    h = keras.layers.BatchNormalization(name="up_bn")(h)
+    h = keras.layers.ReLU(name="relu")(h)
+    h = keras.layers.GlobalAveragePooling2D(name="gap")(h)
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax", name="out")(h))
+    x = np.random.default_rng(0).normal(0, 1, (32, 4, 4, 3)).astype(np.float32)
+    result = qat(model, data=(x, np.arange(32) % 2), epochs=1, batch_size=8)
+    assert "up_bn: BatchNormalization not after Conv2D/DepthwiseConv2D → frozen multiply, add" in result.notes
+    check = verify_int8(convert(result.model, "int8"))
+    assert check.ok, check.summary()

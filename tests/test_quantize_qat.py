@@ -87,26 +87,29 @@ def test_qat_without_data_returns_a_model_that_trains_like_any_keras_model(train
 
 
 @pytest.mark.slow
-def test_pqat_keeps_pruned_zeros_through_training_and_conversion(pruned_cnn, digits):
+def test_qat_keeps_pruned_zeros_by_default_through_training_and_conversion(pruned_cnn, digits):
     (x_tr, y_tr), (x_te, y_te) = digits
     sparsity = {k: v for k, v in prune.sparsity(pruned_cnn).items() if k != "overall"}
     assert min(sparsity.values()) > 0.55
-    zeros_before = sum(int((w.numpy() == 0).sum()) for w in pruned_cnn.trainable_weights
-                       if w.name.endswith("kernel:0"))
+    kernels = [w.numpy() for w in pruned_cnn.trainable_weights if w.name.endswith("kernel:0")]
+    zeros_before = sum(int((k == 0).sum()) for k in kernels)
 
-    keep = qat(pruned_cnn, data=(x_tr, y_tr), epochs=2, preserve_sparsity=True)
-    assert keep.zeros_kept >= 0.99
-    assert set(keep.sparsity_before) == set(sparsity)
-    for name, s in keep.sparsity_after.items():
-        assert s >= 0.99 * keep.sparsity_before[name], name
+    keep = qat(pruned_cnn, data=(x_tr, y_tr), epochs=2)  # preserve_sparsity="auto"
+    assert keep.zeros_kept == 1.0 and keep.warnings == []
+    assert keep.sparsity_before == sparsity and keep.sparsity_after == sparsity
     tflite = convert(keep.model, "int8")
-    assert _tflite_weight_zeros(tflite) >= 0.99 * zeros_before
+    # Every pruned zero is an int8 zero (the BN fold scales channels; zeros stay zeros).
+    assert _tflite_weight_zeros(tflite) >= zeros_before
     assert evaluate(tflite, x_te, y_te)["accuracy"] > 0.9
 
-    # Plain QAT on the same model lets the zeros drift: the scheme is what keeps them.
-    plain = qat(pruned_cnn, data=(x_tr, y_tr), epochs=2)
+    # Asked not to keep them, QAT lets the zeros drift and says so.
+    plain = qat(pruned_cnn, data=(x_tr, y_tr), epochs=2, preserve_sparsity=False)
     after = prune.sparsity(plain.model)
     assert min(after[name] for name in ("conv1", "conv2")) < 0.5 * min(sparsity.values())
+    overall = zeros_before / sum(k.size for k in kernels)
+    assert len(plain.warnings) == 1
+    assert plain.warnings[0].startswith(f"qat lost pruned zeros: sparsity {overall:.1%} → ")
+    assert plain.warnings[0].endswith("(conv1, conv2, fc1, logits) (preserve_sparsity is off)")
 
 
 def test_qat_strips_pruning_wrappers(trained_cnn):

@@ -23,7 +23,8 @@ MODE_NAMES = ("qat", "int8", "int16x8", "float16", "dynamic")
               help="QAT fine-tuning epochs.")
 @click.option("--learning-rate", type=option_type("learning_rate"),
               help="QAT learning rate (default: Adam's).")
-@click.option("--preserve-sparsity", is_flag=True, help="QAT keeps pruned zeros (PQAT).")
+@click.option("--preserve-sparsity/--no-preserve-sparsity", default=None,
+              help="QAT keeps pruned zeros (default: of every kernel at least 10% zeros).")
 @click.option("--report", is_flag=True, help="Print the per-op int8 error table, worst first.")
 @click.option("--keep-float", type=option_type("keep_float"), default=0, show_default=True,
               help="int8: keep the N worst ops in float; shows size, RAM and accuracy.")
@@ -42,9 +43,10 @@ def quantize(model, output, mode, data, eval_data, epochs, learning_rate, preser
 
     outcome = quantize_to_tflite(
         model, mode, data, eval_data=eval_data, epochs=epochs, learning_rate=learning_rate,
-        preserve_sparsity=preserve_sparsity, report=report, keep_float=keep_float,
+        preserve_sparsity="auto" if preserve_sparsity is None else preserve_sparsity, report=report, keep_float=keep_float,
         num_samples=num_samples, safe_mode=not unsafe,
     )
     _io.write_bytes(output, outcome.tflite)
     finish("quantize", outcome.to_dict(), text=f"{outcome.render()}\nwrote {output}", model=model,
-           outputs=[output], summary=f"wrote {output} ({len(outcome.tflite):,} bytes, {outcome.mode})")
+           outputs=[output], summary=f"wrote {output} ({len(outcome.tflite):,} bytes, {outcome.mode})",
+           exit_code=outcome.exit_code)

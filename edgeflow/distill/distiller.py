@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from edgeflow._keras import ensure_keras2, keras, tf
 from edgeflow.distill import losses as _losses
 from edgeflow.errors import EdgeflowError, closest
+from edgeflow.prune.magnitude import SPARSE_MIN  # "auto": a tensor this fraction of zeros was pruned
 
 __all__ = ["Distiller", "DistillResult", "distill", "logits_source"]
 
@@ -359,8 +360,6 @@ class Distiller(keras.Model):
         ]
         return cls(student, teacher, losses, **config)
 
-
-SPARSE_MIN = 0.1  # "auto": a weight tensor this fraction of exact zeros was pruned
 
 
 def _masked_indices(student: keras.Model, preserve) -> list[int]:

@@ -409,3 +409,47 @@ def _measure(model) -> tuple[dict[str, float], float]:
 
 
 callbacks = pruning_callbacks
+
+
+SPARSE_MIN = 0.1  # a kernel with at least this fraction of exact zeros was pruned
+CLUSTERED_MAX = 256  # a kernel with at most this many distinct values (and 4× more weights) was clustered
+
+
+def lost_structure(before: dict[str, np.ndarray], after: dict[str, np.ndarray],
+                   stage: str) -> list[str]:
+    """Warnings for the pruned zeros and weight clusters that ``stage`` did not keep.
+
+    ``before``/``after`` are :func:`kernel_values` of the model entering and leaving the
+    stage. A kernel counts as pruned when at least ``SPARSE_MIN`` (10 %) of its weights are
+    exact zeros, and as clustered when it has at most ``CLUSTERED_MAX`` distinct values and
+    at least four times as many weights; it is lost when the stage leaves fewer zeros
+    (more than one point less) or more distinct values.
+
+    Returns:
+        One line per kind of loss, e.g. ``"qat lost pruned zeros: sparsity 60.0% → 3.1%
+        (conv1, conv2)"``; an empty list when everything was kept.
+
+    Example:
+        >>> lost_structure(kernel_values(pruned), kernel_values(qat_model), "qat")
+        []
+    """
+    sparse, clustered = [], []
+    zeros_before = zeros_after = total = 0
+    for name, w in before.items():
+        if name not in after or after[name].size != w.size:
+            continue
+        z0, z1 = int(np.count_nonzero(w == 0)), int(np.count_nonzero(after[name] == 0))
+        if z0 >= SPARSE_MIN * w.size:
+            zeros_before, zeros_after, total = zeros_before + z0, zeros_after + z1, total + w.size
+            if z1 < z0 - 0.01 * w.size:
+                sparse.append(name)
+        distinct = np.unique(w).size
+        if distinct <= CLUSTERED_MAX and 4 * distinct <= w.size and np.unique(after[name]).size > distinct:
+            clustered.append(f"{name} {distinct} → {np.unique(after[name]).size} values")
+    lines = []
+    if sparse:
+        lines.append(f"{stage} lost pruned zeros: sparsity {zeros_before / total:.1%} → "
+                     f"{zeros_after / total:.1%} ({', '.join(sparse)})")
+    if clustered:
+        lines.append(f"{stage} lost weight clusters: {', '.join(clustered)}")
+    return lines

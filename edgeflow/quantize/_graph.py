@@ -183,8 +183,10 @@ def _plain(value):
 def _folds(node) -> bool:
     """True when TF-MOT folds this BatchNormalization into the convolution before it."""
     parents = tf.nest.flatten(node.inbound_layers)
+    # The exact classes: TF-MOT's fold patterns match the class name, and Conv2DTranspose
+    # (a subclass of Conv2D) is not folded.
     return (len(parents) == 1
-            and isinstance(parents[0], (keras.layers.Conv2D, keras.layers.DepthwiseConv2D))
+            and type(parents[0]) in (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
             and len(parents[0]._outbound_nodes) == 1)
 
 
@@ -206,5 +208,5 @@ def _split_bn(layer, args, kwargs, name, notes, used):
     out = TensorOp("math.multiply", kwargs={"y": _plain(np.reshape(a, shape))}, name=name)(x)
     out = TensorOp("math.add", kwargs={"y": _plain(np.reshape(b, shape))},
                    name=_unique(f"{name}_offset", "", used))(out)
-    notes.append(f"{layer.name}: BatchNormalization not after Conv2D → frozen multiply, add")
+    notes.append(f"{layer.name}: BatchNormalization not after Conv2D/DepthwiseConv2D → frozen multiply, add")
     return out

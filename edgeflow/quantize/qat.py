@@ -21,9 +21,10 @@ class QatResult:
         notes: changes made to the graph before annotation (nested models inlined,
             TF ops replaced, pruning wrappers stripped).
         history: the Keras fit history (empty when no data was given).
-        sparsity_before, sparsity_after: fraction of zero weights per layer kernel, when
-            ``preserve_sparsity`` was asked for.
+        sparsity_before, sparsity_after: fraction of zero weights per layer kernel.
         zeros_kept: fraction of the weights that were zero before QAT and still are.
+        warnings: pruned zeros or weight clusters QAT did not keep
+            (:func:`edgeflow.prune.magnitude.lost_structure`).
     """
 
     model: keras.Model
@@ -33,6 +34,7 @@ class QatResult:
     sparsity_before: dict[str, float] | None = None
     sparsity_after: dict[str, float] | None = None
     zeros_kept: float | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 def annotate(model) -> tuple[keras.Model, list[str], list[str]]:
@@ -79,7 +81,7 @@ def qat(
     learning_rate: float | None = None,
     loss=None,
     metrics=("accuracy",),
-    preserve_sparsity: bool = False,
+    preserve_sparsity: bool | str = "auto",
     verbose: int = 0,
     callbacks=None,
 ) -> QatResult:
@@ -88,9 +90,11 @@ def qat(
     The model is flattened (nested models inlined), TF ops written as Python operators
     become layers, and every layer gets TF-MOT's 8-bit QuantizeConfig or one edgeflow
     provides (:mod:`edgeflow.quantize.configs`); layers with neither stay float and are
-    listed in ``float_layers``. With ``preserve_sparsity`` TF-MOT's pruning-preserving
-    scheme (``Default8BitPrunePreserveQuantizeScheme``) keeps the zero weights at zero:
-    it multiplies each kernel by its sparsity mask m = (w != 0) before fake-quantization.
+    listed in ``float_layers``. ``preserve_sparsity`` keeps the zeros of a pruned model:
+    after every optimizer step each kept kernel is multiplied by its sparsity mask
+    m = (w != 0) taken before training (the masking of TF-MOT's prune-preserving QAT, for
+    every layer type). Pruned zeros or weight clusters that QAT loses are named in
+    ``warnings``.
 
     Args:
         model: a Keras 2 model, or a ``.keras``/``.h5``/SavedModel path. Pruning wrappers
@@ -102,7 +106,9 @@ def qat(
         loss: default: the model's compiled loss, else sparse categorical cross-entropy
             when the output is a softmax.
         metrics: compiled metrics.
-        preserve_sparsity: keep pruned zeros through QAT.
+        preserve_sparsity: ``"auto"`` (default, as in :func:`edgeflow.distill.distill`) keeps
+            the zeros of every kernel that is at least 10 % zeros; ``True`` of every kernel;
+            ``False`` lets them drift (and warns).
 
     Returns:
         A :class:`QatResult`. The input model is not modified.
@@ -112,32 +118,25 @@ def qat(
         >>> tflite = edgeflow.convert.convert(result.model, "int8")
     """
     from edgeflow.models import load_model
+    from edgeflow.prune.magnitude import kernel_values, lost_structure
     from edgeflow.quantize.configs import custom_objects
 
+    if preserve_sparsity not in (True, False, "auto"):
+        raise EdgeflowError(
+            f"preserve_sparsity must be 'auto', True or False, got {preserve_sparsity!r}")
     model = load_model(model)
     annotated, float_layers, notes = annotate(model)
     qk = tfmot.quantization.keras
-    if preserve_sparsity:
-        from edgeflow.prune.magnitude import kernel_values, sparsity
-
-        before = kernel_values(annotated)
-        result_before = {k: v for k, v in sparsity(annotated).items() if k != "overall"}
-    scheme = None
-    if preserve_sparsity:
-        from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.prune_preserve import (  # noqa: E501
-            default_8bit_prune_preserve_quantize_scheme as pqat,
-        )
-
-        scheme = pqat.Default8BitPrunePreserveQuantizeScheme()
     try:
         with qk.quantize_scope(custom_objects()):
-            qat_model = (qk.quantize_apply(annotated, scheme) if scheme is not None
-                         else qk.quantize_apply(annotated))
+            qat_model = qk.quantize_apply(annotated)
     except (ValueError, AttributeError, TypeError, RuntimeError) as err:
         raise EdgeflowError(
             f"TF-MOT could not prepare {model.name!r} for QAT: {first_line(err)}"
         ) from err
 
+    before = kernel_values(annotated)
+    keep = _kept_zeros(qat_model, preserve_sparsity)
     result = QatResult(qat_model, float_layers, notes)
     if data is not None:
         x, y = _fit_data(data)
@@ -145,17 +144,56 @@ def qat(
         history = qat_model.fit(
             x, y, epochs=epochs, batch_size=batch_size if y is not None else None,
             validation_data=_validation(validation_data), verbose=verbose,
-            callbacks=list(callbacks or []),
+            callbacks=[*([_KeepZeros(keep)] if keep else []), *(callbacks or [])],
         )
         result.history = {k: [float(v) for v in vals] for k, vals in history.history.items()}
-    if preserve_sparsity:
-        result.sparsity_before = result_before
-        after = kernel_values(qat_model)
-        result.sparsity_after = {k: v for k, v in sparsity(qat_model).items() if k in before}
-        zeros = sum(int((v == 0).sum()) for v in before.values())
-        kept = sum(int(((before[k] == 0) & (after[k] == 0)).sum()) for k in before if k in after)
-        result.zeros_kept = kept / zeros if zeros else 1.0
+    after = kernel_values(qat_model)
+    result.sparsity_before = {k: float((v == 0).mean()) for k, v in before.items()}
+    result.sparsity_after = {k: float((after[k] == 0).mean()) for k in before if k in after}
+    zeros = sum(int((v == 0).sum()) for v in before.values())
+    kept = sum(int(((before[k] == 0) & (after[k] == 0)).sum()) for k in before if k in after)
+    result.zeros_kept = kept / zeros if zeros else 1.0
+    result.warnings = lost_structure(before, after, "qat")
+    if result.warnings and preserve_sparsity is False:
+        result.warnings[0] += " (preserve_sparsity is off)"
     return result
+
+
+def _kept_zeros(qat_model, preserve) -> list[tuple]:
+    """``(variable, mask)`` for each kernel of ``qat_model`` whose zeros QAT keeps.
+
+    ``"auto"``: kernels with at least ``SPARSE_MIN`` (10 %) exact zeros (a pruned kernel);
+    ``True``: every kernel with a zero; ``False``: none.
+    """
+    from edgeflow.prune.magnitude import SPARSE_MIN
+
+    if preserve is False:
+        return []
+    least = SPARSE_MIN if preserve == "auto" else 1e-12
+    keep = []
+    for v in qat_model.trainable_variables:
+        if len(v.shape) >= 2 and v.shape.num_elements():
+            mask = (v.numpy() != 0).astype(v.dtype.as_numpy_dtype)
+            if 1.0 - mask.mean() >= least:
+                keep.append((v, mask))
+    return keep
+
+
+class _KeepZeros(keras.callbacks.Callback):
+    """Multiplies each kept kernel by its mask m = (w != 0) after every optimizer step.
+
+    The weight fake-quant is symmetric (zero point 0), so a zero float weight is a zero
+    int8 weight in the converted model.
+    """
+
+    def __init__(self, keep):
+        super().__init__()
+        self.keep = keep
+
+    def on_train_batch_end(self, batch, logs=None):
+        for variable, mask in self.keep:
+            variable.assign(variable * mask)
+
 
 
 def _strip_pruning(model) -> tuple[keras.Model, list[str]]:

@@ -27,6 +27,18 @@ class Outcome:
     variants: list = field(default_factory=list)
     float_layers: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def promised_int8(self) -> bool:
+        """True when the mode promises a full-int8 model (``qat``, ``int8``; not ``int8+floatN``)."""
+        return self.mode in ("qat", "int8")
+
+    @property
+    def exit_code(self) -> int:
+        """1 when a full-int8 mode gave a model that is not full int8; else 0."""
+        not_int8 = self.promised_int8 and self.int8_check is not None and not self.int8_check.ok
+        return 1 if not_int8 else 0
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (``edgeflow quantize --json``'s payload); the bytes are left out.
@@ -47,6 +59,7 @@ class Outcome:
             "variants": [{k: v for k, v in asdict(x).items() if k != "tflite"} for x in self.variants],
             "float_layers": list(self.float_layers),
             "notes": list(self.notes),
+            "warnings": list(self.warnings),
         }
 
     def render(self, top: int = 10) -> str:
@@ -56,6 +69,8 @@ class Outcome:
             lines.append(f"check: {self.int8_check.summary()}")
         for name in self.float_layers:
             lines.append(f"left in float: {name}")
+        for note in self.notes:
+            lines.append(f"note: {note}")
         if self.keras_metrics and self.tflite_metrics:
             lines.append("score     keras      tflite")
             for key in ("accuracy", "mae", "mse"):
@@ -69,6 +84,10 @@ class Outcome:
             from edgeflow.quantize.ptq import variants_table
 
             lines.append(variants_table(self.variants))
+        if self.promised_int8 and self.int8_check is not None and not self.int8_check.ok:
+            lines.append(f"warning: --mode {self.mode} promised a full-int8 model; float ops: "
+                         + "; ".join(self.int8_check.float_ops + self.int8_check.stray_conversions))
+        lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
 
@@ -89,7 +108,7 @@ def quantize_to_tflite(
     epochs: int = 2,
     batch_size: int = 32,
     learning_rate: float | None = None,
-    preserve_sparsity: bool = False,
+    preserve_sparsity: bool | str = "auto",
     report: bool = False,
     keep_float: int = 0,
     num_samples: int = 200,
@@ -138,7 +157,8 @@ def quantize_to_tflite(
         result = qat(keras_model, data=(x, y), epochs=epochs, batch_size=batch_size,
                      learning_rate=learning_rate, preserve_sparsity=preserve_sparsity)
         outcome.float_layers, outcome.notes = result.float_layers, result.notes
-        outcome.tflite = ptq(result.model, "int8")
+        outcome.warnings += result.warnings
+        outcome.tflite = _convert_qat(result, x, num_samples, outcome)
     elif keep_float:
         outcome.errors, outcome.variants = compare_keep_float(
             keras_model, x, (ex, ey) if ex is not None else (x, None), keep_float,
@@ -158,6 +178,28 @@ def quantize_to_tflite(
         outcome.keras_metrics = evaluate_keras(keras_model, ex, ey)
         outcome.tflite_metrics = evaluate(outcome.tflite, ex, ey)
     return outcome
+
+
+def _convert_qat(result, x, num_samples: int, outcome: Outcome) -> bytes:
+    """Full int8 from a QAT model: its own ranges, and for the layers QAT left in float
+    (LayerNormalization, MultiHeadAttention, ...) ranges calibrated on ``x``.
+
+    When the converter cannot quantize those layers with the data, the model converts
+    with them in float; :func:`edgeflow.quantize.verify_int8` then names the float ops.
+    """
+    from edgeflow.quantize.ptq import ptq
+
+    if not result.float_layers:
+        return ptq(result.model, "int8")
+    try:
+        tflite = ptq(result.model, "int8", x, num_samples=num_samples)
+    except EdgeflowError as err:
+        outcome.notes.append(f"layers without a QAT config stay float: {err}")
+        return ptq(result.model, "int8")
+    outcome.notes += [f"{name.split(':')[0]}: no QAT config, quantized from the calibration data"
+                      for name in result.float_layers]
+    outcome.float_layers = []
+    return tflite
 
 
 def _arrays(data):
