@@ -292,6 +292,8 @@ def _qat(state: _State, spec, index: int, label: str, verbose: int) -> StageReco
     record = _keras_record(state, index, "qat", label, result.model)
     if result.float_layers:
         record.extra["float_layers"] = list(result.float_layers)
+    if result.warnings:
+        record.extra["warnings"] = list(result.warnings)
     return record
 
 
@@ -319,11 +321,16 @@ def _convert(state: _State, spec, index: int, label: str, verbose: int) -> Stage
     from edgeflow.runtime import litert, metrics
 
     d = state.data
-    data = None if (is_quantization_aware(state.model) and spec.mode == "int8") else d.calibration
-    tflite = convert(
-        state.model, spec.mode, data, input_type=spec.input_type, output_type=spec.output_type,
-        num_samples=len(d.calibration),
-    )
+    if is_quantization_aware(state.model) and spec.mode == "int8":
+        from edgeflow.quantize.stage import qat_to_int8
+
+        tflite, _ = qat_to_int8(state.model, d.calibration, num_samples=len(d.calibration),
+                                input_type=spec.input_type, output_type=spec.output_type)
+    else:
+        tflite = convert(
+            state.model, spec.mode, d.calibration, input_type=spec.input_type,
+            output_type=spec.output_type, num_samples=len(d.calibration),
+        )
     state.tflite = tflite
     record = StageRecord(index, "convert", label)
     if state.out is not None:

@@ -118,7 +118,7 @@ class QatStage(_Training):
 
     stage: Literal["qat"]
     learning_rate: ranged("learning_rate") = 1e-4
-    preserve_sparsity: bool = False
+    preserve_sparsity: bool | Literal["auto"] = "auto"
 
 
 class DistillStage(_Training):

@@ -84,7 +84,7 @@ class StageRecord:
         parts.extend(f"{v}" if k == "int8" else f"{k} {v}" for k, v in self.extra.items()
                      if k in SUMMARY_KEYS)
         parts.append(f"{self.seconds:.1f} s" + (" (resumed)" if self.resumed else ""))
-        return ", ".join(parts)
+        return ", ".join(parts) + "".join(f"\n  warning: {w}" for w in self.extra.get("warnings", []))
 
 
 @dataclass

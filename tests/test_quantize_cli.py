@@ -99,7 +99,7 @@ def test_cli_qat_quantizes_layernorm_from_the_calibration_data(sequences):
     assert res.exit_code == 0, res.output
     doc = document(res.stdout)
     assert doc["result"]["float_layers"] == []
-    assert "ln (LayerNormalization): no QAT config, quantized from the calibration data" in \
+    assert "layers without a QAT config quantized from the calibration data" in \
         doc["result"]["notes"]
     check = verify_int8(out.read_bytes())
     assert check.ok, check.summary()

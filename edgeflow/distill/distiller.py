@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from edgeflow._keras import ensure_keras2, keras, tf
 from edgeflow.distill import losses as _losses
 from edgeflow.errors import EdgeflowError, closest
-from edgeflow.prune.magnitude import SPARSE_MIN  # "auto": a tensor this fraction of zeros was pruned
+from edgeflow.prune.magnitude import SPARSE_MIN, kernel_values, lost_structure
 
 __all__ = ["Distiller", "DistillResult", "distill", "logits_source"]
 
@@ -415,17 +415,20 @@ class DistillResult:
             ``<name>_loss``, ``accuracy`` and the ``val_`` keys with validation data).
         losses: the names of the distillation terms used.
         kept_sparse: the student weights whose zeros were kept (``preserve_sparsity``).
+        warnings: pruned zeros or weight clusters of the student that training did not keep
+            (:func:`edgeflow.prune.magnitude.lost_structure`).
     """
 
     model: keras.Model
     history: dict[str, list[float]]
     losses: list[str] = field(default_factory=list)
     kept_sparse: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """A JSON-ready summary (without the model)."""
         return {"losses": list(self.losses), "kept_sparse": list(self.kept_sparse),
-                "history": self.history}
+                "history": self.history, "warnings": list(self.warnings)}
 
 
 def distill(
@@ -487,6 +490,7 @@ def distill(
 
     student = copy_model(load_model(student))
     teacher = load_model(teacher)
+    before = kernel_values(student)
     distiller = Distiller(
         student,
         teacher,
@@ -516,7 +520,9 @@ def distill(
     names = [loss.name for loss in distiller.distill_losses]
     student_vars = distiller.student.trainable_variables
     kept = [student_vars[i].name for i in distiller._masked]
-    return DistillResult(copy_model(distiller.student), hist, names, kept)
+    trained = copy_model(distiller.student)
+    lost = lost_structure(before, kernel_values(trained), "distill")
+    return DistillResult(trained, hist, names, kept, lost)
 
 
 def _fit_data(data, batch_size: int, input_rank: int, what: str):

@@ -158,7 +158,10 @@ def quantize_to_tflite(
                      learning_rate=learning_rate, preserve_sparsity=preserve_sparsity)
         outcome.float_layers, outcome.notes = result.float_layers, result.notes
         outcome.warnings += result.warnings
-        outcome.tflite = _convert_qat(result, x, num_samples, outcome)
+        outcome.tflite, notes = qat_to_int8(result.model, x, num_samples=num_samples)
+        outcome.notes += notes
+        if notes and verify_int8(outcome.tflite).ok:
+            outcome.float_layers = []
     elif keep_float:
         outcome.errors, outcome.variants = compare_keep_float(
             keras_model, x, (ex, ey) if ex is not None else (x, None), keep_float,
@@ -180,26 +183,31 @@ def quantize_to_tflite(
     return outcome
 
 
-def _convert_qat(result, x, num_samples: int, outcome: Outcome) -> bytes:
+def qat_to_int8(model, data=None, *, num_samples: int = 200,
+                **convert_options) -> tuple[bytes, list[str]]:
     """Full int8 from a QAT model: its own ranges, and for the layers QAT left in float
-    (LayerNormalization, MultiHeadAttention, ...) ranges calibrated on ``x``.
+    (LayerNormalization, MultiHeadAttention, ...) ranges calibrated on ``data``.
 
-    When the converter cannot quantize those layers with the data, the model converts
-    with them in float; :func:`edgeflow.quantize.verify_int8` then names the float ops.
+    The model is converted on its fake-quant ranges alone; when that leaves float ops and
+    ``data`` (representative inputs) is given, it is converted again with the calibration
+    data for the rest. When the converter cannot quantize those layers either, the first
+    file is kept: :func:`edgeflow.quantize.verify_int8` names its float ops.
+    ``convert_options`` (``input_type``, ...) go to :func:`edgeflow.convert.convert`.
+
+    Returns:
+        ``(tflite_bytes, notes)``; the notes say what the calibration data did.
     """
     from edgeflow.quantize.ptq import ptq
+    from edgeflow.quantize.verify import verify_int8
 
-    if not result.float_layers:
-        return ptq(result.model, "int8")
+    tflite = ptq(model, "int8", **convert_options)
+    if data is None or verify_int8(tflite).ok:
+        return tflite, []
     try:
-        tflite = ptq(result.model, "int8", x, num_samples=num_samples)
+        calibrated = ptq(model, "int8", data, num_samples=num_samples, **convert_options)
     except EdgeflowError as err:
-        outcome.notes.append(f"layers without a QAT config stay float: {err}")
-        return ptq(result.model, "int8")
-    outcome.notes += [f"{name.split(':')[0]}: no QAT config, quantized from the calibration data"
-                      for name in result.float_layers]
-    outcome.float_layers = []
-    return tflite
+        return tflite, [f"the calibration data could not quantize the float layers: {err}"]
+    return calibrated, ["layers without a QAT config quantized from the calibration data"]
 
 
 def _arrays(data):
