@@ -38,16 +38,16 @@ def is_keras3_model(obj: object) -> bool:
 
 
 def ensure_keras2(model: object) -> keras.Model:
-    """Return ``model`` if it is a Keras 2 model; raise a clear error otherwise."""
+    """Return ``model`` as a Keras 2 model: itself, or for a Keras 3 model its translation
+    (:func:`edgeflow.keras3.translate`, checked by equal outputs). Raises EdgeflowError for
+    anything else, or a Keras 3 layer without translation."""
     if is_keras3_model(model):
-        raise EdgeflowError(
-            "this is a Keras 3 model object, but edgeflow (like TF-MOT) needs Keras 2: "
-            "build it with `import tf_keras as keras` (or `from edgeflow import keras`), "
-            "or save it with model.save('model.keras') and pass the file path"
-        )
+        from edgeflow.keras3 import translate
+
+        return translate(model)[0]
     if not isinstance(model, keras.Model):
         raise EdgeflowError(
-            f"expected a Keras model, got {type(model).__name__}: pass a tf_keras.Model, "
+            f"expected a Keras model, got {type(model).__name__}: pass a Keras model object, "
             "a .keras/.h5 file or a SavedModel directory"
         )
     return model

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import warnings
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -14,47 +16,225 @@ from edgeflow import _io
 from edgeflow._keras import ensure_keras2, keras
 from edgeflow.errors import EdgeflowError, closest, first_line
 
-# TFOpLambda is safe: it names a TF op and holds no bytecode.
-_BYTECODE_LAYERS = ("Lambda",)
+# TFOpLambda is safe: it names a TF op and holds no bytecode. A Lambda layer (Keras 2 and 3)
+# and a Keras 3 ``__lambda__`` object carry Python code that runs when the model is loaded.
+_CODE_CLASSES = ("Lambda", "__lambda__")
+_HDF5_SUFFIXES = (".h5", ".hdf5")
 
 
 def load_model(model, *, safe_mode: bool = True, custom_objects: dict | None = None) -> keras.Model:
     """Return a Keras 2 model from a model object, a ``.keras``/``.h5`` file or a SavedModel.
 
-    A model whose saved configuration holds a ``Lambda`` layer (arbitrary Python bytecode)
-    is refused unless ``safe_mode=False``: loading it would run code from the file.
+    Files are recognised by their content, never by their name: an HDF5 file, a ``.keras``
+    zip or a SavedModel folder, whatever it is called. Before anything is deserialized,
+    a file whose saved configuration holds code (a ``Lambda`` layer, a Keras 3 lambda) is
+    refused unless ``safe_mode=False``: loading it would run code from the file. Keras 3
+    files and Keras 3 model objects are translated to Keras 2 layer by layer and checked
+    by equal outputs (:func:`edgeflow.keras3.translate`; the record is
+    :func:`edgeflow.keras3.translation_of` the returned model). Models edgeflow saved with
+    TF-MOT wrappers (QAT) load without further arguments.
 
     Example:
         >>> model = load_model("digits.keras")
 
-    The input object is returned as it is (not copied).
+    Raises EdgeflowError for a missing or unreadable file, code in safe mode, or a Keras 3
+    layer without translation. A Keras 2 input object is returned as it is (not copied).
     """
     if not isinstance(model, (str, os.PathLike)):
         return ensure_keras2(model)
     path = Path(model)
     if not path.exists():
         raise EdgeflowError(f"model file {str(path)!r} does not exist")
-    config = _saved_config(path)
-    if safe_mode and config is not None:
-        lambdas = _find_layers(config, _BYTECODE_LAYERS)
-        if lambdas:
+    kind = container(path)
+    if kind is None:
+        raise EdgeflowError(
+            f"{path} is not a Keras model: expected a .keras zip, an HDF5 (.h5) file or a "
+            "SavedModel folder"
+        )
+    configs = saved_configs(path)
+    if safe_mode:
+        code = [name for config in configs for name in _code_layers(config)]
+        if code:
             raise EdgeflowError(
-                f"{path} holds Lambda layer(s) {', '.join(lambdas)} whose Python code would run "
+                f"{path} holds Lambda layer(s) {', '.join(code)} whose Python code would run "
                 "when loaded: pass --unsafe (safe_mode=False) only if you trust this file"
             )
+    version = keras_version(path) or ""
+    with _readable(path, kind) as readable:
+        if version.startswith("3."):
+            return _load_keras3(path, readable, configs, safe_mode, custom_objects)
+        loaded = _load_keras2(path, readable, kind, configs, safe_mode, custom_objects)
+    if not isinstance(loaded, keras.Model):
+        raise EdgeflowError(
+            f"{path} is a SavedModel without Keras layers (as Keras 3's model.export() writes): "
+            "pass the model saved with model.save('model.keras'); `edgeflow export` converts "
+            "such a SavedModel as it is"
+        )
+    return loaded
+
+
+def _load_keras2(path: Path, readable: str, kind: str, configs: list, safe_mode: bool,
+                 custom_objects: dict | None):
+    from contextlib import nullcontext
+
+    scope = nullcontext()
+    if any(_find_layers(c, _TFMOT_CLASSES) for c in configs):
+        from edgeflow._keras import tfmot
+        from edgeflow.quantize import custom_objects as quantize_objects
+
+        scope = tfmot.quantization.keras.quantize_scope(quantize_objects())
     try:
         kwargs = {"custom_objects": custom_objects, "compile": False}
-        if path.suffix == ".keras":
+        if kind == "zip":
             kwargs["safe_mode"] = safe_mode
-        loaded = keras.models.load_model(str(path), **kwargs)
-    except EdgeflowError:
-        raise
+        with scope:
+            return keras.models.load_model(readable, **kwargs)
     except Exception as err:  # Keras raises many types for unreadable files
         raise EdgeflowError(
             f"cannot load {path} as a Keras model ({first_line(err)}); pass a .keras/.h5 file or a "
-            "SavedModel directory saved by Keras 2 (tf_keras), with custom_objects for custom layers"
+            "SavedModel directory saved by Keras, with --custom-objects for custom layers"
         ) from err
-    return ensure_keras2(loaded)
+
+
+def _load_keras3(path: Path, readable: str, configs: list, safe_mode: bool,
+                 custom_objects: dict | None) -> keras.Model:
+    from edgeflow import keras3
+
+    if not custom_objects:
+        missing = [name for config in configs for name in keras3.untranslatable(config)]
+        if missing:
+            raise EdgeflowError(f"{path}: {keras3.advice(missing)}")
+    model3 = keras3.load(readable, custom_objects=custom_objects, safe_mode=safe_mode)
+    try:
+        return keras3.translate(model3)[0]
+    except EdgeflowError as err:
+        raise EdgeflowError(f"{path}: {err}") from err
+
+
+# Classes of TF-MOT wrappers a QAT model saved by edgeflow holds.
+_TFMOT_CLASSES = ("QuantizeLayer", "QuantizeWrapper", "QuantizeWrapperV2", "QuantizeAnnotate")
+
+
+def container(path: str | os.PathLike) -> str | None:
+    """What a model file is by its content: ``"hdf5"``, ``"zip"`` (``.keras``),
+    ``"savedmodel"`` (a folder with ``saved_model.pb``), or None. The name is not looked at.
+
+    Example:
+        >>> container("model.keras")
+        'zip'
+    """
+    path = Path(path)
+    if path.is_dir():
+        return "savedmodel" if any((path / n).exists() for n in ("saved_model.pb", "saved_model.pbtxt")) \
+            else None
+    import h5py
+
+    try:
+        if h5py.is_hdf5(str(path)):  # what Keras itself asks, whatever the name
+            return "hdf5"
+        return "zip" if zipfile.is_zipfile(path) else None
+    except OSError:
+        return None
+
+
+def keras_version(path: str | os.PathLike) -> str | None:
+    """The Keras version that saved a ``.keras`` zip or an HDF5 model file, if recorded."""
+    path = Path(path)
+    kind = container(path)
+    try:
+        if kind == "zip":
+            with zipfile.ZipFile(path) as zf:
+                return str(json.loads(zf.read("metadata.json")).get("keras_version") or "") or None
+        if kind == "hdf5":
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                raw = f.attrs.get("keras_version")
+                return raw.decode() if isinstance(raw, bytes) else (str(raw) if raw is not None else None)
+    except (OSError, KeyError, ValueError):
+        return None
+    return None
+
+
+def saved_configs(path: str | os.PathLike) -> list:
+    """Every saved model configuration Keras could read from ``path`` (decided by content:
+    a file that is both HDF5 and zip gives both), for checks before loading."""
+    path = Path(path)
+    if path.is_dir():
+        return _savedmodel_configs(path)
+    configs = []
+    import h5py
+
+    try:
+        if h5py.is_hdf5(str(path)):
+            with h5py.File(path, "r") as f:
+                raw = f.attrs.get("model_config")
+                if raw is not None:
+                    configs.append(json.loads(raw.decode() if isinstance(raw, bytes) else raw))
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                if "config.json" in zf.namelist():
+                    configs.append(json.loads(zf.read("config.json")))
+    except (OSError, KeyError, ValueError) as err:
+        raise EdgeflowError(f"cannot read the model configuration in {path} ({first_line(err)})") from err
+    return configs
+
+
+def _savedmodel_configs(path: Path) -> list:
+    """The Keras metadata of a SavedModel: ``keras_metadata.pb``, or for older files the
+    metadata inside ``saved_model.pb`` (both are read, as the Keras loader may use either)."""
+    from edgeflow._keras import tf
+
+    texts = []
+    meta = path / "keras_metadata.pb"
+    try:
+        if meta.exists():
+            from tf_keras.protobuf import saved_metadata_pb2
+
+            proto = saved_metadata_pb2.SavedMetadata()
+            proto.ParseFromString(meta.read_bytes())
+            texts += [node.metadata for node in proto.nodes]
+        graph = tf.__internal__.saved_model.parse_saved_model(str(path)).meta_graphs[0].object_graph_def
+        texts += [node.user_object.metadata for node in graph.nodes
+                  if node.WhichOneof("kind") == "user_object" and node.user_object.metadata]
+        return [json.loads(text) for text in texts if text]
+    except Exception as err:  # protobuf and JSON errors: unreadable is unsafe to load
+        raise EdgeflowError(
+            f"cannot read the Keras metadata of SavedModel {path} ({first_line(err)}); save the "
+            "model again with model.save('model.keras')"
+        ) from err
+
+
+@contextmanager
+def _readable(path: Path, kind: str):
+    """``path`` named as its content, so that Keras reads the container that was checked."""
+    suffix = {"zip": ".keras", "hdf5": ".h5"}.get(kind)
+    if suffix is None or path.suffix == suffix or (kind == "hdf5" and path.suffix in _HDF5_SUFFIXES):
+        yield str(path)
+        return
+    with tempfile.TemporaryDirectory(prefix="edgeflow-model-") as tmp:
+        link = Path(tmp) / f"model{suffix}"
+        os.symlink(path.resolve(), link)
+        yield str(link)
+
+
+def _code_layers(config) -> list[str]:
+    """Names of layers or objects that carry Python code anywhere in a (nested) config."""
+    found = _find_layers(config, _CODE_CLASSES)
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "lambda" in (node.get("function_type"), node.get("output_shape_type")):
+                found.append(node.get("name") or "a lambda function")
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(config)
+    named = [name for name in dict.fromkeys(found) if name != "__lambda__"]
+    return named or found[:1]
 
 
 def copy_model(model: keras.Model) -> keras.Model:
@@ -172,42 +352,6 @@ def default_loss(model: keras.Model, loss=None, y=None):
     )
 
 
-def _saved_config(path: Path) -> dict | None:
-    """The model config stored in a .keras zip, an .h5 file or a SavedModel, if readable."""
-    if path.is_dir():
-        return _savedmodel_config(path) if (path / "keras_metadata.pb").exists() else None
-    try:
-        if path.suffix == ".keras" and zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as zf:
-                return json.loads(zf.read("config.json"))
-        if path.suffix in (".h5", ".hdf5"):
-            import h5py
-
-            with h5py.File(path, "r") as f:
-                raw = f.attrs.get("model_config")
-                if raw is None:
-                    return None
-                return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
-    except (OSError, KeyError, ValueError):
-        return None
-    return None
-
-
-def _savedmodel_config(path: Path) -> dict | None:
-    """Keras layer configs from a SavedModel's keras_metadata.pb (a JSON per layer)."""
-    data = (path / "keras_metadata.pb").read_bytes()
-    # The metadata proto stores JSON strings; scanning for class names is enough to find
-    # Lambda layers and avoids depending on a private protobuf module.
-    names = []
-    marker = b'"class_name": "'
-    start = 0
-    while (i := data.find(marker, start)) != -1:
-        j = data.find(b'"', i + len(marker))
-        names.append({"class_name": data[i + len(marker) : j].decode(errors="replace")})
-        start = j
-    return {"layers": names}
-
-
 def _find_layers(config, class_names: tuple[str, ...]) -> list[str]:
     """Names of layers of the given classes anywhere in a (nested) Keras config."""
     found = []
@@ -215,7 +359,9 @@ def _find_layers(config, class_names: tuple[str, ...]) -> list[str]:
     def walk(node):
         if isinstance(node, dict):
             if node.get("class_name") in class_names:
-                found.append(node.get("config", {}).get("name") or node.get("name") or node["class_name"])
+                inner = node.get("config")
+                name = inner.get("name") if isinstance(inner, dict) else None
+                found.append(name or node.get("name") or node["class_name"])
             for value in node.values():
                 walk(value)
         elif isinstance(node, list):

@@ -1,4 +1,4 @@
-"""Loading models safely; Keras 3 objects get a clear error."""
+"""Loading models safely, decided by content; Keras 3 objects are translated."""
 
 from __future__ import annotations
 
@@ -35,17 +35,21 @@ def test_saved_model_directory_converts(tmp_path):
     assert tflite[4:8] == b"TFL3"
 
 
-def test_keras3_model_object_gets_a_clear_error():
+def test_keras3_model_object_is_translated():
     import keras as keras3
 
+    from edgeflow.keras3 import translation_of
+
     model3 = keras3.Sequential([keras3.Input((4,)), keras3.layers.Dense(2)])
-    with pytest.raises(EdgeflowError, match="Keras 3 model object.*tf_keras"):
-        load_model(model3)
+    model = load_model(model3)
+    assert isinstance(model, keras.Model) and translation_of(model).max_abs_diff <= 1e-5
+    x = np.ones((1, 4), np.float32)
+    np.testing.assert_allclose(model(x).numpy(), np.asarray(model3(x)), atol=1e-6)
 
 
 @pytest.mark.parametrize(
     ("path", "message"),
-    [("missing.keras", "does not exist"), ("not_a_model.keras", "cannot load")],
+    [("missing.keras", "does not exist"), ("not_a_model.keras", "is not a Keras model")],
 )
 def test_unreadable_files(tmp_path, path, message):
     (tmp_path / "not_a_model.keras").write_bytes(b"garbage")

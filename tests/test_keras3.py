@@ -1,0 +1,94 @@
+"""Keras 3 models in: files and objects translated to Keras 2 with equal outputs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgeflow import keras3
+from edgeflow.cli import main
+from edgeflow.errors import EdgeflowError
+from edgeflow.models import load_model
+
+ZOO = ("layers_2d", "sequence", "nested", "sequential", "ds_cnn", "mobilenet_v2")
+
+
+@pytest.fixture(scope="session")
+def zoo(tmp_path_factory) -> Path:
+    """Keras 3 models built and saved by a child process without TF_USE_LEGACY_KERAS."""
+    folder = tmp_path_factory.mktemp("keras3_zoo")
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    env["PYTHONPATH"] = ""
+    script = Path(__file__).with_name("keras3_zoo.py")
+    done = subprocess.run([sys.executable, str(script), str(folder)], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return folder
+
+
+@pytest.mark.parametrize(("name", "suffix"), [(name, ".keras") for name in ZOO]
+                         + [(name, ".h5") for name in ("layers_2d", "sequence", "nested")])
+def test_keras3_files_translate_with_equal_outputs(zoo, name, suffix):
+    model = load_model(zoo / f"{name}{suffix}")
+    record = keras3.translation_of(model)
+    assert record is not None and record.keras_version.startswith("3.")
+    assert record.max_abs_diff <= 1e-5 and record.tolerance == 1e-5
+    assert type(model).__module__.startswith("tf_keras.")
+    x, expected = np.load(zoo / f"{name}.x.npy"), np.load(zoo / f"{name}.npy")
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=0, atol=1e-5)
+
+
+def test_keras3_object_is_accepted_by_every_stage(zoo):
+    from edgeflow import prune, quantize
+    from edgeflow.convert import convert
+
+    model3 = keras3.load(str(zoo / "sequential.keras"))
+    assert type(model3).__module__.startswith("keras.")
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (32, 8, 8, 1)).astype(np.float32)
+    y = (x.mean((1, 2, 3)) > 0).astype(np.int64)
+    pruned = prune.magnitude(model3, 0.5, data=(x, y), epochs=1)
+    assert pruned.overall_sparsity > 0.3
+    assert quantize.qat(model3, data=(x, y), epochs=1).model is not None
+    assert convert(model3, "int8", data=x)[4:8] == b"TFL3"
+
+
+def test_untranslatable_layer_is_one_line(zoo):
+    import keras as k3
+
+    inputs = k3.Input((4,))
+    model3 = k3.Model(inputs, k3.layers.Dense(2)(k3.layers.UnitNormalization(name="unit")(inputs)))
+    with pytest.raises(EdgeflowError) as info:
+        keras3.translate(model3)
+    assert str(info.value) == (
+        "Keras 3 layer(s) unit (UnitNormalization) have no Keras 2 translation in edgeflow: replace "
+        "them with built-in layers, or rebuild the model with tf_keras (`from edgeflow import keras`) "
+        "and load its weights"
+    )
+
+
+def test_cli_export_prune_quantize_distill_take_keras3_files(zoo, tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (64, 8, 8, 1)).astype(np.float32)
+    np.savez(tmp_path / "train.npz", x=x, y=(x.mean((1, 2, 3)) > 0).astype(np.int64))
+    data = str(tmp_path / "train.npz")
+    model = str(zoo / "sequential.keras")
+    runs = {
+        "export": ["export", model, "-o", str(tmp_path / "e.tflite"), "--data", data],
+        "prune": ["prune", str(zoo / "sequential.h5"), "-o", str(tmp_path / "p.keras"), "--data", data,
+                  "--epochs", "1"],
+        "quantize": ["quantize", model, "-o", str(tmp_path / "q.tflite"), "--mode", "qat", "--data", data,
+                     "--epochs", "1"],
+        "distill": ["distill", "--teacher", model, "--student", model, "--data", data, "-o",
+                    str(tmp_path / "d.keras"), "--epochs", "1"],
+    }
+    for command, args in runs.items():
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, (command, result.output)
+    assert (tmp_path / "e.tflite").read_bytes()[4:8] == b"TFL3"
