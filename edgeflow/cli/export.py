@@ -26,10 +26,14 @@ MODE_NAMES = ("int8", "int16x8", "float16", "dynamic", "float32")
 @click.option("--format", "fmt", type=click.Choice(["tflite", "c"]), default="tflite", show_default=True)
 @click.option("--name", default="g_model", show_default=True, help="C array name for --format c.")
 @click.option("--unsafe", is_flag=True, help="Allow loading Lambda layers (runs code from the file).")
+@click.option("--slim/--no-slim", default=None,
+              help="Strip what runtimes do not read (names, signatures, metadata, duplicate "
+                   "buffers) [default: on for --format c, the microcontroller export].")
+@click.option("--keep-names", is_flag=True, help="With --slim: keep tensor names and signatures.")
 @force_option
 @json_option
-def export(model, output, mode, data, input_type, output_type, num_samples, fmt, name, unsafe, force,
-           as_json):
+def export(model, output, mode, data, input_type, output_type, num_samples, fmt, name, unsafe, slim,
+           keep_names, force, as_json):
     """Convert MODEL (.keras, .h5, SavedModel directory, or .tflite for --format c) for a device."""
     from edgeflow import _io
 
@@ -52,6 +56,12 @@ def export(model, output, mode, data, input_type, output_type, num_samples, fmt,
             model, mode, data, input_type=input_type, output_type=output_type,
             num_samples=num_samples, safe_mode=not unsafe,
         )
+    slimmed = None
+    if slim if slim is not None else fmt == "c":
+        from edgeflow.tflite import slim as slim_model
+
+        # a C array is for TFLM on a microcontroller: bias scales TFLM never reads go too
+        tflite, slimmed = slim_model(tflite, keep_names=keep_names, for_tflm=fmt == "c")
     if fmt == "c":
         header, source = to_c_array(tflite, name, header_name=targets[0].name)
         _io.write_text(targets[0], header)
@@ -60,5 +70,10 @@ def export(model, output, mode, data, input_type, output_type, num_samples, fmt,
     else:
         _io.write_bytes(out, tflite)
         line = f"wrote {out} ({len(tflite):,} bytes, {mode})"
-    finish("export", {"mode": mode, "format": fmt, "size_bytes": len(tflite)}, text=line, model=model,
+    if slimmed is not None:
+        line += (f"; slim: {slimmed.size_before:,} -> {slimmed.size_after:,} bytes, "
+                 f"{slimmed.overhead_percent:.1f} % beyond the weights")
+    payload = {"mode": mode, "format": fmt, "size_bytes": len(tflite),
+               "slim": slimmed.to_dict() if slimmed is not None else None}
+    finish("export", payload, text=line, model=model,
            outputs=targets, summary=line)

@@ -57,7 +57,7 @@ def render(path: str, info, plan, arena) -> str:
     out += _table(["op", "version", "count", "MACs"], rows, "llrr")
     for title, tensors in (("inputs", info.inputs), ("outputs", info.outputs)):
         out.append(f"\n{title}:")
-        rows = [[_short(t.name), t.dtype, "x".join(map(str, t.shape)) or "scalar", _quant(t)]
+        rows = [[_short(t.name) if t.name else f"tensor {t.index}", t.dtype, "x".join(map(str, t.shape)) or "scalar", _quant(t)]
                 for t in tensors]
         out += _table(["name", "dtype", "shape", "quantization"], rows, "llll")
     floats = info.float_ops()

@@ -1,4 +1,5 @@
-"""Reading ``.tflite`` models: operators, tensors, weights, MACs and the TFLM memory plan.
+"""Reading ``.tflite`` models (operators, tensors, weights, MACs, the TFLM memory plan) and
+rewriting them (slim files).
 
 Example:
     >>> from edgeflow.tflite import parse, plan_memory, estimate_arena
@@ -22,6 +23,7 @@ from edgeflow.tflite.reader import (
     parse,
     read_bytes,
 )
+from edgeflow.tflite.slim import SlimResult, flash_overhead, slim
 
 __all__ = [
     "read_bytes",
@@ -36,4 +38,7 @@ __all__ = [
     "MemoryPlan",
     "PlannedBuffer",
     "ArenaEstimate",
+    "slim",
+    "flash_overhead",
+    "SlimResult",
 ]
