@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 
 from edgeflow import _io
-from edgeflow.errors import EdgeflowError
-from edgeflow.recipe import Recipe, load_recipe
+from edgeflow.errors import EdgeflowError, closest
+from edgeflow.recipe import STAGE_TYPES, Recipe, load_recipe
 from edgeflow.records import RunResult, StageRecord
 
-__all__ = ["run_recipe", "run_stages", "RunResult", "StageRecord"]
+__all__ = ["check_recipe", "run_recipe", "run_stages", "RunResult", "StageRecord"]
 
 
 @dataclass
@@ -53,6 +53,7 @@ class _State:
     tflite: bytes | None = None  # the converted model, once a convert stage ran
     tflite_path: Path | None = None  # ... and its file, in a run folder
     models_after: dict[str, Any] = field(default_factory=dict)  # stage kind -> model after it
+    teachers: dict[str, Any] = field(default_factory=dict)  # teacher file -> model (loaded up front)
     check: Any = None
 
 
@@ -80,17 +81,14 @@ def run_recipe(
         >>> result = run_recipe("recipes/quickstart.yaml")
         >>> result.records[-1].tflite_accuracy
     """
-    if not isinstance(recipe, Recipe):
-        recipe = load_recipe(recipe, overrides)
-    elif overrides:
-        raise EdgeflowError("overrides apply to recipe files; change the Recipe object instead")
+    recipe = _recipe(recipe, overrides)
     from edgeflow._keras import keras
 
     out = Path(output_dir or recipe.output_dir or f"runs/{recipe.name}")
-    out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(recipe.seed)
-    state = _State(recipe=recipe, out=out, data=_load_data(recipe))
-    state.model = _build_model(recipe)
+    state = _prepare(recipe)  # every name and path checked: nothing is written before this
+    state.out = out
+    out.mkdir(parents=True, exist_ok=True)
     say = echo if verbose else (lambda _msg: None)
     say(f"edgeflow: {recipe.name}: {len(recipe.stages)} stages, output in {out}")
     result = _run(state, resume=resume, verbose=verbose, say=say)
@@ -102,6 +100,31 @@ def run_recipe(
         echo(report.render_run_table(result))
         echo(f"artifacts and report.json/report.html in {out}")
     return result
+
+
+def check_recipe(recipe: Recipe | str | Path, overrides: tuple[str, ...] | list[str] = ()) -> Recipe:
+    """Check everything a run of ``recipe`` needs, as :func:`run_recipe` does before any work.
+
+    Beyond the schema (:func:`edgeflow.recipe.load_recipe`): the model builder's name or the
+    model file (loaded, with the Lambda refusal), the data file, its array names and that
+    its samples fit the model's input and its labels the model's outputs, every teacher
+    file, the layer names of feature/attention pairs, and every board name and profile
+    folder of a check stage. Nothing is trained and nothing is written. This is what
+    ``edgeflow validate`` runs.
+
+    Returns:
+        The validated :class:`~edgeflow.recipe.Recipe`.
+
+    Raises:
+        EdgeflowError: one line naming the recipe file, the key and what to do.
+
+    Example:
+        >>> check_recipe("recipes/quickstart.yaml").name
+        'quickstart'
+    """
+    recipe = _recipe(recipe, overrides)
+    _prepare(recipe)
+    return recipe
 
 
 def run_stages(
@@ -174,6 +197,118 @@ def _run(state: _State, *, resume: bool, verbose: int, say: Callable[[str], None
                      model=state.model, tflite=state.tflite)
 
 
+# ---------------------------------------------------------------- checks before any work
+
+
+def _recipe(recipe: Recipe | str | Path, overrides) -> Recipe:
+    if isinstance(recipe, Recipe):
+        if overrides:
+            raise EdgeflowError("overrides apply to recipe files; change the Recipe object instead")
+        return recipe
+    return load_recipe(recipe, overrides)
+
+
+class _Where:
+    """Prefix an EdgeflowError raised inside the block with the recipe file and the key."""
+
+    def __init__(self, recipe: Recipe, key: str):
+        self.prefix = f"{recipe.source}: {key}: "
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, err, tb):
+        if isinstance(err, EdgeflowError) and not str(err).startswith(self.prefix):
+            raise type(err)(self.prefix + str(err)) from err
+        return False
+
+
+def _prepare(recipe: Recipe) -> _State:
+    """Load the data and the model and check every name and path of the recipe (no output).
+
+    The cheap checks (board names, files that must exist) come first, so a typo is
+    reported in a moment, before TensorFlow builds anything.
+    """
+    for i, spec in enumerate(recipe.stages):
+        if spec.stage == "check":
+            _check_devices(recipe, i, spec)
+        if spec.stage == "distill" and spec.teacher not in STAGE_TYPES:
+            with _Where(recipe, f"stages.{i}.teacher"):
+                if not Path(spec.teacher).exists():
+                    raise EdgeflowError(
+                        f"teacher {spec.teacher!r} is neither a stage before it ("
+                        + ", ".join(s.stage for s in recipe.stages[:i]) + ") nor an existing model file"
+                    )
+    with _Where(recipe, "data.path" if recipe.data.source == "npz" else "data"):
+        data = _load_data(recipe)
+    with _Where(recipe, "model.path" if recipe.model.path else "model.builder"):
+        model = _build_model(recipe)
+    with _Where(recipe, "data.path" if recipe.data.source == "npz" else "data"):
+        _check_fit(model, data)
+    state = _State(recipe=recipe, out=None, data=data, model=model)
+    for i, spec in enumerate(recipe.stages):
+        if spec.stage != "distill":
+            continue
+        if spec.teacher not in STAGE_TYPES and spec.teacher not in state.teachers:
+            with _Where(recipe, f"stages.{i}.teacher"):
+                state.teachers[spec.teacher] = _load(spec.teacher, unsafe=False)
+        # Layer names are the model's until a qat stage renames them (quant_...).
+        renamed = "qat" in [s.stage for s in recipe.stages[:i]]
+        teacher = state.teachers.get(spec.teacher, None if renamed else model)
+        for key in ("feature_pairs", "attention_pairs"):
+            with _Where(recipe, f"stages.{i}.{key}"):
+                _check_pairs(getattr(spec, key), teacher, None if renamed else model)
+    return state
+
+
+def _check_devices(recipe: Recipe, index: int, spec) -> None:
+    from edgeflow.devices import get_device, load_devices
+
+    with _Where(recipe, f"stages.{index}.devices_dir"):
+        load_devices(spec.devices_dir)  # the folder and every profile in it
+    with _Where(recipe, f"stages.{index}.devices"):
+        for name in [] if spec.devices == "all" else spec.devices:
+            if name != "all":
+                get_device(name, spec.devices_dir)
+
+
+def _check_fit(model, data: _Data) -> None:
+    """The samples fit the model's input; integer labels fit its output units."""
+    from edgeflow.data import check_shape
+
+    want = tuple(model.inputs[0].shape[1:])
+    check_shape(tuple(data.x_train.shape[1:]), want)
+    check_shape(tuple(data.x_test.shape[1:]), want)
+    units = model.outputs[0].shape[-1]
+    for y in (data.y_train, data.y_test):
+        if y.ndim == 1 and np.issubdtype(y.dtype, np.integer) and units and units > 1 and len(y):
+            low, high = int(y.min()), int(y.max())
+            if low < 0 or high >= units:
+                raise EdgeflowError(
+                    f"labels run from {low} to {high} but the model has {units} outputs: "
+                    f"labels must be class indices 0..{units - 1}"
+                )
+
+
+def _check_pairs(pairs: dict[str, str] | None, teacher, student) -> None:
+    """Every layer a feature/attention pair names exists (teacher side, student side; a
+    model given as None is not checked)."""
+    for side, model, names in (("teacher", teacher, (pairs or {}).keys()),
+                               ("student", student, (pairs or {}).values())):
+        if model is None:
+            continue
+        layers = [layer.name for layer in model.layers]
+        for name in names:
+            if name not in layers:
+                raise EdgeflowError(f"the {side} has no layer {name!r}{closest(name, layers)}")
+
+
+def _load(path: str, unsafe: bool):
+    from edgeflow.models import load_model
+
+    return load_model(path, safe_mode=not unsafe)
+
+
 # ---------------------------------------------------------------- data and model
 
 
@@ -221,7 +356,7 @@ def _build_model(recipe: Recipe):
 
     spec = recipe.model
     if spec.path:
-        return models.load_model(spec.path, safe_mode=not spec.unsafe)
+        return _load(spec.path, spec.unsafe)
     return models.build(spec.builder, **spec.kwargs)
 
 
@@ -303,7 +438,7 @@ def _distill(state: _State, spec, index: int, label: str, verbose: int) -> Stage
 
     teacher = state.models_after.get(spec.teacher)
     if teacher is None:
-        teacher = load_model(spec.teacher)
+        teacher = state.teachers.get(spec.teacher) or load_model(spec.teacher)
     d = state.data
     result = distill(
         state.model, teacher, data=(d.x_train, d.y_train), losses=spec.losses,

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from edgeflow.errors import EdgeflowError, closest
 from edgeflow.ranges import RANGES, ranged
@@ -170,6 +170,12 @@ class Recipe(_Strict):
     model: ModelSpec
     data: DataSpec = Field(default_factory=DataSpec)
     stages: list[StageSpec] = Field(min_length=1)
+    _source: str = PrivateAttr("<recipe>")
+
+    @property
+    def source(self) -> str:
+        """The recipe file (or ``"<recipe>"``): the first word of every error about it."""
+        return self._source
 
     @model_validator(mode="after")
     def _order(self):
@@ -209,17 +215,56 @@ def load_recipe(path: str | os.PathLike, overrides: tuple[str, ...] | list[str] 
         raise EdgeflowError(f"{path}:{where} is not valid YAML ({getattr(err, 'problem', err)})") from err
     if not isinstance(raw, dict):
         raise EdgeflowError(f"{path}: a recipe is a mapping with keys name, model, data, stages")
-    for item in overrides:
-        _override(raw, item, path)
+    overridden = [_override(raw, item, path) for item in overrides]
+    _resolve_paths(raw, path.parent, overridden)
     return parse_recipe(raw, source=str(path))
 
 
 def parse_recipe(raw: dict, source: str = "<recipe>") -> Recipe:
     """Validate a recipe given as a dict; errors name ``source`` and the key."""
     try:
-        return Recipe.model_validate(raw)
+        recipe = Recipe.model_validate(raw)
     except ValidationError as err:
         raise EdgeflowError(f"{source}: {_describe(err, raw)}") from None
+    recipe._source = source
+    return recipe
+
+
+def _resolve_paths(raw: dict, base: Path, overridden: list[str]) -> None:
+    """Make the recipe's relative input paths absolute, in place.
+
+    A path written in the recipe file is relative to the file's folder (the recipe works
+    from any current folder); a path given by an override (``--set model.path=m.keras``)
+    is relative to the current folder, like any path typed on the command line. The
+    input paths are ``model.path``, ``data.path``, a distill stage's ``teacher`` file, a
+    check stage's ``devices_dir`` and profile files in its ``devices``. ``output_dir`` is
+    an output: it stays relative to the current folder.
+    """
+    def fix(node, key, dotted: str) -> None:
+        value = node[key] if isinstance(node, list) else node.get(key)
+        if not isinstance(value, str) or not value:
+            return
+        path = Path(value).expanduser()
+        if path.is_absolute():
+            return
+        by_override = any(dotted == o or dotted.startswith(o + ".") for o in overridden)
+        node[key] = os.path.abspath(path if by_override else base / path)
+
+    for section in ("model", "data"):
+        if isinstance(raw.get(section), dict):
+            fix(raw[section], "path", f"{section}.path")
+    stages = raw.get("stages")
+    for i, stage in enumerate(stages if isinstance(stages, list) else []):
+        if not isinstance(stage, dict):
+            continue
+        if stage.get("stage") == "distill" and stage.get("teacher") not in (None, *STAGE_TYPES):
+            fix(stage, "teacher", f"stages.{i}.teacher")
+        if stage.get("stage") == "check":
+            fix(stage, "devices_dir", f"stages.{i}.devices_dir")
+            devices = stage.get("devices")
+            for j, name in enumerate(devices if isinstance(devices, list) else []):
+                if isinstance(name, str) and (name.endswith((".yaml", ".yml")) or os.sep in name):
+                    fix(devices, j, f"stages.{i}.devices.{j}")
 
 
 def _describe(err: ValidationError, raw: dict) -> str:
@@ -266,8 +311,8 @@ def _parent_fields(loc: tuple, raw: dict) -> list[str]:
     return []
 
 
-def _override(raw: dict, item: str, path: Path) -> None:
-    """Apply one ``a.b.0.c=value`` override (value parsed as YAML) to the raw recipe."""
+def _override(raw: dict, item: str, path: Path) -> str:
+    """Apply one ``a.b.0.c=value`` override (value parsed as YAML) to the raw recipe; return the key."""
     if "=" not in item:
         raise EdgeflowError(f"override {item!r} must look like key.path=value")
     dotted, value = item.split("=", 1)
@@ -290,3 +335,4 @@ def _override(raw: dict, item: str, path: Path) -> None:
         node[last] = parsed
     else:
         raise EdgeflowError(f"override {dotted!r}: no such key in {path}")
+    return dotted

@@ -59,7 +59,8 @@ def test_magnitude_with_data_prints_json(files):
     (["--method", "structured", "-o", "{files}/out.h5"], "not 'out.h5'"),
     (["--method", "structured", "--data", "{files}/missing.npz"], "does not exist"),
 ])
-def test_bad_input_is_one_line_and_exit_2(files, args, message):
+def test_bad_input_is_one_line_and_exit_2(files, args, message, monkeypatch):
+    monkeypatch.setenv("EDGEFLOW_PROGRESS", "1")  # bars forced on: none may start before the checks
     args = [a.format(files=files) for a in args]
     if "-o" not in args:
         args += ["-o", str(files / "never.keras")]

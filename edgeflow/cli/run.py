@@ -42,10 +42,16 @@ def run(recipe, output_dir, overrides, resume, quiet, as_json):
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key.")
 @json_option
 def validate(recipe, overrides, as_json):
-    """Check RECIPE against the schema without running it."""
-    from edgeflow.recipe import load_recipe
+    """Check RECIPE without running it: the schema, and every name and path it uses.
 
-    loaded = load_recipe(recipe, overrides)
+    Board names, teacher stages and files, the model (builder or file) and the data file
+    with its array names and shapes are checked as `edgeflow run` checks them before any
+    work; relative paths are read from the recipe file's folder. Exit status 2 on the
+    first problem, with one error line.
+    """
+    from edgeflow.pipeline import check_recipe
+
+    loaded = check_recipe(recipe, overrides)
     stages = [s.stage for s in loaded.stages]
     text = f"{recipe}: valid recipe {loaded.name!r} ({', '.join(stages)})"
     finish("validate", {"recipe": str(recipe), "name": loaded.name, "stages": stages}, text=text,

@@ -355,11 +355,6 @@ def _score(model, groups: ChannelGroups, roots, criterion, data, loss, num_sampl
                 total = s if total is None else total + s
             scores[r] = total
         return scores
-    if data is None:
-        raise EdgeflowError(
-            f"criterion {criterion.name!r} scores units on data: pass data=(x, y) "
-            "(a few hundred samples are enough)"
-        )
     names = [n for ns in producers.values() for n in ns]
     tensors = [groups.measure[n] for n in names]
     probe = keras.Model(model.inputs, [*tensors, *model.outputs])
@@ -645,6 +640,11 @@ def structured(
     crit = _criteria.get(criterion)
     if steps < 1 or epochs < 0:
         raise EdgeflowError(f"steps must be >= 1 and epochs >= 0, got steps={steps}, epochs={epochs}")
+    if crit.needs_data and data is None:  # checked here, before the progress bar starts
+        raise EdgeflowError(
+            f"criterion {crit.name!r} scores units on data: pass data=(x, y) "
+            "(a few hundred samples are enough)"
+        )
     if (epochs or max_accuracy_drop is not None) and data is None:
         raise EdgeflowError("fine-tuning (epochs) and max_accuracy_drop need data=(x, y)")
     if max_accuracy_drop is not None and not metrics:
