@@ -53,7 +53,7 @@ def load_model(model, *, safe_mode: bool = True, custom_objects: dict | None = N
         )
     configs = saved_configs(path)
     if safe_mode:
-        code = [name for config in configs for name in _code_layers(config)]
+        code = list(dict.fromkeys(name for config in configs for name in _code_layers(config)))
         if code:
             raise EdgeflowError(
                 f"{path} holds Lambda layer(s) {', '.join(code)} whose Python code would run "

@@ -92,3 +92,14 @@ def test_cli_export_prune_quantize_distill_take_keras3_files(zoo, tmp_path):
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 0, (command, result.output)
     assert (tmp_path / "e.tflite").read_bytes()[4:8] == b"TFL3"
+
+
+@pytest.mark.parametrize(("source", "renamed"), [("lambda_model.keras", "model.h5"),
+                                                 ("lambda_model.h5", "model")])
+def test_keras3_code_is_refused_whatever_the_name(zoo, tmp_path, source, renamed):
+    path = tmp_path / renamed
+    path.write_bytes((zoo / source).read_bytes())
+    with pytest.raises(EdgeflowError) as info:
+        load_model(path)
+    assert str(info.value) == (f"{path} holds Lambda layer(s) times_two whose Python code would run "
+                               "when loaded: pass --unsafe (safe_mode=False) only if you trust this file")

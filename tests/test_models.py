@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -122,3 +126,112 @@ def test_default_loss_rules():
     assert default_loss(classifier) == "sparse_categorical_crossentropy"
     with pytest.raises(EdgeflowError, match="needs a loss"):
         default_loss(_regressor())
+
+
+# ------------------------------------------- code in model files is found by content (issue 14)
+
+def _sentinel_model(sentinel: Path):
+    """A Lambda model whose code, if it ever runs, writes ``sentinel``."""
+    fn = eval(f"lambda t: (open({str(sentinel)!r}, 'w').close(), t)[1]")  # noqa: S307 (the test's own code)
+    inputs = keras.Input((4,))
+    return keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Lambda(fn, name="double")(inputs)))
+
+
+def _containers(folder: Path, sentinel: Path) -> dict[str, Path]:
+    """The Lambda model in every container Keras reads, and each renamed."""
+    model = _sentinel_model(sentinel)
+    model.save(folder / "m.h5")
+    model.save(folder / "m.keras")
+    model.save(folder / "sm", save_format="tf")
+    compact = folder / "sm_compact"  # the metadata JSON written without spaces
+    shutil.copytree(folder / "sm", compact)
+    from tf_keras.protobuf import saved_metadata_pb2
+
+    meta = saved_metadata_pb2.SavedMetadata()
+    meta.ParseFromString((compact / "keras_metadata.pb").read_bytes())
+    for node in meta.nodes:
+        if node.metadata:
+            node.metadata = json.dumps(json.loads(node.metadata), separators=(",", ":"))
+    (compact / "keras_metadata.pb").write_bytes(meta.SerializeToString())
+    files = {"h5": folder / "m.h5", "keras": folder / "m.keras", "savedmodel": folder / "sm",
+             "savedmodel-compact": compact}
+    for name, source in (("h5-as-.keras", "m.h5"), ("h5-as-.H5", "m.h5"), ("h5-no-suffix", "m.h5"),
+                         ("keras-as-.h5", "m.keras"), ("keras-no-suffix", "m.keras")):
+        target = folder / {"h5-as-.keras": "r.keras", "h5-as-.H5": "r.H5", "h5-no-suffix": "r_h5",
+                           "keras-as-.h5": "z.h5", "keras-no-suffix": "r_zip"}[name]
+        shutil.copy(folder / source, target)
+        files[name] = target
+    sentinel.unlink()  # building and saving the model ran it here, in the test's process
+    return files
+
+
+@pytest.fixture(scope="module")
+def code_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("code")
+    return _containers(folder, folder / "ran"), folder / "ran"
+
+
+CONTAINERS = ("h5", "keras", "savedmodel", "savedmodel-compact", "h5-as-.keras", "h5-as-.H5",
+              "h5-no-suffix", "keras-as-.h5", "keras-no-suffix")
+
+
+@pytest.mark.parametrize("kind", CONTAINERS)
+def test_code_is_refused_by_content_in_every_container(code_files, kind):
+    files, sentinel = code_files
+    path = files[kind]
+    with pytest.raises(EdgeflowError) as info:
+        load_model(path)
+    assert str(info.value) == (f"{path} holds Lambda layer(s) double whose Python code would run when "
+                               "loaded: pass --unsafe (safe_mode=False) only if you trust this file")
+    assert not sentinel.exists()
+
+
+@pytest.mark.parametrize("kind", ["h5-as-.keras", "keras-no-suffix", "savedmodel-compact"])
+def test_unsafe_loads_what_safe_mode_refused(code_files, kind):
+    files, sentinel = code_files
+    model = load_model(files[kind], safe_mode=False)
+    model(np.ones((1, 4), np.float32))
+    assert sentinel.exists()
+    sentinel.unlink()
+
+
+def test_every_command_refuses_a_renamed_code_file(code_files, tmp_path):
+    from click.testing import CliRunner
+
+    from edgeflow.cli import main
+
+    files, sentinel = code_files
+    bad = str(files["h5-as-.keras"])
+    np.savez(tmp_path / "d.npz", x=np.ones((8, 4), np.float32), y=np.zeros(8, np.int64))
+    data = str(tmp_path / "d.npz")
+    good = tmp_path / "good.keras"
+    save_model(_regressor_4(), good)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"name: r\nmodel: {{path: {bad}}}\ndata: {{source: npz, path: {data}}}\n"
+                      "stages: [{stage: convert, mode: float32}]\n")
+    teacher_recipe = tmp_path / "t.yaml"
+    teacher_recipe.write_text(f"name: t\nmodel: {{path: {good}}}\ndata: {{source: npz, path: {data}}}\n"
+                              f"stages: [{{stage: distill, teacher: {bad}, epochs: 1}}]\n")
+    commands = {
+        "export": ["export", bad, "-o", str(tmp_path / "x.tflite"), "--mode", "float32"],
+        "prune": ["prune", bad, "-o", str(tmp_path / "x.keras"), "--data", data],
+        "quantize": ["quantize", bad, "-o", str(tmp_path / "x.tflite"), "--mode", "float16"],
+        "distill --teacher": ["distill", "--teacher", bad, "--student", str(good), "--data", data,
+                              "-o", str(tmp_path / "x.keras")],
+        "distill --student": ["distill", "--teacher", str(good), "--student", bad, "--data", data,
+                              "-o", str(tmp_path / "x.keras")],
+        "run (model)": ["run", str(recipe), "-o", str(tmp_path / "run1")],
+        "run (teacher)": ["run", str(teacher_recipe), "-o", str(tmp_path / "run2")],
+    }
+    for command, args in commands.items():
+        result = CliRunner().invoke(main, args)
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 2, (command, result.output)
+        assert lines[-1].startswith(f"error: {bad} holds Lambda layer(s) double"), (command, result.output)
+        assert not sentinel.exists(), command
+    assert not (tmp_path / "x.tflite").exists() and not (tmp_path / "x.keras").exists()
+
+
+def _regressor_4():
+    inputs = keras.Input((4,))
+    return keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(inputs))
