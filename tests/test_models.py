@@ -227,7 +227,8 @@ def test_every_command_refuses_a_renamed_code_file(code_files, tmp_path):
         result = CliRunner().invoke(main, args)
         lines = result.output.strip().splitlines()
         assert result.exit_code == 2, (command, result.output)
-        assert lines[-1].startswith(f"error: {bad} holds Lambda layer(s) double"), (command, result.output)
+        assert lines[-1].startswith("error: ") and f"{bad} holds Lambda layer(s) double " in lines[-1], \
+            (command, result.output)
         assert not sentinel.exists(), command
     assert not (tmp_path / "x.tflite").exists() and not (tmp_path / "x.keras").exists()
 
