@@ -145,6 +145,7 @@ def test_export_slims_the_c_array_by_default_and_keep_names_keeps_names(models, 
     payload = json.loads(result.output)["result"]
     expected, slimmed = slim(data, for_tflm=True)
     assert payload["slim"] == slimmed.to_dict() and payload["size_bytes"] == len(expected)
+    assert payload["reorder"]["method"] == "original" and not payload["reorder"]["written"]  # a chain
     body = (tmp_path / "model.cc").read_text()
     assert [int(v, 16) for v in re.findall(r"0x([0-9a-f]{2})", body)] == list(expected)
     result = runner.invoke(main, ["export", str(tmp_path / "m.tflite"), "-o", str(tmp_path / "n.tflite"),

@@ -30,10 +30,13 @@ MODE_NAMES = ("int8", "int16x8", "float16", "dynamic", "float32")
               help="Strip what runtimes do not read (names, signatures, metadata, duplicate "
                    "buffers) [default: on for --format c, the microcontroller export].")
 @click.option("--keep-names", is_flag=True, help="With --slim: keep tensor names and signatures.")
+@click.option("--reorder/--no-reorder", default=None,
+              help="Reorder operators for the smallest TFLM arena, kept only if TFLM measures "
+                   "it not larger [default: on for --format c].")
 @force_option
 @json_option
 def export(model, output, mode, data, input_type, output_type, num_samples, fmt, name, unsafe, slim,
-           keep_names, force, as_json):
+           keep_names, reorder, force, as_json):
     """Convert MODEL (.keras, .h5, SavedModel directory, or .tflite for --format c) for a device."""
     from edgeflow import _io
 
@@ -62,6 +65,11 @@ def export(model, output, mode, data, input_type, output_type, num_samples, fmt,
 
         # a C array is for TFLM on a microcontroller: bias scales TFLM never reads go too
         tflite, slimmed = slim_model(tflite, keep_names=keep_names, for_tflm=fmt == "c")
+    reordered = None
+    if reorder if reorder is not None else fmt == "c":
+        from edgeflow.tflite.schedule import reorder_for_arena
+
+        tflite, reordered = reorder_for_arena(tflite)
     if fmt == "c":
         header, source = to_c_array(tflite, name, header_name=targets[0].name)
         _io.write_text(targets[0], header)
@@ -73,7 +81,12 @@ def export(model, output, mode, data, input_type, output_type, num_samples, fmt,
     if slimmed is not None:
         line += (f"; slim: {slimmed.size_before:,} -> {slimmed.size_after:,} bytes, "
                  f"{slimmed.overhead_percent:.1f} % beyond the weights")
+    if reordered is not None and reordered.arena_before is not None:
+        line += (f"; TFLM arena {reordered.arena_before:,} -> {reordered.arena_after:,} bytes "
+                 f"(operators {'reordered' if reordered.written else 'kept in order'}; "
+                 f"largest single-operator live set {reordered.live_set_bound:,})")
     payload = {"mode": mode, "format": fmt, "size_bytes": len(tflite),
-               "slim": slimmed.to_dict() if slimmed is not None else None}
+               "slim": slimmed.to_dict() if slimmed is not None else None,
+               "reorder": reordered.to_dict() if reordered is not None else None}
     finish("export", payload, text=line, model=model,
            outputs=targets, summary=line)

@@ -1,5 +1,5 @@
 """Reading ``.tflite`` models (operators, tensors, weights, MACs, the TFLM memory plan) and
-rewriting them (slim files).
+rewriting them (slim files, operator order for a smaller arena).
 
 Example:
     >>> from edgeflow.tflite import parse, plan_memory, estimate_arena
@@ -23,6 +23,7 @@ from edgeflow.tflite.reader import (
     parse,
     read_bytes,
 )
+from edgeflow.tflite.schedule import ReorderResult, best_order, live_set_bound, reorder_for_arena
 from edgeflow.tflite.slim import SlimResult, flash_overhead, slim
 
 __all__ = [
@@ -41,4 +42,8 @@ __all__ = [
     "slim",
     "flash_overhead",
     "SlimResult",
+    "best_order",
+    "live_set_bound",
+    "reorder_for_arena",
+    "ReorderResult",
 ]
