@@ -25,6 +25,7 @@ _API = {
     # recipes
     "load_recipe": "edgeflow.recipe:load_recipe",
     "run_recipe": "edgeflow.pipeline:run_recipe",
+    "search": "edgeflow.search:search",
     "EdgeflowError": "edgeflow.errors:EdgeflowError",
     # the stages and tools, one subpackage each
     "prune": "edgeflow.prune",

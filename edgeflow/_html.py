@@ -85,13 +85,20 @@ def bars(title: str, labels: list[str], values: list, *, limits=None, limit_labe
 
 
 def scatter(title: str, points: list[tuple[str, float, float]], *, x_label: str, y_label: str,
-            width: int = 560, height: int = 300) -> str:
-    """Labelled points joined in order (x, y as given): an SVG line plot with both axes."""
+            width: int = 560, height: int = 300, joined: bool = True, marked=(),
+            limit: float | None = None, limit_label: str = "", x_fmt=None) -> str:
+    """Labelled points (x, y as given) as an SVG plot with both axes.
+
+    ``joined`` draws a line through the points in order; otherwise only the points in
+    ``marked`` (indices) are joined, sorted by x (a Pareto front), and the others are grey.
+    ``limit`` draws a labelled dashed vertical line at that x (a board's RAM, say).
+    """
     if not points:
         return ""
+    x_fmt = x_fmt or (lambda v: format_bytes(int(v)))
     left, right, top, bottom = 60, 20, 30, 45
     xs, ys = [p[1] for p in points], [p[2] for p in points]
-    x0, x1 = 0.0, max(xs) * 1.1 or 1.0
+    x0, x1 = 0.0, max(xs + ([limit] if limit else [])) * 1.1 or 1.0
     y0 = max(0.0, int((min(ys) - 0.05) * 10) / 10)
     y1 = min(1.0, max(ys) + 0.02) if max(ys) <= 1 else max(ys) * 1.05
     y1 = y1 if y1 > y0 else y0 + 1.0
@@ -110,16 +117,26 @@ def scatter(title: str, points: list[tuple[str, float, float]], *, x_label: str,
         parts.append(f'<text x="{left - 6}" y="{py(value) + 4:.1f}" text-anchor="end">{value:.2f}</text>')
     for value in (x0, x1 / 2.2, x1 / 1.1):
         parts.append(f'<text x="{px(value):.1f}" y="{height - bottom + 16}" text-anchor="middle">'
-                     f'{esc(format_bytes(int(value)))}</text>')
+                     f'{esc(x_fmt(value))}</text>')
     parts.append(f'<text x="{(left + width - right) / 2:.1f}" y="{height - 6}" text-anchor="middle">'
                  f'{esc(x_label)}</text>')
     parts.append(f'<text x="12" y="{(top + height - bottom) / 2:.1f}" text-anchor="middle" '
                  f'transform="rotate(-90 12 {(top + height - bottom) / 2:.1f})">{esc(y_label)}</text>')
-    path = " ".join(f"{'M' if i == 0 else 'L'}{px(x):.1f},{py(y):.1f}" for i, (_, x, y) in enumerate(points))
-    parts.append(f'<path d="{path}" fill="none" stroke="{BLUE}" stroke-width="1.5"/>')
+    if limit:
+        parts.append(f'<line x1="{px(limit):.1f}" x2="{px(limit):.1f}" y1="{top}" y2="{height - bottom}" '
+                     f'stroke="{RED}" stroke-dasharray="4,3"/>')
+        parts.append(f'<text x="{px(limit) - 4:.1f}" y="{top + 12}" text-anchor="end" fill="{RED}">'
+                     f'{esc(limit_label or "limit")} {esc(x_fmt(limit))}</text>')
+    line = list(enumerate(points)) if joined else sorted(
+        ((i, points[i]) for i in marked), key=lambda item: item[1][1])
+    path = " ".join(f"{'M' if n == 0 else 'L'}{px(x):.1f},{py(y):.1f}" for n, (_, (_, x, y)) in enumerate(line))
+    if path:
+        parts.append(f'<path d="{path}" fill="none" stroke="{BLUE}" stroke-width="1.5"/>')
     for i, (label, x, y) in enumerate(points):
-        parts.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="4" fill="{BLUE}"/>')
-        parts.append(f'<text x="{px(x) + 6:.1f}" y="{py(y) - 6 - (i % 2) * 12:.1f}">{esc(label)}</text>')
+        shown = joined or i in marked
+        parts.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="4" fill="{BLUE if shown else GREY}"/>')
+        if shown:
+            parts.append(f'<text x="{px(x) + 6:.1f}" y="{py(y) - 6 - (i % 2) * 12:.1f}">{esc(label)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -366,4 +383,66 @@ def render(result, *, now: datetime.datetime | None = None) -> str:
     body.append(_findings(items))
     return ("<!doctype html><html><head><meta charset=utf-8>"
             f"<title>edgeflow: {esc(result.recipe)}</title><style>{CSS}</style></head><body>"
+            + "\n".join(body) + "</body></html>")
+
+
+# --------------------------------------------------------------------------- search
+
+
+def _trade_offs(result) -> str:
+    """Accuracy vs RAM, flash and latency: every complete trial, the front joined, the limits."""
+    done = [t for t in result.trials if t.state == "complete" and t.figures.get("accuracy") is not None]
+    front = set(result.front)
+    charts = []
+    for figure, label, limit_key in (("ram", "RAM needed", "ram"), ("flash", "flash needed", "flash"),
+                                     ("latency", "host latency (LiteRT, ms)", None)):
+        points = [(f"#{t.number}", t.figures[figure], t.figures["accuracy"]) for t in done
+                  if t.figures.get(figure) is not None]
+        if not points:
+            continue
+        numbers = [int(p[0][1:]) for p in points]
+        cap = result.limits.get(f"{figure}_max")
+        limit = cap if cap is not None else (result.limits.get(limit_key) if limit_key else None)
+        limit_label = f"{figure} cap" if cap is not None else f"{result.device} {figure}"
+        charts.append(scatter(
+            f"Accuracy vs {label}", points, x_label=label, y_label="accuracy (.tflite)", joined=False,
+            marked=[i for i, n in enumerate(numbers) if n in front], limit=limit,
+            limit_label=limit_label, x_fmt=None if figure != "latency" else (lambda v: f"{v:.3f} ms"),
+        ))
+    return "<h2>Trade-offs</h2><p class=muted>Blue: the Pareto front (joined); grey: other trials.</p>" \
+        f'<div class="charts">{"".join(charts)}</div>' if charts else ""
+
+
+def _trials_table(result, numbers=None) -> str:
+    from edgeflow.report import search_rows
+
+    head, rows = search_rows(result, numbers)
+    cells = "".join(f"<th>{esc(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{cells}</tr>{body}</table>"
+
+
+def render_search(result, *, now: datetime.datetime | None = None) -> str:
+    """The page of a fit-to-device search (``search.SearchResult``)."""
+    now = now or datetime.datetime.now().astimezone()
+    made = ", ".join(f"{name} {v}" for name, v in versions().items())
+    counts = {state: sum(t.state == state for t in result.trials) for state in ("complete", "dropped", "failed")}
+    best = result.best
+    artifacts = "".join(f"<li>{esc(k)}: {esc(v)}</li>" for k, v in result.best_artifacts.items())
+    body = [
+        f"<h1>edgeflow search: {esc(result.recipe)} on {esc(result.device)}</h1>",
+        f"<p class=muted>Made {now:%Y-%m-%d %H:%M %Z} with {esc(made)}. Study {esc(result.study)} in "
+        f"{esc(result.storage)}; trials in {esc(result.output_dir)}/trials.</p>",
+        f"<p>{len(result.trials)} trials: {counts['complete']} complete, {counts['dropped']} dropped before "
+        f"training by a constraint, {counts['failed']} failed. Objectives: {esc(', '.join(result.objectives))}; "
+        f"constraints: {esc(str(result.constraints))}.</p>",
+        "<h2>Best</h2>" + (f"<p>Trial #{best}; ready for <code>edgeflow deploy</code>:</p><ul>{artifacts}</ul>"
+                           if best is not None else '<p class="bad">No trial satisfies every constraint.</p>'),
+        "<h2>Pareto front</h2>" + (_trials_table(result, result.front) if result.front else "<p>Empty.</p>"),
+        _trade_offs(result),
+        "<h2>Every trial</h2><p class=muted>Each trial's whole recipe is trials/NNNN/recipe.yaml.</p>"
+        + _trials_table(result),
+    ]
+    return ("<!doctype html><html><head><meta charset=utf-8>"
+            f"<title>edgeflow search: {esc(result.recipe)}</title><style>{CSS}</style></head><body>"
             + "\n".join(body) + "</body></html>")

@@ -372,24 +372,33 @@ def _find_layers(config, class_names: tuple[str, ...]) -> list[str]:
     return found
 
 
-def digits_cnn(num_classes: int = 10, input_shape=(8, 8, 1)) -> keras.Model:
+def digits_cnn(num_classes: int = 10, input_shape=(8, 8, 1), width: float = 1.0) -> keras.Model:
     """A small functional CNN for 8×8 digits: Conv-BN-ReLU ×2, max pooling, Dense ×2.
+
+    ``width`` scales the number of filters and units (16, 32 and 32 at 1.0; at least 1
+    each), like MobileNet's ``alpha``: the knob a fit-to-device search turns.
 
     Example:
         >>> model = digits_cnn()
         >>> model.count_params()
         21738
     """
+    if width <= 0:
+        raise EdgeflowError(f"digits_cnn: width must be > 0 (got {width})")
+
+    def n(base: int) -> int:
+        return max(1, round(base * width))
+
     inputs = keras.Input(input_shape)
-    x = keras.layers.Conv2D(16, 3, padding="same", name="conv1")(inputs)
+    x = keras.layers.Conv2D(n(16), 3, padding="same", name="conv1")(inputs)
     x = keras.layers.BatchNormalization(name="bn1")(x)
     x = keras.layers.ReLU(name="relu1")(x)
-    x = keras.layers.Conv2D(32, 3, padding="same", name="conv2")(x)
+    x = keras.layers.Conv2D(n(32), 3, padding="same", name="conv2")(x)
     x = keras.layers.BatchNormalization(name="bn2")(x)
     x = keras.layers.ReLU(name="relu2")(x)
     x = keras.layers.MaxPooling2D(name="pool")(x)
     x = keras.layers.Flatten(name="flatten")(x)
-    x = keras.layers.Dense(32, activation="relu", name="fc1")(x)
+    x = keras.layers.Dense(n(32), activation="relu", name="fc1")(x)
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="logits")(x)
     return keras.Model(inputs, outputs, name="digits_cnn")
 

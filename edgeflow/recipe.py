@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from edgeflow.errors import EdgeflowError, closest
 from edgeflow.ranges import RANGES, ranged
 
-__all__ = ["Recipe", "load_recipe", "parse_recipe", "STAGE_TYPES"]
+__all__ = ["Recipe", "SearchSpec", "load_recipe", "parse_recipe", "STAGE_TYPES", "FIGURES"]
 
 PACKAGED = Path(__file__).parent / "_data" / "recipes"
 
@@ -160,6 +160,87 @@ StageSpec = Annotated[
 STAGE_TYPES = ("train", "prune", "qat", "distill", "convert", "check")
 
 
+#: The figures a search optimises or bounds, and the direction each one is better in.
+FIGURES = {
+    "accuracy": "maximize", "arena": "minimize", "ram": "minimize", "flash": "minimize",
+    "latency": "minimize", "macs": "minimize",
+}
+Figure = Literal["accuracy", "arena", "ram", "flash", "latency", "macs"]
+
+
+class Range(_Strict):
+    """A numeric range of a search key: integers when ``low`` and ``high`` are both integers."""
+
+    low: int | float
+    high: int | float
+    step: int | float | None = Field(None, gt=0)
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.high < self.low:
+            raise ValueError(f"high ({self.high}) is below low ({self.low})")
+        if self.log and self.low <= 0:
+            raise ValueError("a log range needs low > 0")
+        return self
+
+
+class Bound(_Strict):
+    """A bound on a figure: ``{min: 0.95}`` or ``{max: 60000}``."""
+
+    min: float | None = None
+    max: float | None = None
+
+
+class Constraints(_Strict):
+    """What a search result must satisfy: fit the board, and any bounds on figures."""
+
+    fits: bool = True
+    accuracy: Bound | None = None
+    arena: Bound | None = None
+    ram: Bound | None = None
+    flash: Bound | None = None
+    latency: Bound | None = None
+    macs: Bound | None = None
+
+
+class SearchSpec(_Strict):
+    """The ``search:`` section: which keys vary (dotted recipe keys), objectives, constraints.
+
+    Example::
+
+        search:
+          space:
+            stages.1.ratio: {low: 0.0, high: 0.75}
+            stages.4.mode: [int8, int16x8]
+          objectives: [accuracy, ram]
+          constraints: {fits: true, accuracy: {min: 0.95}}
+
+    ``sampler``: ``tpe`` (Optuna's multi-objective TPE, the default), ``nsga2`` (NSGA-II) or
+    ``grid`` (every combination of the choices once; every key a list).
+    """
+
+    space: dict[str, list[Any] | Range] = Field(default_factory=dict)
+    objectives: list[Figure] = Field(default_factory=lambda: ["accuracy", "ram"], min_length=1)
+    constraints: Constraints = Field(default_factory=Constraints)
+    sampler: Literal["tpe", "nsga2", "grid"] = "tpe"
+    trials: int = Field(20, ge=1)
+    timeout: float | None = Field(None, gt=0)
+    device: str | None = None
+    devices_dir: str | None = None
+
+    @model_validator(mode="after")
+    def _choices(self):
+        for key, dim in self.space.items():
+            if isinstance(dim, list) and not dim:
+                raise ValueError(f"space key {key!r}: give at least one choice")
+        if self.sampler == "grid" and any(not isinstance(d, list) for d in self.space.values()):
+            raise ValueError("sampler 'grid' needs a list of choices for every space key")
+        if len(set(self.objectives)) != len(self.objectives):
+            raise ValueError("objectives: each figure at most once")
+        return self
+
+
 class Recipe(_Strict):
     """A whole recipe; see the module docstring."""
 
@@ -170,6 +251,7 @@ class Recipe(_Strict):
     model: ModelSpec
     data: DataSpec = Field(default_factory=DataSpec)
     stages: list[StageSpec] = Field(min_length=1)
+    search: SearchSpec | None = None
     _source: str = PrivateAttr("<recipe>")
 
     @property
@@ -293,7 +375,7 @@ def _describe(err: ValidationError, raw: dict) -> str:
     return f"{key}: {msg}"
 
 
-_SECTIONS: dict[str, type[BaseModel]] = {"model": ModelSpec, "data": DataSpec}
+_SECTIONS: dict[str, type[BaseModel]] = {"model": ModelSpec, "data": DataSpec, "search": SearchSpec}
 _STAGE_MODELS = {
     "train": TrainStage, "prune": PruneStage, "qat": QatStage, "distill": DistillStage,
     "convert": ConvertStage, "check": CheckStage,

@@ -126,6 +126,52 @@ def render_run_html(result) -> str:
     return _html.render(result)
 
 
+# ---------------------------------------------------------------- search
+
+
+def search_rows(result, numbers=None) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of a search's trials (all, or the trial ``numbers`` given), best first."""
+    figures = [f for f in ("accuracy", "arena", "ram", "flash", "macs", "latency")
+               if any(t.figures.get(f) is not None for t in result.trials)]
+    keys = list(result.space)
+    head = ["trial", "state", *[k.split(".")[-1] for k in keys], *figures, "note"]
+    chosen = [t for t in result.trials if numbers is None or t.number in numbers]
+    chosen.sort(key=lambda t: (t.state != "complete", -(t.figures.get("accuracy") or 0), t.number))
+    rows = []
+    for t in chosen:
+        shown = []
+        for f in figures:
+            v = t.figures.get(f)
+            shown.append("" if v is None else _acc(v) if f == "accuracy" else f"{v:.3f}" if f == "latency"
+                         else _bytes(int(v)))
+        mark = "*" if t.number == result.best else ""
+        state = t.state if t.state != "complete" else ("ok" if t.feasible else "breaks")
+        note = "; ".join(t.violations) or t.note
+        values = [f"{t.values[k]:.3g}" if isinstance(t.values.get(k), float) else str(t.values.get(k, ""))
+                  for k in keys]
+        rows.append([f"{t.number}{mark}", state, *values, *shown, note])
+    return head, rows
+
+
+def render_search_table(result) -> str:
+    """The Pareto front of a search (``search.SearchResult``) as a table, and one summary line."""
+    head, rows = search_rows(result, result.front)
+    text = table(head, rows, "ll" + "r" * (len(head) - 3) + "l") if rows else "no trial satisfies every constraint"
+    counts = {s: sum(t.state == s for t in result.trials) for s in ("complete", "dropped", "failed")}
+    best = "none fits" if result.best is None else f"best #{result.best} (marked *)"
+    return (f"Pareto front on {result.device} ({', '.join(result.objectives)}):\n{text}\n"
+            f"{len(result.trials)} trials: {counts['complete']} complete, {counts['dropped']} dropped before "
+            f"training, {counts['failed']} failed; {best}")
+
+
+def render_search_html(result) -> str:
+    """The HTML page of a search: the front, accuracy vs RAM/flash/latency with the board's
+    limits, every trial and the best trial's artifacts (layout in :mod:`edgeflow._html`)."""
+    from edgeflow import _html
+
+    return _html.render_search(result)
+
+
 # --------------------------------------------------------------------------- devices
 
 

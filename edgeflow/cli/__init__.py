@@ -31,6 +31,7 @@ COMMANDS = {
     "prune": "edgeflow.cli.prune:prune",
     "quantize": "edgeflow.cli.quantize:quantize",
     "run": "edgeflow.cli.run:run",
+    "search": "edgeflow.cli.search:search",
     "validate": "edgeflow.cli.run:validate",
 }
 
