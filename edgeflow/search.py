@@ -32,6 +32,7 @@ import socket
 import subprocess
 import sys
 import time
+import types
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -699,3 +700,14 @@ def _safe_url(url: str) -> str:
         netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
         return urlunsplit(parts._replace(netloc=netloc))
     return url
+
+
+class _CallableModule(types.ModuleType):
+    """``edgeflow.search(...)`` calls :func:`search` even once this module is imported (the
+    import system then sets the package's ``search`` attribute to the module)."""
+
+    def __call__(self, *args, **kwargs) -> SearchResult:
+        return search(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

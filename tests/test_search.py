@@ -4,11 +4,13 @@ PostgreSQL studies (a server started here), worker processes."""
 from __future__ import annotations
 
 import glob
+import importlib
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -130,6 +132,13 @@ def test_bad_search_key_is_refused_before_any_work(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_edgeflow_search_is_the_function_also_once_the_module_is_imported():
+    import edgeflow
+
+    assert importlib.import_module("edgeflow.search").search is search
+    assert callable(edgeflow.search)
+
+
 def test_default_space_from_the_recipes_stages():
     from edgeflow.recipe import load_recipe
 
@@ -143,7 +152,7 @@ def test_default_space_from_the_recipes_stages():
 
 
 def _two_workers(tmp_path, storage=None):
-    raw = _recipe(epochs=1, widths=(0.25, 0.5))
+    raw = _recipe(epochs=1, widths=(0.25, 0.5), constraints={"fits": False})  # nothing to check early
     result = search(parse_recipe(raw), BOARD, trials=2, workers=2, output_dir=tmp_path / "w",
                     storage=storage, verbose=0)
     assert sorted(t.state for t in result.trials) == ["complete", "complete"]
@@ -164,12 +173,12 @@ def _pg_bin() -> Path | None:
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory):
+def postgres():
     """A real PostgreSQL server on 127.0.0.1 (a free port), in a temporary folder: its URL."""
     bindir = _pg_bin()
     if bindir is None:
         pytest.skip("PostgreSQL is not installed (initdb not found; .ci/run installs postgresql)")
-    root = tmp_path_factory.mktemp("pg")
+    root = Path(tempfile.mkdtemp(prefix="edgeflow-pg-"))  # pytest's tmp folders are root-only
     data = root / "data"
     as_user: list[str] = []
     if os.geteuid() == 0:  # initdb refuses to run as root
@@ -190,6 +199,7 @@ def postgres(tmp_path_factory):
     finally:
         subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
                        capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_two_workers_share_a_postgresql_study(tmp_path, postgres):
@@ -207,13 +217,12 @@ def test_a_killed_trial_is_failed_not_counted(tmp_path, monkeypatch):
     """A worker killed mid-trial: its trial becomes FAIL once its heartbeat is stale."""
     import optuna
 
-    from edgeflow import search as search_mod
-
+    search_mod = importlib.import_module("edgeflow.search")
     monkeypatch.setattr(search_mod, "_HEARTBEAT_SECONDS", 1)
     raw = _recipe(epochs=2, widths=(0.25,))
     (tmp_path / "fit.yaml").write_text(yaml.safe_dump(raw))
     out = tmp_path / "k"
-    code = ("from edgeflow import search as s; s._HEARTBEAT_SECONDS = 1; "
+    code = ("import edgeflow.search as s; s._HEARTBEAT_SECONDS = 1; "
             f"s.search({str(tmp_path / 'fit.yaml')!r}, {BOARD!r}, trials=1, output_dir={str(out)!r}, verbose=0)")
     child = subprocess.Popen([sys.executable, "-c", code])
     try:
