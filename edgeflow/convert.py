@@ -90,9 +90,12 @@ def convert(
     )
     mode = get_mode(mode)
     try:
-        return bytes(converter.convert())
+        tflite = bytes(converter.convert())
     except Exception as err:
         raise EdgeflowError(f"the TFLite converter failed ({mode.name}): {_first_error(err)}") from err
+    from edgeflow.runtime.litert import made_here
+
+    return made_here(tflite)  # LiteRT may run what edgeflow made in-process
 
 
 def make_converter(

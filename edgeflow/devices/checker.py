@@ -59,8 +59,9 @@ def check(model, devices="all", *, devices_dir=None, measure: bool = True) -> Re
     measurement = None
     if measure and any(d.runtime == "tflm" for d in targets):
         measurement = _measure(data)
+    loads = _litert_probe(data)
     results = [
-        _check_device(d, facts, estimates, measurement, devices_dir) for d in targets
+        _check_device(d, facts, estimates, measurement, loads, devices_dir) for d in targets
     ]
     return Report(model=facts["summary"], results=results, measurement=measurement)
 
@@ -132,6 +133,14 @@ def _measure(data: bytes) -> dict:
     return result
 
 
+def _litert_probe(data: bytes):
+    """LiteRT loads, allocates and runs the model once (a child process unless edgeflow made
+    it): its verifier and kernels are the reference for a well-formed file."""
+    from edgeflow.runtime.litert import probe
+
+    return probe(data)
+
+
 def _facts(info, data: bytes, label: str) -> dict:
     """What the check needs from a parsed model (``edgeflow.tflite.ModelInfo``), as plain values."""
     graph_outputs = {t.index for t in info.outputs}
@@ -183,8 +192,9 @@ class _Budget:
     ok: bool = True
 
 
-def _check_device(device: Device, facts: dict, estimates: dict, measurement, devices_dir) -> DeviceResult:
+def _check_device(device: Device, facts: dict, estimates: dict, measurement, loads, devices_dir) -> DeviceResult:
     found = _Findings()
+    _litert(device, loads, measurement, found)
     arena = _arena(device, facts, estimates, measurement, devices_dir, found)
     ram = _ram(device, arena.bytes, facts["summary"]["size_bytes"], found)
     flash = _flash(device, facts["summary"]["size_bytes"], found)
@@ -209,6 +219,19 @@ def _check_device(device: Device, facts: dict, estimates: dict, measurement, dev
         verdict=verdict(fits, ram.ok, flash.ok, unsupported, found.problems, ram.required,
                         ram.available),
     )
+
+
+def _litert(device: Device, loads, measurement, found: _Findings) -> None:
+    """A model LiteRT refuses or crashes on fits no LiteRT board, nor a TFLM board unless
+    tflite-micro itself ran it (TFLM has kernels LiteRT lacks, e.g. DECODE)."""
+    if loads.ok:
+        return
+    line = loads.message  # "LiteRT cannot load the model: ...", "LiteRT crashed on ..."
+    if device.runtime == "tflm" and measurement and measurement["status"] == "ok":
+        found.notes.append(f"{line}; tflite-micro runs it")
+    else:
+        found.problems.append(f"{line}; a file LiteRT cannot run is damaged or not a model "
+                              "for this board: reconvert it")
 
 
 def _arena(device: Device, facts: dict, estimates: dict, measurement, devices_dir,

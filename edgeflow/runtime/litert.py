@@ -1,26 +1,36 @@
-"""Running a ``.tflite`` on LiteRT (``ai_edge_litert``): predict, evaluate, benchmark.
+"""Running a ``.tflite`` on LiteRT (``ai_edge_litert``): probe, predict, evaluate, benchmark.
 
-LiteRT runs in the calling process: it verifies the flatbuffer before it runs it, and its
-kernels report bad models as errors, not aborts (TFLM, which can abort, runs in a child
-process: see ``edgeflow.runtime.tflm``). Float inputs are quantized to the model's integer
+Where LiteRT runs: a file that edgeflow converted in this process (its SHA-256 recorded by
+:func:`made_here` when the converter returned it) runs in the calling process. Any other
+file runs in a child process (``edgeflow.runtime._litert_child``, through
+``edgeflow.runtime._child``): such a file can pass LiteRT's verifier and still crash it in
+``invoke()``, and a crash must become an error, never take edgeflow down. TFLM always runs
+in a child (``edgeflow.runtime.tflm``). Float inputs are quantized to the model's integer
 input type with its scale and zero point, and integer outputs are dequantized, so callers
 always pass and get floats.
 """
 
 from __future__ import annotations
 
+import hashlib
 import statistics
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
-from edgeflow.errors import EdgeflowError, first_line
+from edgeflow.errors import EdgeflowError, RuntimeCrash, first_line
 from edgeflow.runtime._quant import dequantize, input_arrays, quantize
 from edgeflow.runtime.metrics import score
 from edgeflow.tflite import read_bytes
 
-__all__ = ["Latency", "predict", "evaluate", "benchmark", "interpreter"]
+__all__ = ["Latency", "Probe", "probe", "predict", "evaluate", "benchmark", "interpreter", "made_here"]
+
+# SHA-256 of the .tflite bytes edgeflow's converter produced in this process, and of the
+# files a child-process probe ran cleanly: LiteRT runs these in-process.
+_MADE: set[str] = set()
+_PROBED: dict[tuple[str, bool], Probe] = {}
 
 
 @dataclass(frozen=True)
@@ -38,18 +48,107 @@ class Latency:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Probe:
+    """Whether LiteRT loads, allocates and runs a model once (inputs all zeros).
+
+    Attributes:
+        status: ``ok``; ``refused`` (LiteRT reported an error: the file is malformed or
+            asks for what LiteRT lacks); ``crashed`` (LiteRT killed its process: a
+            signal); ``timeout``.
+        message: one line for any status but ``ok``.
+        where: ``in-process`` (a file edgeflow made) or ``child process``.
+    """
+
+    status: str
+    message: str = ""
+    where: str = "child process"
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def made_here(data: bytes) -> bytes:
+    """Record ``.tflite`` bytes that edgeflow's converter just produced, so LiteRT runs them
+    in-process (no child). Returns ``data`` unchanged.
+
+    Example:
+        >>> tflite = made_here(bytes(converter.convert()))
+    """
+    _MADE.add(hashlib.sha256(data).hexdigest())
+    return data
+
+
+def _trusted(data: bytes) -> bool:
+    return hashlib.sha256(data).hexdigest() in _MADE
+
+
+def probe(model, *, delegates: bool = True, timeout: float = 60) -> Probe:
+    """Load, allocate and invoke the model once on LiteRT, in a child process unless edgeflow
+    made it (:func:`made_here`). Never raises for what the file holds: a refusal or a crash
+    is the returned status.
+
+    Args:
+        model: ``.tflite`` bytes or a path.
+        delegates: False to run the builtin kernels only (see :func:`interpreter`).
+        timeout: seconds before the child is killed (status ``timeout``).
+
+    Example:
+        >>> probe("downloaded.tflite").status
+        'ok'
+    """
+    data = read_bytes(model)
+    key = (hashlib.sha256(data).hexdigest(), delegates)
+    if key in _PROBED:
+        return _PROBED[key]
+    if key[0] in _MADE:
+        try:
+            _probe_here(data, delegates=delegates)
+        except EdgeflowError as err:
+            return Probe("refused", str(err), "in-process")
+        return Probe("ok", "", "in-process")
+    result, proc = _in_child("probe", data, {"delegates": delegates}, timeout=timeout)
+    if result is None:
+        found = _child_death(proc, timeout)
+        outcome = Probe("timeout" if proc is None else "crashed", found)
+    else:
+        outcome = Probe(result["status"], result["message"])
+    _PROBED[key] = outcome
+    return outcome
+
+
 def interpreter(model, *, num_threads: int | None = None, delegates: bool = True):
     """A LiteRT ``Interpreter`` for ``.tflite`` bytes (or a path), tensors not yet allocated.
 
-    ``delegates=False`` runs LiteRT's builtin kernels only, without the default XNNPACK
-    delegate (which refuses, for example, sparse-encoded int8 models).
+    The interpreter lives in this process: a file edgeflow did not make is first run once
+    in a child (:func:`probe`), and only a clean run lets it in. ``delegates=False`` runs
+    LiteRT's builtin kernels only, without the default XNNPACK delegate (which refuses, for
+    example, sparse-encoded int8 models).
 
     Raises:
         EdgeflowError: the bytes are not a valid TFLite model, or LiteRT cannot load it.
+        RuntimeCrash: LiteRT crashed on the model (in the child) or did not finish.
     """
+    data = read_bytes(model)
+    if not _trusted(data):
+        _require(probe(data, delegates=delegates))
+    return _interpreter_here(data, num_threads=num_threads, delegates=delegates)
+
+
+def _require(found: Probe) -> None:
+    if found.status == "refused":
+        raise EdgeflowError(found.message)
+    if not found.ok:
+        raise RuntimeCrash(found.message)
+
+
+def _interpreter_here(data: bytes, *, num_threads: int | None = None, delegates: bool = True):
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    data = read_bytes(model)
     kwargs = {} if delegates else {
         "experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     }
@@ -59,10 +158,26 @@ def interpreter(model, *, num_threads: int | None = None, delegates: bool = True
         raise EdgeflowError(f"LiteRT cannot load the model: {first_line(err)}") from err
 
 
+def _probe_here(data: bytes, *, delegates: bool = True) -> None:
+    """Load, allocate and invoke once on zeros, in this process; EdgeflowError on a refusal."""
+    it = _interpreter_here(data, delegates=delegates)
+    details = it.get_input_details()
+    _set_batch(it, details, 1)
+    for d in it.get_input_details():
+        it.set_tensor(d["index"], np.zeros(tuple(d["shape"]), d["dtype"]))
+    try:
+        it.invoke()
+    except (ValueError, RuntimeError) as err:
+        raise EdgeflowError(f"LiteRT failed to run the model: {first_line(err)}") from err
+
+
 def predict(
-    model, x, *, num_threads: int | None = None, batch_size: int = 256, delegates: bool = True
+    model, x, *, num_threads: int | None = None, batch_size: int = 256, delegates: bool = True,
+    timeout: float = 600,
 ) -> np.ndarray | list[np.ndarray]:
     """Run every sample of ``x`` through the model on LiteRT.
+
+    A file edgeflow did not make runs in a child process (see the module docstring).
 
     Args:
         model: ``.tflite`` bytes or a path.
@@ -71,15 +186,39 @@ def predict(
         batch_size: samples per ``invoke()`` when the model's batch axis can be resized;
             otherwise one sample at a time.
         delegates: False to run the builtin kernels only (see :func:`interpreter`).
+        timeout: seconds before a child process is killed.
 
     Returns:
         The float outputs ``(N, ...)``: one array, or a list for several outputs (in the
         model's output order). Integer outputs are dequantized with their scale/zero point.
 
+    Raises:
+        EdgeflowError: LiteRT refuses the model or the input.
+        RuntimeCrash: LiteRT crashed on the model (in the child) or ran past ``timeout``.
+
     Example:
         >>> probs = predict(tflite_bytes, x_test)   # (N, 10) floats for an int8 model
     """
-    it = interpreter(model, num_threads=num_threads, delegates=delegates)
+    data = read_bytes(model)
+    if _trusted(data):
+        return _predict_here(data, x, num_threads=num_threads, batch_size=batch_size, delegates=delegates)
+    xs = x if isinstance(x, (list, tuple)) else [x]
+    extra = {"num_threads": num_threads, "batch_size": int(batch_size), "delegates": delegates}
+    with _Child() as work:
+        np.savez(work.path / "x.npz", **{f"x{i}": np.asarray(a) for i, a in enumerate(xs)})
+        extra.update(x=str(work.path / "x.npz"), y=str(work.path / "y.npz"))
+        result, proc = work.run("predict", data, extra, timeout)
+        if result is None:
+            raise RuntimeCrash(_child_death(proc, timeout))
+        if result["status"] != "ok":
+            raise EdgeflowError(result["message"])
+        with np.load(work.path / "y.npz") as f:
+            ys = [f[f"y{i}"] for i in range(result["outputs"])]
+    return ys[0] if len(ys) == 1 else ys
+
+
+def _predict_here(data: bytes, x, *, num_threads, batch_size, delegates):
+    it = _interpreter_here(data, num_threads=num_threads, delegates=delegates)
     in_details = it.get_input_details()
     xs = input_arrays(x, [tuple(d["shape_signature"]) for d in in_details])
     n = len(xs[0])
@@ -111,6 +250,7 @@ def evaluate(model, x, y, *, task: str = "auto", num_threads: int | None = None)
     ``task`` is ``auto`` (decided from ``y`` and the output shape), ``classification`` or
     ``regression``; the scoring is ``edgeflow.runtime.metrics.score`` (formulas there),
     the same as ``edgeflow.runtime.metrics.evaluate_keras`` uses for the Keras model.
+    The model runs as in :func:`predict` (a child process for a file edgeflow did not make).
 
     Returns:
         ``{"task", "accuracy", "n"}`` or ``{"task", "mae", "mse", "n"}``.
@@ -125,11 +265,12 @@ def evaluate(model, x, y, *, task: str = "auto", num_threads: int | None = None)
     return score(predict(model, x, num_threads=num_threads), y, task=task)
 
 
-def benchmark(model, *, runs: int = 50, warmup: int = 5, num_threads: int = 1) -> Latency:
+def benchmark(model, *, runs: int = 50, warmup: int = 5, num_threads: int = 1, timeout: float = 600) -> Latency:
     """Time ``invoke()`` of one sample (random input) on this host's CPU with LiteRT.
 
     The figures are host figures (XNNPACK on x86/ARM CPU), not an MCU's; they compare
-    models with each other. ``p90`` is the 90th percentile of the ``runs`` timings.
+    models with each other. ``p90`` is the 90th percentile of the ``runs`` timings. A file
+    edgeflow did not make is timed in a child process (see the module docstring).
 
     Example:
         >>> benchmark(tflite_bytes, runs=20).median_ms
@@ -137,7 +278,20 @@ def benchmark(model, *, runs: int = 50, warmup: int = 5, num_threads: int = 1) -
     """
     if runs < 1 or warmup < 0:
         raise EdgeflowError(f"runs must be ≥ 1 and warmup ≥ 0 (got runs={runs}, warmup={warmup})")
-    it = interpreter(model, num_threads=num_threads)
+    data = read_bytes(model)
+    if _trusted(data):
+        return _benchmark_here(data, runs=runs, warmup=warmup, num_threads=num_threads)
+    result, proc = _in_child("benchmark", data, {"runs": runs, "warmup": warmup, "num_threads": num_threads},
+                             timeout=timeout)
+    if result is None:
+        raise RuntimeCrash(_child_death(proc, timeout))
+    if result["status"] != "ok":
+        raise EdgeflowError(result["message"])
+    return Latency(**result["latency"])
+
+
+def _benchmark_here(data: bytes, *, runs: int, warmup: int, num_threads: int) -> Latency:
+    it = _interpreter_here(data, num_threads=num_threads)
     in_details = it.get_input_details()
     _set_batch(it, in_details, 1)
     rng = np.random.default_rng(0)
@@ -162,8 +316,44 @@ def benchmark(model, *, runs: int = 50, warmup: int = 5, num_threads: int = 1) -
     )
 
 
+class _Child:
+    """A private folder with the model in it; ``run`` starts the LiteRT child on a request."""
+
+    def __enter__(self):
+        from edgeflow.runtime._child import Workdir
+
+        self._work = Workdir("edgeflow-litert-", "LiteRT").__enter__()
+        self.path = Path(self._work.path)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._work.__exit__(*exc)
+
+    def run(self, command: str, data: bytes, extra: dict, timeout: float):
+        model = self.path / "model.tflite"
+        model.write_bytes(data)
+        request = {"command": command, "model": str(model), **extra}
+        return self._work.run("edgeflow.runtime._litert_child", request, timeout)
+
+
+def _in_child(command: str, data: bytes, extra: dict, *, timeout: float):
+    with _Child() as work:
+        return work.run(command, data, extra, timeout)
+
+
+def _child_death(proc, timeout: float) -> str:
+    """The one line for a LiteRT child that died (``proc``) or was killed after ``timeout``."""
+    from edgeflow.runtime._child import signal_name
+
+    if proc is None:
+        return f"LiteRT did not finish within {timeout:g} s (child process killed)"
+    return (f"LiteRT crashed on the model ({signal_name(proc.returncode)} in a child process; "
+            "edgeflow is unharmed): the file is damaged or was not made for LiteRT")
+
+
 def _set_batch(it, details, batch: int) -> int:
     """Resize every input to ``batch`` samples; fall back to 1 if the model refuses."""
+    details = [d for d in details if len(d["shape"])]  # a scalar input has no batch axis
     try:
         for d in details:
             if int(d["shape"][0]) != batch:

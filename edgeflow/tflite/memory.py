@@ -124,31 +124,44 @@ def plan_memory(info: ModelInfo, *, alignment: int = 16) -> MemoryPlan:
     # TFLM fills its sort array from the tail (the last added buffer comes first), then
     # runs a stable bubble sort, largest first: equal sizes end up in reverse tensor order.
     order = sorted(reversed(range(len(requests))), key=lambda i: -requests[i][1])
-    placed: list[tuple[int, int, int, int]] = []  # (offset, size, first, last) sorted by offset
-    offsets: dict[int, int] = {}
-    for i in order:
-        _, size, first, last = requests[i]
-        offset = 0
-        for p_offset, p_size, p_first, p_last in placed:
-            if p_first > last or first > p_last:
-                continue  # not alive at the same time
-            if p_offset - offset >= size:
-                break  # the gap before this live buffer is big enough
-            offset = max(offset, p_offset + p_size)
-        offsets[i] = offset
-        # insert after every entry with an offset <= ours (TFLM's list insertion)
-        pos = len(placed)
-        for k, entry in enumerate(placed):
-            if entry[0] > offset:
-                pos = k
-                break
-        placed.insert(pos, (offset, size, first, last))
+    offsets = _place([requests[i][1:] for i in order])
+    offsets = dict(zip(order, offsets, strict=True))
     buffers = [
         PlannedBuffer(tensor=t, offset=offsets[i], size=size, first=first, last=last)
         for i, (t, size, first, last) in enumerate(requests)
     ]
     peak = max((b.offset + b.size for b in buffers), default=0)
     return MemoryPlan(peak_bytes=peak, buffers=buffers, alignment=alignment)
+
+
+def _place(buffers: list[tuple[int, int, int]]) -> list[int]:
+    """First-fit offsets for ``(size, first, last)`` buffers, placed in the given order.
+
+    Each buffer goes at the lowest offset where it overlaps, in memory, no placed buffer
+    alive at the same time: scanning the live placed buffers in offset order, the offset
+    before the k-th is the running maximum of the ends before it, and the buffer goes in the
+    first gap at least its size. The placed buffers are kept sorted by offset in NumPy
+    arrays, so each placement is a few vector operations (no Python loop over the placed
+    buffers): 20,000 buffers take well under a second (``bench/bench_fuzz.py --big``).
+    """
+    import numpy as np
+
+    n = len(buffers)
+    p_offset, p_end = np.zeros(n, np.int64), np.zeros(n, np.int64)  # in placement order
+    p_first, p_last = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    offsets = []
+    for count, (size, first, last) in enumerate(buffers):
+        live = np.flatnonzero((p_first[:count] <= last) & (p_last[:count] >= first))
+        offset = 0
+        if live.size:
+            # offset order; ties in any order give the same first fit
+            live = live[np.argsort(p_offset[live], kind="stable")]
+            before = np.concatenate(([0], np.maximum.accumulate(p_end[live])))  # offset before the k-th
+            fits = np.flatnonzero(p_offset[live] - before[:-1] >= size)
+            offset = int(before[fits[0]] if fits.size else before[-1])
+        offsets.append(offset)
+        p_offset[count], p_end[count], p_first[count], p_last[count] = offset, offset + size, first, last
+    return offsets
 
 
 @dataclass

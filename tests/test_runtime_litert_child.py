@@ -1,0 +1,104 @@
+"""LiteRT runs a file edgeflow did not make in a child process: same outputs, and a crash or
+a refusal is reported, never passed on to edgeflow."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import flatbuffers
+import numpy as np
+import pytest
+
+from edgeflow.devices import check
+from edgeflow.errors import EdgeflowError, RuntimeCrash
+from edgeflow.runtime import litert
+from edgeflow.tflite._schema import schema
+
+
+@pytest.fixture
+def foreign(monkeypatch):
+    """As if edgeflow had converted nothing in this process: every file is foreign."""
+    monkeypatch.setattr(litert, "_MADE", set())
+    monkeypatch.setattr(litert, "_PROBED", {})
+
+
+def _softmax_scale_zero(tflite: bytes) -> bytes:
+    """The model with its int8 SOFTMAX output scale set to 0: the reader takes it, LiteRT
+    refuses it while allocating (the kernel requires 1/256)."""
+    model = schema.ModelT.InitFromPackedBuf(tflite, 0)
+    graph = model.subgraphs[0]
+    out = graph.tensors[graph.outputs[0]]
+    out.quantization.scale = np.array([0.0], np.float32)
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def test_a_foreign_file_runs_in_a_child_with_the_same_outputs(int8_cnn, digits, foreign):
+    _, (x_te, _) = digits
+    here = litert._predict_here(int8_cnn, x_te[:40], num_threads=None, batch_size=16, delegates=True)
+    assert litert.probe(int8_cnn) == litert.Probe("ok", "", "child process")
+    np.testing.assert_array_equal(litert.predict(int8_cnn, x_te[:40], batch_size=16), here)
+
+
+def test_what_edgeflow_converted_runs_in_process(int8_cnn):
+    assert litert.probe(int8_cnn).where == "in-process"
+
+
+def _litert_children() -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == os.getpid() and b"edgeflow.runtime._litert_child" in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_a_crash_of_litert_is_contained_and_named(int8_cnn, foreign):
+    """The child is killed by SIGSEGV while LiteRT runs (a long benchmark): edgeflow raises
+    RuntimeCrash naming the signal, and goes on working."""
+    killed = []
+
+    def kill_child():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not killed:
+            for pid in _litert_children():
+                time.sleep(0.5)  # let it load the model and start invoking
+                os.kill(pid, signal.SIGSEGV)
+                killed.append(pid)
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=kill_child)
+    thread.start()
+    with pytest.raises(RuntimeCrash) as err:
+        litert.benchmark(int8_cnn, runs=10**9, warmup=0)
+    thread.join()
+    assert killed and str(err.value) == (
+        "LiteRT crashed on the model (SIGSEGV in a child process; edgeflow is unharmed): "
+        "the file is damaged or was not made for LiteRT")
+    assert litert.probe(int8_cnn).ok  # edgeflow is still here and LiteRT still runs
+
+
+def test_a_model_litert_refuses_fits_no_board(int8_cnn, foreign):
+    bad = _softmax_scale_zero(int8_cnn)
+    found = litert.probe(bad)
+    assert found.status == "refused"
+    assert found.message.startswith("LiteRT cannot allocate the model: ")
+    assert "output->params.scale not near 1.f / 256" in found.message
+    with pytest.raises(EdgeflowError, match="^LiteRT cannot allocate the model: "):
+        litert.predict(bad, np.zeros((1, 8, 8, 1), np.float32))
+    report = check(bad, "all", measure=False)
+    assert not report.fits and report.exit_code == 1
+    for result in report.results:
+        assert not result.fits
+        assert any(p.startswith(found.message) for p in result.problems), result.device
