@@ -1,0 +1,30 @@
+"""Seeded fuzzing: mutants of valid .tflite files through the reader, ``inspect --json`` and
+``check --json`` never raise an unhandled exception, never crash edgeflow, always print a
+valid document, and a model LiteRT refuses never fits. ``bench/bench_fuzz.py`` runs 10,000."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import _fuzz
+
+
+def test_mutants_are_refused_cleanly_or_handled(int8_cnn, trained_cnn, tmp_path):
+    from edgeflow.convert import convert
+
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    (seeds / "cnn_int8.tflite").write_bytes(int8_cnn)
+    (seeds / "cnn_float32.tflite").write_bytes(convert(trained_cnn, "float32"))
+    records = _fuzz.run(seeds, 300, seed=14, log=tmp_path / "fuzz.log", check_every=10)
+    counts = Counter(r["outcome"] for r in records.values())
+    bad = [r for r in records.values() if r["outcome"] not in ("clean_error", "accepted")]
+    assert not bad, bad[:5]
+    assert len(records) == 300 and counts["clean_error"] > 50 and counts["accepted"] > 50
+
+
+def test_the_mutator_is_seeded(int8_cnn):
+    first = list(_fuzz.mutants({"m": int8_cnn}, 20, seed=3))
+    assert first == list(_fuzz.mutants({"m": int8_cnn}, 20, seed=3))
+    assert len({data for _, data in first}) == 20 and all(data != int8_cnn for _, data in first)
+    assert {what.split(":")[1].split("@")[0] for what, _ in first} == set(_fuzz.KINDS)
