@@ -224,8 +224,8 @@ class SearchSpec(_Strict):
     objectives: list[Figure] = Field(default_factory=lambda: ["accuracy", "ram"], min_length=1)
     constraints: Constraints = Field(default_factory=Constraints)
     sampler: Literal["tpe", "nsga2", "grid"] = "tpe"
-    trials: int = Field(20, ge=1)
-    timeout: float | None = Field(None, gt=0)
+    trials: ranged("trials") = 20
+    timeout: ranged("seconds") | None = None
     device: str | None = None
     devices_dir: str | None = None
 

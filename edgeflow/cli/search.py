@@ -5,14 +5,15 @@ from __future__ import annotations
 import click
 
 from edgeflow.cli._output import finish, json_option
+from edgeflow.ranges import option_type
 
 
 @click.command()
 @click.argument("recipe")
 @click.option("--device", help="The board to fit (a profile name; default: the recipe's search.device).")
-@click.option("--trials", type=click.IntRange(min=1), help="Finished trials the study should hold (default: search.trials, 20).")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Stop starting trials after S seconds.")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--trials", type=option_type("trials"), help="Finished trials the study should hold (default: search.trials, 20).")
+@click.option("--timeout", type=option_type("seconds"), help="Stop starting trials after S seconds.")
+@click.option("--workers", type=option_type("workers"), default=1, show_default=True,
               help="Worker processes on this machine sharing the study.")
 @click.option("--storage", metavar="URL",
               help="A shared study database (postgresql://user@host/db); default: SQLite in the search folder.")
