@@ -19,12 +19,21 @@ Example recipe::
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from edgeflow import _yaml
 from edgeflow.errors import EdgeflowError, closest
 from edgeflow.ranges import RANGES, ranged
 
@@ -242,7 +251,12 @@ class SearchSpec(_Strict):
 
 
 class Recipe(_Strict):
-    """A whole recipe; see the module docstring."""
+    """A whole recipe; see the module docstring.
+
+    ``name`` becomes part of file and folder names (``runs/NAME``, ``NN-NAME-int8.tflite``),
+    so it is a plain name: letters, digits, ``.``, ``_`` and ``-``, starting with a letter
+    or digit, at most 64 characters (no ``..``, no path separators).
+    """
 
     name: str
     description: str = ""
@@ -258,6 +272,15 @@ class Recipe(_Strict):
     def source(self) -> str:
         """The recipe file (or ``"<recipe>"``): the first word of every error about it."""
         return self._source
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name) or ".." in name:
+            raise ValueError(
+                f"{name!r} is not a plain name: it names the run folder and files, so use letters, "
+                "digits, '.', '_' and '-' (at most 64, no '..', no '/'), e.g. my-model")
+        return name
 
     @model_validator(mode="after")
     def _order(self):
@@ -289,12 +312,7 @@ def load_recipe(path: str | os.PathLike, overrides: tuple[str, ...] | list[str] 
             f"recipe {str(path)!r} does not exist{closest(path.stem, shipped)}; shipped recipes: "
             + ", ".join(shipped)
         )
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise EdgeflowError(f"{path}:{where} is not valid YAML ({getattr(err, 'problem', err)})") from err
+    raw = _yaml.load(path)  # bounded: size and alias expansion
     if not isinstance(raw, dict):
         raise EdgeflowError(f"{path}: a recipe is a mapping with keys name, model, data, stages")
     overridden = [_override(raw, item, path) for item in overrides]
@@ -408,7 +426,7 @@ def _override(raw: dict, item: str, path: Path) -> str:
         else:
             raise EdgeflowError(f"override {dotted!r}: no such key in {path}")
     last = parts[-1]
-    parsed = yaml.safe_load(value)
+    parsed = _yaml.load(value, f"override {dotted!r}")
     if isinstance(node, list):
         if not last.isdigit() or int(last) >= len(node):
             raise EdgeflowError(f"override {dotted!r}: no such key in {path}")

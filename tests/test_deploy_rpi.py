@@ -228,3 +228,57 @@ def test_ssh_config_alias_and_strict_checking_cannot_be_turned_off_there(sshd, i
         deploy_rpi(int8_cnn, SSHTarget("pi-lax", ssh_config=str(cfg)), install=False,
                    remote_python=sys.executable, remote_dir=str(tmp_path / "board2"), runs=1, warmup=0)
     assert empty.read_text() == "" and not (tmp_path / "board2").exists()
+
+
+def test_a_model_file_name_with_shell_syntax_reaches_the_board_as_a_plain_name(sshd, int8_cnn, tmp_path,
+                                                                              monkeypatch):
+    """Neither scp's remote path nor the benchmark command can run what a file name says. scp
+    runs with its legacy protocol (``-O``, the only one of OpenSSH before 9.0), which hands the
+    remote path to the board's shell."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scp").write_text(f'#!/bin/sh\nexec {shutil.which("scp")} -O "$@"\n')
+    (bin_dir / "scp").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    home_marks = [Path.home() / "PWNED", Path.home() / "PWNED2"]
+    model = tmp_path / "m;touch PWNED;$(touch PWNED2).tflite"
+    model.write_bytes(int8_cnn)
+    board = tmp_path / "board"
+    r = deploy_rpi(model, _target(sshd), install=False, remote_python=sys.executable, remote_dir=str(board),
+                   runs=1, warmup=0)
+    assert sorted(p.name for p in board.iterdir() if p.suffix == ".tflite") == ["m_touch_PWNED___touch_PWNED2_.tflite"]
+    assert (board / "m_touch_PWNED___touch_PWNED2_.tflite").read_bytes() == int8_cnn
+    assert r.correctness["match"] and r.model == model.name
+    assert not any(p.exists() for p in home_marks)
+    assert not list(tmp_path.rglob("PWNED*"))
+
+
+def test_a_remote_dir_with_shell_syntax_is_refused(int8_cnn, tmp_path):
+    from click.testing import CliRunner
+
+    from edgeflow.cli import main
+
+    model = tmp_path / "m.tflite"
+    model.write_bytes(int8_cnn)
+    res = CliRunner().invoke(main, ["deploy", "rpi", str(model), "pi@board.invalid", "--remote-dir", "x;touch y",
+                                    "--dry-run"])
+    assert res.exit_code == 2
+    assert res.stderr == ("error: remote directory 'x;touch y' may hold only letters, digits and . _ - + /: "
+                          "the board's shell reads it (e.g. edgeflow-deploy)\n")
+    with pytest.raises(EdgeflowError, match="may hold only letters"):
+        SSHTarget("board").scp_argv(model, "dir/$(reboot).tflite")
+
+
+def test_dry_run_evaluates_no_ssh_config(int8_cnn, tmp_path):
+    """``Match exec`` in the SSH config runs a command whenever ssh reads the config (ssh -G
+    too): a dry run must not read it."""
+    mark = tmp_path / "match-exec-ran"
+    cfg = tmp_path / "ssh_config"
+    cfg.write_text(f'Match exec "touch {mark}"\n  Port 2222\n')
+    subprocess.run(["ssh", "-G", "-F", str(cfg), "board.invalid"], capture_output=True, check=False)
+    assert mark.exists()  # the config is live: reading it runs the command
+    mark.unlink()
+    lines: list[str] = []
+    r = deploy_rpi(int8_cnn, SSHTarget("board.invalid", ssh_config=str(cfg)), dry_run=True, log=lines.append)
+    assert r.dry_run and len(lines) > 5
+    assert not mark.exists()

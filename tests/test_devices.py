@@ -160,7 +160,7 @@ def test_invalid_user_profile_names_the_file_and_the_key(tmp_path, changes, expe
 def test_broken_yaml_and_missing_paths(tmp_path):
     bad = tmp_path / "broken.yaml"
     bad.write_text("name: x\n  ram_bytes: [\n")
-    with pytest.raises(EdgeflowError, match=r"broken\.yaml: line 2: invalid YAML"):
+    with pytest.raises(EdgeflowError, match=r"broken\.yaml: line 2 is not valid YAML"):
         load_devices(bad)
     with pytest.raises(EdgeflowError, match="does not exist"):
         load_devices(tmp_path / "nowhere")

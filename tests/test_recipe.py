@@ -84,3 +84,48 @@ def test_recipe_names_match_the_registries():
     assert set(get_args(fields["criterion"].annotation)) == set(CRITERIA)
     assert set(get_args(fields["schedule"].annotation)) == set(SCHEDULES)
     assert set(get_args(ConvertStage.model_fields["mode"].annotation)) == set(MODES)
+
+
+@pytest.mark.parametrize("name", ["../../escape", "a/b", "..", ".hidden", "a\\b", "x..y", "", "a" * 65])
+def test_a_recipe_name_that_is_not_a_plain_name_is_refused_before_any_work(name, tmp_path, monkeypatch):
+    """The name becomes runs/NAME and NN-NAME-int8.tflite: it may not leave those folders."""
+    monkeypatch.chdir(tmp_path)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({"name": name, "model": {"builder": "digits_cnn"},
+                                      "stages": [{"stage": "train"}]}))
+    result = CliRunner().invoke(main, ["run", str(recipe)])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: {recipe}: name: {name!r} is not a plain name: it names the run folder and files, so use "
+        "letters, digits, '.', '_' and '-' (at most 64, no '..', no '/'), e.g. my-model\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.yaml"]
+
+
+def test_a_yaml_alias_bomb_is_refused_fast(tmp_path):
+    """Nine anchors of nine aliases each stand for 9**9 (387 million) nodes."""
+    import time
+
+    lines = ["name: bomb", "a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\n")
+    start = time.perf_counter()
+    result = CliRunner().invoke(main, ["validate", str(bomb)])
+    assert time.perf_counter() - start < 2
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: {bomb}: its aliases (*name) expand to more than 100,000 nodes (or refer to themselves): "
+        "write the values out, or use fewer nested aliases\n")
+
+
+def test_yaml_documents_are_bounded_in_size_and_aliases_still_work(tmp_path):
+    from edgeflow import _yaml
+
+    big = tmp_path / "big.yaml"
+    big.write_text("name: x\ndescription: " + "y" * (1 << 20) + "\n")
+    with pytest.raises(EdgeflowError) as err:
+        load_recipe(big)
+    assert str(err.value) == f"{big} is 1,048,598 bytes; a YAML file edgeflow reads is at most 1,048,576 bytes"
+    with pytest.raises(EdgeflowError, match="refer to themselves"):
+        _yaml.load("a: &a [1, *a]")
+    assert _yaml.load("a: &x {epochs: 2}\nb: *x") == {"a": {"epochs": 2}, "b": {"epochs": 2}}

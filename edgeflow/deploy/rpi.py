@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -30,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeflow.deploy.ssh import SSHTarget, quote, show
+from edgeflow.deploy.ssh import SAFE_REMOTE_PATH, SSHTarget, quote, show
 from edgeflow.errors import EdgeflowError
 
 BENCH_SCRIPT = "board_bench.py"
@@ -152,6 +153,7 @@ def deploy_board(
     data = read_bytes(model)
     in_details = litert.interpreter(data).get_input_details()
     name = Path(model).name if not isinstance(model, bytes | bytearray) else "model.tflite"
+    remote_name = _remote_name(name)  # the copy on the board: no shell metacharacters
     if runs < 1 or warmup < 0:
         raise EdgeflowError(f"runs must be >= 1 and warmup >= 0 (got runs={runs}, warmup={warmup})")
     if threads is not None and threads < 1:
@@ -171,17 +173,16 @@ def deploy_board(
     x = make_input(in_details, sample, seed)
     step(f"model {name}: {len(data):,} bytes, input {x.dtype}{list(x.shape)} "
          f"({'from ' + str(sample) if isinstance(sample, str | Path) else 'given array' if sample is not None else f'random, seed {seed}'})")
-    settings = target.resolved() if dry_run else {}
-    how = ", ".join(f"{k}={v}" for k, v in settings.items())
+    # A dry run reads no SSH config either (``ssh -G`` would run its ``Match exec`` lines).
     step(f"connect to {target.host} with host-key checking "
-         f"{'accept-new (trust on first use)' if target.accept_new_host_key else 'strict'}" + (f" ({how})" if how else ""))
+         f"{'accept-new (trust on first use)' if target.accept_new_host_key else 'strict'}")
 
     bench = bench_script_text()
     remote_script = f"{rdir}/{BENCH_SCRIPT}"
     with tempfile.TemporaryDirectory(prefix="edgeflow-deploy-") as tmp:
         tmp = Path(tmp)
         (tmp / BENCH_SCRIPT).write_text(bench, encoding="utf-8")
-        (tmp / name).write_bytes(data)
+        (tmp / remote_name).write_bytes(data)
         np.save(tmp / "input.npy", x)
 
         mkdir = f"mkdir -p {quote(rdir)}"
@@ -235,13 +236,13 @@ def deploy_board(
             step(f"board: {found.get('machine')} {found.get('system')}, Python {found.get('python')}, "
                  f"{found['runtime']['module']} {found['runtime']['version']}")
 
-        for local in (name, "input.npy"):
+        for local in (remote_name, "input.npy"):
             rpath = f"{rdir}/{local}"
             step(f"copy {local}", target.scp_argv(tmp / local, rpath))
             if not dry_run:
                 target.copy(tmp / local, rpath, timeout=timeout)
 
-        run_cmd = (f"{quote(python)} {quote(remote_script)} --model {quote(rdir + '/' + name)} "
+        run_cmd = (f"{quote(python)} {quote(remote_script)} --model {quote(rdir + '/' + remote_name)} "
                    f"--input {quote(rdir + '/input.npy')} --runs {runs} --warmup {warmup}"
                    + (f" --threads {threads}" if threads else "")
                    + (f" --delegate {quote(delegate)}" if delegate else ""))
@@ -365,7 +366,18 @@ def _remote_dir(remote_dir: str) -> str:
         d = d[2:]
     if not d or d in ("~", ".", "/") or ".." in Path(d).parts:
         raise EdgeflowError(f"remote directory {remote_dir!r} is not a directory edgeflow may write to: give e.g. edgeflow-deploy")
+    if not SAFE_REMOTE_PATH.fullmatch(d):
+        raise EdgeflowError(f"remote directory {remote_dir!r} may hold only letters, digits and . _ - + /: "
+                            "the board's shell reads it (e.g. edgeflow-deploy)")
     return d.rstrip("/")
+
+
+def _remote_name(name: str) -> str:
+    """The model's file name on the board: every character but letters, digits and ``._-+``
+    becomes ``_`` (``m;rm -rf ~.tflite`` → ``m_rm_-rf__.tflite``), so that no shell, scp's
+    or a command's, can read it as anything but a name."""
+    safe = re.sub(r"[^A-Za-z0-9._+-]", "_", name).lstrip(".-") or "model.tflite"
+    return safe if safe.endswith(".tflite") else safe + ".tflite"
 
 
 def _probe_command(python: str, script: str) -> str:

@@ -14,6 +14,7 @@ at once instead of waiting for a password prompt.
 
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 import subprocess
@@ -24,6 +25,9 @@ from pathlib import Path
 from edgeflow.errors import EdgeflowError
 
 Log = Callable[[str], None]
+
+#: What a path on the board may hold: the remote shell reads nothing special in it.
+SAFE_REMOTE_PATH = re.compile(r"[A-Za-z0-9._+/-]+")
 
 
 def _quiet(_: str) -> None:
@@ -104,7 +108,18 @@ class SSHTarget:
         return ["ssh", *self._options(), *port, self.host, "--", remote_command]
 
     def scp_argv(self, local: str | Path, remote_path: str) -> list[str]:
-        """The ``scp`` command line that copies ``local`` to ``remote_path`` on the board."""
+        """The ``scp`` command line that copies ``local`` to ``remote_path`` on the board.
+
+        ``remote_path`` may hold only letters, digits and ``._-+/`` (:data:`SAFE_REMOTE_PATH`):
+        scp's legacy protocol (the default before OpenSSH 9.0, ``-O`` after) hands it to the
+        board's shell, its SFTP protocol does not, so no quoting works for both; a plain name
+        needs none.
+
+        Raises:
+            EdgeflowError: ``remote_path`` holds another character.
+        """
+        if not SAFE_REMOTE_PATH.fullmatch(remote_path):
+            raise EdgeflowError(f"remote path {remote_path!r} may hold only letters, digits and . _ - + /")
         port = ["-P", str(self.port)] if self.port else []
         host = self.host
         if ":" in host and not host.startswith("["):  # an IPv6 literal needs brackets for scp

@@ -15,7 +15,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from edgeflow.errors import EdgeflowError, closest
@@ -151,17 +150,9 @@ def _shipped_dir() -> Path:
 
 
 def _read_yaml(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise EdgeflowError(f"cannot read device file {path}: {err.strerror or err}") from err
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise EdgeflowError(f"{path}:{where}: invalid YAML: {problem}") from err
+    from edgeflow import _yaml
+
+    return _yaml.load(path, f"device file {path}")  # bounded: size and alias expansion
 
 
 def _validation_error(path: Path, err: ValidationError) -> EdgeflowError:
