@@ -29,6 +29,7 @@ _API = {
     "EdgeflowError": "edgeflow.errors:EdgeflowError",
     # the stages and tools, one subpackage each
     "prune": "edgeflow.prune",
+    "cluster": "edgeflow.cluster",
     "quantize": "edgeflow.quantize",
     "distill": "edgeflow.distill",
     "tflite": "edgeflow.tflite",

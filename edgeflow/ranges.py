@@ -96,6 +96,8 @@ RANGES: dict[str, Range] = {
     "sparsity": _float(0, 1, high_open=True, meaning="fraction of weights set to zero"),
     "ratio": _float(0, 1, high_open=True, meaning="fraction of filters or units removed"),
     "prune_steps": _int(1, meaning="prune/fine-tune steps"),
+    "clusters": _int(2, 256, meaning="weight clusters per kernel"),
+    "lut_bits": _int(1, 7, meaning="bits per table index"),
     "accuracy_drop": _float(0, 1, meaning="a fraction of accuracy, e.g. 0.02"),
     "keep_float": _int(0, meaning="operators kept in float"),
     "temperature": _float(0, low_open=True, meaning="softmax temperature"),

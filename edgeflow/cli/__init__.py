@@ -23,6 +23,7 @@ from edgeflow.errors import EdgeflowError, closest, first_line
 # command name -> "module:attribute"; one module per command.
 COMMANDS = {
     "check": "edgeflow.cli.check:check",
+    "cluster": "edgeflow.cli.cluster:cluster",
     "deploy": "edgeflow.cli.deploy:deploy",
     "devices": "edgeflow.cli.devices:devices",
     "distill": "edgeflow.cli.distill:distill",

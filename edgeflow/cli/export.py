@@ -33,10 +33,15 @@ MODE_NAMES = ("int8", "int16x8", "float16", "dynamic", "float32")
 @click.option("--reorder/--no-reorder", default=None,
               help="Reorder operators for the smallest TFLM arena, kept only if TFLM measures "
                    "it not larger [default: on for --format c].")
+@click.option("--lut", is_flag=True,
+              help="TFLM table compression: weights with <= 2^k values (clustered) stored as k-bit "
+                   "indices, each tensor verified bit-identical on TFLM (adds DECODE operators).")
+@click.option("--lut-bits", type=option_type("lut_bits"), default=7, show_default=True,
+              help="With --lut: the widest table index tried.")
 @force_option
 @json_option
 def export(model, output, mode, data, input_type, output_type, num_samples, fmt, name, unsafe, slim,
-           keep_names, reorder, force, as_json):
+           keep_names, reorder, lut, lut_bits, force, as_json):
     """Convert MODEL (.keras, .h5, SavedModel directory, or .tflite for --format c) for a device."""
     from edgeflow import _io
 
@@ -70,6 +75,13 @@ def export(model, output, mode, data, input_type, output_type, num_samples, fmt,
         from edgeflow.tflite.schedule import reorder_for_arena
 
         tflite, reordered = reorder_for_arena(tflite)
+    tables = None
+    if lut:
+        from edgeflow.tflite.lut import compress_tables
+
+        tflite, tables = compress_tables(tflite, max_bits=lut_bits)
+        if slimmed is not None:  # the compressor names the tensors it adds
+            tflite = slim_model(tflite, keep_names=keep_names, for_tflm=fmt == "c")[0]
     if fmt == "c":
         header, source = to_c_array(tflite, name, header_name=targets[0].name)
         _io.write_text(targets[0], header)
@@ -85,8 +97,13 @@ def export(model, output, mode, data, input_type, output_type, num_samples, fmt,
         line += (f"; TFLM arena {reordered.arena_before:,} -> {reordered.arena_after:,} bytes "
                  f"(operators {'reordered' if reordered.written else 'kept in order'}; "
                  f"largest single-operator live set {reordered.live_set_bound:,})")
+    if tables is not None:
+        line += (f"; tables: {len(tables.compressed)} tensors compressed"
+                 f" ({', '.join(sorted({f'{c.bits}-bit' for c in tables.compressed})) or 'none'}), "
+                 f"{len(tables.left)} left")
     payload = {"mode": mode, "format": fmt, "size_bytes": len(tflite),
                "slim": slimmed.to_dict() if slimmed is not None else None,
-               "reorder": reordered.to_dict() if reordered is not None else None}
+               "reorder": reordered.to_dict() if reordered is not None else None,
+               "lut": tables.to_dict() if tables is not None else None}
     finish("export", payload, text=line, model=model,
            outputs=targets, summary=line)

@@ -45,6 +45,7 @@ MODEL_ARRAY = "g_model"
 RESOLVER_METHODS: dict[str, str] = {
     "ABS": "AddAbs", "ADD": "AddAdd", "ADD_N": "AddAddN", "ARG_MAX": "AddArgMax",
     "ARG_MIN": "AddArgMin", "ASSIGN_VARIABLE": "AddAssignVariable",
+    "TFLM_DECODE": "AddDecode",  # custom: table-compressed weights (edgeflow.tflite.lut)
     "AVERAGE_POOL_2D": "AddAveragePool2D", "BATCH_MATMUL": "AddBatchMatMul",
     "BATCH_TO_SPACE_ND": "AddBatchToSpaceNd", "BROADCAST_ARGS": "AddBroadcastArgs",
     "BROADCAST_TO": "AddBroadcastTo", "CALL_ONCE": "AddCallOnce", "CAST": "AddCast",

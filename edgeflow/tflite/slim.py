@@ -237,7 +237,10 @@ def _drop_bias_quantization(obj) -> int:
                       == schema.TensorType.INT8)
                 uses.setdefault(int(t), set()).add(ok)
         for t, oks in uses.items():
-            if oks == {True} and tensors[t].type == schema.TensorType.INT32 and tensors[t].quantization:
-                tensors[t].quantization = None
+            tensor = tensors[t]
+            stored = tensor.buffer < len(obj.buffers) and _payload(obj.buffers[tensor.buffer])
+            if oks == {True} and tensor.type == schema.TensorType.INT32 and tensor.quantization \
+                    and stored:  # a decoded (DECODE output) bias keeps its scales: see tflite.lut
+                tensor.quantization = None
                 dropped += 1
     return dropped

@@ -1,0 +1,116 @@
+"""Weight clustering (TF-MOT) and TFLM table compression of the clustered int8 model."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgeflow.cluster import cluster, distinct_values
+from edgeflow.errors import EdgeflowError
+
+
+@pytest.fixture(scope="module")
+def clustered(trained_cnn, digits):
+    (x_tr, y_tr), _ = digits
+    return cluster(trained_cnn, 16, per_layer={"conv1": 4, "logits": 0}, data=(x_tr, y_tr), epochs=1)
+
+
+def test_each_kernel_keeps_at_most_its_clusters(clustered, trained_cnn):
+    assert clustered.clusters == {"conv1": 4, "conv2": 16, "fc1": 16}
+    values = distinct_values(clustered.model)
+    assert values["conv1"] <= 4 and values["conv2"] <= 16 and values["fc1"] <= 16
+    assert clustered.distinct_values == {k: values[k] for k in ("conv1", "conv2", "fc1")}
+    assert values["logits"] == distinct_values(trained_cnn)["logits"] > 16  # left alone
+    assert not clustered.preserve_sparsity and len(clustered.history["loss"]) == 1
+
+
+def test_int8_tables_are_bit_identical_on_tflm_and_smaller(clustered, digits):
+    from edgeflow.convert import convert
+    from edgeflow.runtime import tflm
+    from edgeflow.tflite import parse
+    from edgeflow.tflite.lut import DECODE_OP, compress_tables, table_candidates
+
+    (x_tr, _), (x_te, _) = digits
+    data = convert(clustered.model, "int8", x_tr[:100])
+    info = parse(data)
+    choices, _ = table_candidates(data)
+    by_shape = {c.shape: c for c in choices}
+    conv1 = by_shape[(16, 3, 3, 1)]
+    assert (conv1.bits, conv1.per_channel, conv1.axis) == (2, True, 0) and conv1.values <= 4
+    assert by_shape[(32, 3, 3, 16)].bits == 4 and by_shape[(32, 512)].bits == 4
+    out, result = compress_tables(data, x_te[:16])
+    assert {c.tensor for c in result.compressed} == {c.tensor for c in choices}
+    assert result.size_after == len(out) < 0.75 * len(data)
+    assert DECODE_OP in {op.name for op in parse(out).ops} and len(parse(out).ops) > len(info.ops)
+    assert np.array_equal(tflm.predict(out, x_te[:32]), tflm.predict(data, x_te[:32]))
+
+
+def test_table_layout_must_follow_the_quantization_on_tflm(clustered, digits):
+    """The TFLM decoder takes the number of tables from the tensor's quantization, not from
+    the layout the compressor records: a per-tensor table on a per-channel tensor decodes
+    wrongly (tflite.lut module docstring); compress_tables never chooses it."""
+    from dataclasses import replace
+
+    from edgeflow.convert import convert
+    from edgeflow.runtime import tflm
+    from edgeflow.tflite.lut import _compress, table_candidates
+
+    (x_tr, _), (x_te, _) = digits
+    data = convert(clustered.model, "int8", x_tr[:100])
+    conv2 = next(c for c in table_candidates(data)[0] if c.shape == (32, 3, 3, 16))
+    reference = tflm.predict(data, x_te[:16])
+    assert np.array_equal(tflm.predict(_compress(data, [conv2]), x_te[:16]), reference)
+    wrong = replace(conv2, per_channel=False, axis=None, bits=7)  # <= 128 values over the tensor
+    assert not np.array_equal(tflm.predict(_compress(data, [wrong]), x_te[:16]), reference)
+
+
+def test_bad_arguments_are_one_clear_error(trained_cnn):
+    with pytest.raises(EdgeflowError, match="matches no layer with weights"):
+        cluster(trained_cnn, 8, per_layer={"nothing*": 4})
+    with pytest.raises(EdgeflowError, match="unknown centroid initialisation 'kmeans'"):
+        cluster(trained_cnn, 8, init="kmeans")
+    with pytest.raises(EdgeflowError, match="needs training data"):
+        cluster(trained_cnn, 8, qat=True)
+
+
+def test_cluster_cli_writes_the_model_and_json(trained_cnn, digits, tmp_path):
+    from edgeflow.cli import main
+    from edgeflow.models import load_model
+
+    (x_tr, y_tr), _ = digits
+    trained_cnn.save(tmp_path / "cnn.keras")
+    out = tmp_path / "clustered.keras"
+    result = CliRunner().invoke(main, ["cluster", str(tmp_path / "cnn.keras"), "-o", str(out),
+                                       "--clusters", "8", "--layer", "logits=0", "--init", "linear",
+                                       "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)["result"]
+    assert payload["clusters"] == {"conv1": 8, "conv2": 8, "fc1": 8}
+    assert distinct_values(load_model(out))["fc1"] <= 8
+    bad = CliRunner().invoke(main, ["cluster", str(tmp_path / "cnn.keras"), "-o", str(tmp_path / "x.keras"),
+                                    "--clusters", "1"])
+    assert bad.exit_code == 2 and not (tmp_path / "x.keras").exists()
+
+
+def test_export_lut_compresses_the_c_array_and_the_resolver_registers_decode(clustered, digits, tmp_path):
+    from edgeflow.cli import main
+    from edgeflow.convert import convert
+    from edgeflow.deploy.mcu import resolver_calls
+    from edgeflow.tflite import parse
+
+    (x_tr, _), _ = digits
+    (tmp_path / "c.tflite").write_bytes(convert(clustered.model, "int8", x_tr[:100]))
+    result = CliRunner().invoke(main, ["export", str(tmp_path / "c.tflite"), "--format", "c", "--lut",
+                                       "-o", str(tmp_path / "model"), "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)["result"]
+    assert {c["bits"] for c in payload["lut"]["compressed"]} == {2, 4}
+    assert payload["size_bytes"] < payload["slim"]["size_after"] < payload["slim"]["size_before"]
+    source = (tmp_path / "model.cc").read_text()
+    tflite = bytes(int(v, 16) for v in re.findall(r"0x([0-9a-f]{2})", source))
+    assert len(tflite) == payload["size_bytes"]
+    assert "AddDecode" in resolver_calls(op.name for op in parse(tflite).ops)
