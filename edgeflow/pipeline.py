@@ -412,6 +412,24 @@ def _prune(state: _State, spec, index: int, label: str, verbose: int) -> StageRe
     return record
 
 
+def _cluster(state: _State, spec, index: int, label: str, verbose: int) -> StageRecord:
+    from edgeflow.cluster import cluster
+
+    d = state.data
+    result = cluster(
+        state.model, spec.clusters, per_layer=spec.per_layer, init=spec.init,
+        data=(d.x_train, d.y_train), epochs=spec.epochs, batch_size=spec.batch_size,
+        learning_rate=spec.learning_rate, qat=spec.qat,
+        preserve_sparsity=None if spec.preserve_sparsity == "auto" else spec.preserve_sparsity,
+    )
+    state.model = result.model
+    record = _keras_record(state, index, "cluster", label, result.model)
+    record.extra["distinct_values"] = result.distinct_values
+    if result.skipped_layers:
+        record.extra["skipped_layers"] = list(result.skipped_layers)
+    return record
+
+
 def _qat(state: _State, spec, index: int, label: str, verbose: int) -> StageRecord:
     from edgeflow import quantize
     from edgeflow.models import default_loss
@@ -466,14 +484,28 @@ def _convert(state: _State, spec, index: int, label: str, verbose: int) -> Stage
             state.model, spec.mode, d.calibration, input_type=spec.input_type,
             output_type=spec.output_type, num_samples=len(d.calibration),
         )
+    lut = None
+    if spec.lut:
+        from edgeflow.tflite import slim
+        from edgeflow.tflite.lut import compress_tables
+
+        tflite, lut = compress_tables(slim(tflite, for_tflm=True)[0])
+        tflite = slim(tflite, for_tflm=True)[0]
     state.tflite = tflite
     record = StageRecord(index, "convert", label)
+    if lut is not None:
+        record.extra["lut"] = f"{len(lut.compressed)} tensors in tables, {len(lut.left)} left"
     if state.out is not None:
         name = f"{index:02d}-{state.recipe.name}-{spec.mode}"
         path = state.tflite_path = _io.write_bytes(state.out / f"{name}.tflite", tflite)
         record.artifact = str(path)
     record.keras_accuracy = metrics.evaluate_keras(state.model, d.x_test, d.y_test).get("accuracy")
-    record.tflite_accuracy = litert.evaluate(tflite, d.x_test, d.y_test).get("accuracy")
+    if lut is not None and lut.compressed:  # DECODE is TFLM's own operator: LiteRT has none
+        from edgeflow.runtime import tflm
+
+        record.tflite_accuracy = metrics.score(tflm.predict(tflite, d.x_test), d.y_test).get("accuracy")
+    else:
+        record.tflite_accuracy = litert.evaluate(tflite, d.x_test, d.y_test).get("accuracy")
     record.size_bytes = len(tflite)
     record.gzip_bytes = len(gzip.compress(tflite, 9))
     record.sparsity = _sparsity(state.model)
@@ -502,7 +534,7 @@ def _check(state: _State, spec, index: int, label: str, verbose: int) -> StageRe
 
 
 _RUNNERS = {
-    "train": _train, "prune": _prune, "qat": _qat, "distill": _distill,
+    "train": _train, "prune": _prune, "cluster": _cluster, "qat": _qat, "distill": _distill,
     "convert": _convert, "check": _check,
 }
 
@@ -550,6 +582,8 @@ def _label(spec) -> str:
         return f"prune (structured {ratio}, {spec.criterion})"
     if spec.stage == "qat":
         return f"qat ({spec.epochs} epochs)"
+    if spec.stage == "cluster":
+        return f"cluster ({spec.clusters} values{', QAT' if spec.qat else ''})"
     if spec.stage == "distill":
         return f"distill ({'+'.join(map(str, spec.losses))} from {spec.teacher})"
     if spec.stage == "convert":

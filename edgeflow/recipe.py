@@ -130,6 +130,18 @@ class QatStage(_Training):
     preserve_sparsity: bool | Literal["auto"] = "auto"
 
 
+class ClusterStage(_Training):
+    """Weight clustering (TF-MOT): each kernel keeps ``clusters`` values (edgeflow.cluster)."""
+
+    stage: Literal["cluster"]
+    clusters: ranged("clusters") = 16
+    per_layer: dict[str, int] | None = None
+    init: Literal["kmeans++", "linear", "density", "random"] = "kmeans++"
+    learning_rate: ranged("learning_rate") = 1e-4
+    qat: bool = False
+    preserve_sparsity: bool | Literal["auto"] = "auto"
+
+
 class DistillStage(_Training):
     """Train the current model (student) from a teacher: the model before a named stage, or a file."""
 
@@ -151,6 +163,8 @@ class ConvertStage(_Strict):
     input_type: str | None = None
     output_type: str | None = None
     c_array: bool = False
+    #: TFLM table compression of clustered weights (edgeflow.tflite.lut), on a slim file
+    lut: bool = False
 
 
 class CheckStage(_Strict):
@@ -163,10 +177,10 @@ class CheckStage(_Strict):
 
 
 StageSpec = Annotated[
-    TrainStage | PruneStage | QatStage | DistillStage | ConvertStage | CheckStage,
+    TrainStage | PruneStage | ClusterStage | QatStage | DistillStage | ConvertStage | CheckStage,
     Field(discriminator="stage"),
 ]
-STAGE_TYPES = ("train", "prune", "qat", "distill", "convert", "check")
+STAGE_TYPES = ("train", "prune", "cluster", "qat", "distill", "convert", "check")
 
 
 #: The figures a search optimises or bounds, and the direction each one is better in.
@@ -395,8 +409,8 @@ def _describe(err: ValidationError, raw: dict) -> str:
 
 _SECTIONS: dict[str, type[BaseModel]] = {"model": ModelSpec, "data": DataSpec, "search": SearchSpec}
 _STAGE_MODELS = {
-    "train": TrainStage, "prune": PruneStage, "qat": QatStage, "distill": DistillStage,
-    "convert": ConvertStage, "check": CheckStage,
+    "train": TrainStage, "prune": PruneStage, "cluster": ClusterStage, "qat": QatStage,
+    "distill": DistillStage, "convert": ConvertStage, "check": CheckStage,
 }
 
 

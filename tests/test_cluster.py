@@ -114,3 +114,19 @@ def test_export_lut_compresses_the_c_array_and_the_resolver_registers_decode(clu
     tflite = bytes(int(v, 16) for v in re.findall(r"0x([0-9a-f]{2})", source))
     assert len(tflite) == payload["size_bytes"]
     assert "AddDecode" in resolver_calls(op.name for op in parse(tflite).ops)
+
+
+def test_cluster_recipe_stage_then_tables_on_tflm(tmp_path):
+    from edgeflow.pipeline import run_recipe
+    from edgeflow.tflite import parse
+    from edgeflow.tflite.lut import DECODE_OP
+
+    result = run_recipe("recipes/cluster.yaml", output_dir=tmp_path, verbose=0,
+                        overrides=["stages.0.epochs=4", "stages.1.epochs=1"])
+    rec = {r.stage: r for r in result.records}
+    assert max(rec["cluster"].extra["distinct_values"].values()) <= 16
+    convert = rec["convert"]
+    assert convert.extra["lut"].endswith("left") and not convert.extra["lut"].startswith("0 ")
+    tflite = (tmp_path / convert.artifact.split("/")[-1]).read_bytes()
+    assert DECODE_OP in {op.name for op in parse(tflite).ops}
+    assert convert.tflite_accuracy > 0.8 and convert.size_bytes == len(tflite)
