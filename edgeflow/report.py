@@ -342,3 +342,39 @@ def inspect_payload(info, plan, arena) -> dict:
         arena_name("estimated", arena.pointer_bytes): arena.total_bytes,
     }
     return data
+
+
+def firmware_table(result) -> str:
+    """The text report of ``edgeflow firmware``: figures with their sources, then operators."""
+    fw, t = result.firmware, result.target
+    name = result.board or t.cpu
+    lines = [f"firmware for {name}: {t.description}, {t.cpu} on qemu-system-arm -M {t.machine}",
+             f"  TFLM {fw.tflm['revision']} ({fw.tflm['origin']}), {len(fw.tflm_sources)} sources, "
+             f"{fw.compiled} compiled now, {result.seconds:.1f} s"]
+    s = fw.sizes()
+
+    def limit(n):
+        return f"of {n:,}" if n else ""
+
+    rows = [["flash", f"{fw.flash:,} B", limit(result.flash_limit),
+             f"linked image: text {s['text']:,} + rodata {s['rodata']:,} (model {s['model']:,}) + data {s['data']:,}"],
+            ["static RAM", f"{fw.static_ram:,} B", limit(result.ram_limit),
+             f"linked image: data {s['data']:,} + bss {s['bss']:,} (arena {fw.arena_size:,}); "
+             f"stack {s['stack_reserved']:,} and heap {s['heap_reserved']:,} reserved, not counted"],
+            ["arena", format_bytes(result.arena_used) if result.arena_used is None else f"{result.arena_used:,} B",
+             "", result.arena_source]]
+    if result.instructions is not None:
+        rows.append(["instructions", f"{result.instructions:,}", "", "emulated run: one Invoke(), QEMU plugin"])
+    if result.latency_ms is not None:
+        rows.append(["latency", f"{result.latency_ms:.2f} ms", "",
+                     f"estimate: instructions x CPI {t.cpi} / {result.clock_mhz:g} MHz"])
+    lines.append(table(["figure", "value", "limit", "source"], rows, "lrrl"))
+    if result.emulated and result.run.operators:
+        total = sum(n for _, n in result.run.operators) or 1
+        ops = [[str(i), op, f"{n:,}", f"{100 * n / total:.1f}%"] for i, (op, n) in enumerate(result.run.operators)]
+        lines += ["", table(["#", "operator", "instructions", "share"], ops, "llrr")]
+    for p in result.problems:
+        lines.append(f"problem: {p}")
+    for n in result.notes:
+        lines.append(f"note: {n}")
+    return "\n".join(lines)

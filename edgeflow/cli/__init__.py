@@ -28,6 +28,7 @@ COMMANDS = {
     "devices": "edgeflow.cli.devices:devices",
     "distill": "edgeflow.cli.distill:distill",
     "export": "edgeflow.cli.export:export",
+    "firmware": "edgeflow.cli.firmware:firmware",
     "inspect": "edgeflow.cli.inspect:inspect",
     "prune": "edgeflow.cli.prune:prune",
     "quantize": "edgeflow.cli.quantize:quantize",

@@ -99,6 +99,26 @@ class ExternalFlash(_Strict):
     note: str | None = None
 
 
+class FirmwareSpec(_Strict):
+    """How edgeflow builds and emulates firmware for the board's core (``edgeflow firmware``).
+
+    ``cpu`` names an entry of :data:`edgeflow.firmware.targets.CPUS` (None: a core edgeflow
+    cannot build or emulate, e.g. Xtensa; its figures stay estimates, ``note`` says why);
+    ``fpu`` is the gcc ``-mfpu`` of the board's FPU ("none" without one); ``qemu_machine``
+    the ``qemu-system-arm`` machine that runs the core's instructions. ``cpi`` (cycles per
+    instruction, an estimate unless ``cpi_estimate`` is false) turns the emulated instruction
+    count into a latency at ``clock_mhz``; ``cpi_basis`` says where it comes from.
+    """
+
+    cpu: str | None
+    fpu: str | None = None
+    qemu_machine: str | None = None
+    cpi: float | None = Field(default=None, gt=0)
+    cpi_estimate: bool = True
+    cpi_basis: str | None = None
+    note: str | None = None
+
+
 class Device(_Strict):
     """A real board: memory, runtime, supported operators, and where each figure comes from.
 
@@ -128,6 +148,7 @@ class Device(_Strict):
     dtypes: list[str] = Field(min_length=1)
     ops: str | list[str | OpEntry]
     overhead: Overhead
+    firmware: FirmwareSpec | None = None
     notes: list[str] = Field(default_factory=list)
     sources: list[Source] = Field(min_length=1)
     path: str | None = Field(default=None, exclude=True, description="the file it was read from")

@@ -1,0 +1,245 @@
+"""Firmware-true figures: build a model into a bare-metal image for a board's core and run it.
+
+:func:`build` compiles the model with TensorFlow Lite Micro and CMSIS-NN for the core a
+board profile names (``firmware:`` section), links it, runs it under ``qemu-system-arm``
+and reports what it really takes:
+
+* **flash** = text + rodata + data of the linked image (:mod:`edgeflow.firmware.elf`);
+* **static RAM** = data + bss of the image linked with the arena the emulated run used
+  (stack and heap reserved by the linker script are not counted);
+* **arena** = ``MicroInterpreter::arena_used_bytes()`` on the target (32-bit);
+* **instructions** of one ``Invoke()`` and of each operator, counted exactly by a QEMU
+  plugin, and the **latency** estimate ``instructions × CPI ÷ clock`` (CPI per core,
+  :mod:`edgeflow.firmware.targets`; an estimate, its basis is reported with it);
+* the **output bytes** for the given inputs (or fixed pseudo-random ones).
+
+Sources: :mod:`edgeflow.firmware.sources`; compiled TFLM objects are cached per (TFLM
+revision, compiler, core, flags) in the user cache folder (:mod:`edgeflow.firmware.library`).
+
+Example:
+    >>> fw = build("model.tflite", "arduino-nano-33-ble")
+    >>> fw.figures()["flash_bytes"]
+    {'value': 145536, 'source': 'linked image: text + rodata + data'}
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgeflow.errors import EdgeflowError
+
+__all__ = ["FirmwareResult", "available", "build", "default_inputs", "encode_inputs"]
+
+
+@dataclass
+class FirmwareResult:
+    """A firmware build for one board (or core) and, when emulated, its run."""
+
+    board: str | None
+    target: object
+    firmware: object
+    run: object | None
+    arena_used: int | None
+    arena_source: str
+    clock_mhz: float | None
+    flash_limit: int | None = None
+    ram_limit: int | None = None
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def emulated(self) -> bool:
+        return self.run is not None and self.run.ok
+
+    @property
+    def instructions(self) -> int | None:
+        return self.run.instructions[0] if self.emulated and self.run.instructions else None
+
+    @property
+    def latency_ms(self) -> float | None:
+        """``instructions × CPI ÷ clock`` in milliseconds (an estimate)."""
+        if self.instructions is None or not self.clock_mhz:
+            return None
+        return self.instructions * self.target.cpi / (self.clock_mhz * 1e3)
+
+    @property
+    def fits(self) -> bool:
+        ok_flash = self.flash_limit is None or self.firmware.flash <= self.flash_limit
+        ok_ram = self.ram_limit is None or self.firmware.static_ram <= self.ram_limit
+        return not self.problems and ok_flash and ok_ram
+
+    def figures(self) -> dict:
+        """Every figure with its source: ``{name: {"value": v, "source": "...", ...}}``."""
+        fw = self.firmware
+        arena = (f"the arena ({fw.arena_size:,} B) sized from the emulated run" if self.arena_source == "emulated run"
+                 else f"the arena ({fw.arena_size:,} B) from the {self.arena_source}")
+        out = {
+            "flash_bytes": {"value": fw.flash, "source": "linked image: text + rodata + data"},
+            "static_ram_bytes": {"value": fw.static_ram,
+                                 "source": f"linked image: data + bss with {arena}; stack and heap not counted"},
+            "arena_bytes": {"value": self.arena_used, "source": self.arena_source},
+        }
+        if self.instructions is not None:
+            out["instructions"] = {"value": self.instructions,
+                                   "source": "emulated run: guest instructions of one Invoke() (QEMU plugin)"}
+        if self.latency_ms is not None:
+            out["latency_ms"] = {"value": round(self.latency_ms, 3), "estimate": True,
+                                 "source": f"estimate: instructions x CPI {self.target.cpi} / {self.clock_mhz:g} MHz "
+                                           f"({self.target.cpi_basis})"}
+        return out
+
+    def to_dict(self) -> dict:
+        fw = self.firmware
+        return {
+            "board": self.board, "target": self.target.to_dict(), "fits": self.fits,
+            "figures": self.figures(), "sizes": fw.sizes(), "emulated": self.emulated,
+            "run": None if self.run is None else self.run.to_dict(),
+            "limits": {"flash_bytes": self.flash_limit, "ram_bytes": self.ram_limit, "clock_mhz": self.clock_mhz},
+            "tflm": fw.tflm, "tflm_sources": len(fw.tflm_sources), "compiled_now": fw.compiled,
+            "seconds": round(self.seconds, 2), "problems": list(self.problems), "notes": list(self.notes),
+        }
+
+
+def available() -> bool:
+    """True when the cross compiler and QEMU are installed (firmware figures can be measured)."""
+    from edgeflow.firmware import toolchain
+
+    return toolchain.find(required=False) is not None and toolchain.qemu(required=False) is not None
+
+
+def default_inputs(info, samples: int = 2, seed: int = 0) -> bytes:
+    """Fixed pseudo-random input samples for a model (bytes of all inputs, sample by sample):
+    integers uniform over the dtype's range, floats standard normal (``numpy`` PCG64, ``seed``)."""
+    rng = np.random.default_rng(seed)
+    out = bytearray()
+    for _ in range(samples):
+        for t in info.inputs:
+            dtype = np.dtype(t.dtype)
+            shape = tuple(max(1, d) for d in t.shape)
+            if dtype.kind in "iu":
+                lim = np.iinfo(dtype)
+                arr = rng.integers(lim.min, lim.max, size=shape, endpoint=True, dtype=dtype)
+            elif dtype.kind == "b":
+                arr = rng.integers(0, 2, size=shape).astype(dtype)
+            else:
+                arr = rng.standard_normal(size=shape).astype(dtype)
+            out += arr.tobytes()
+    return bytes(out)
+
+
+def encode_inputs(info, data, limit: int = 4) -> bytes:
+    """Float samples (an array, a .npy/.npz path or an image folder; :func:`edgeflow.data.samples`)
+    as input bytes for the firmware, quantized with the input tensor's scale and zero point.
+
+    Raises:
+        EdgeflowError: a model with several inputs, or samples of the wrong shape.
+    """
+    from edgeflow.data import samples
+    from edgeflow.runtime._quant import quantize
+
+    if len(info.inputs) != 1:
+        raise EdgeflowError(f"--data feeds one input; the model has {len(info.inputs)}")
+    t = info.inputs[0]
+    details = {"dtype": t.dtype, "quantization": (t.scale[0] if t.scale else 0.0, t.zero_point[0] if t.zero_point else 0)}
+    rows = [quantize(x, details).tobytes() for x in samples(data, tuple(t.shape[1:]), limit)]
+    if not rows:
+        raise EdgeflowError("--data holds no samples")
+    return b"".join(rows)
+
+
+def build(model, board: str | None = None, *, cpu: str | None = None, inputs: bytes | None = None,
+          tflm_root=None, devices_dir=None, emulate: bool = True, jobs: int | None = None) -> FirmwareResult:
+    """Build ``model`` into firmware for ``board`` (a profile name/path) or a bare ``cpu``.
+
+    Args:
+        model: ``.tflite`` bytes or path.
+        board: a board profile with a ``firmware`` section; or None with ``cpu``.
+        cpu: a core of :data:`edgeflow.firmware.targets.CPUS` (overrides the board's).
+        inputs: bytes of whole input samples (all input tensors, in order, per sample);
+            default :func:`default_inputs`.
+        tflm_root: TFLM sources (folder or archive), see :func:`edgeflow.firmware.sources.locate`.
+        emulate: run the image under QEMU (arena, outputs, instruction counts); without
+            QEMU or with False the arena comes from the host interpreter.
+        jobs: parallel compiler processes.
+
+    Returns:
+        A :class:`FirmwareResult`; a crash or hang under emulation is one of its problems.
+
+    Raises:
+        EdgeflowError: bad model, unknown board/core, a board without a firmware target,
+            an operator TFLM lacks, no toolchain, no TFLM sources, a compile/link error.
+    """
+    from edgeflow.deploy.mcu import resolver_calls
+    from edgeflow.devices.profiles import get_device
+    from edgeflow.firmware import emulator, sources, targets, toolchain
+    from edgeflow.firmware import image as _build
+    from edgeflow.tflite import reader
+
+    t0 = time.monotonic()
+    device = None
+    if board is not None:
+        device = get_device(board, devices_dir)
+        if device.runtime != "tflm":
+            raise EdgeflowError(f"{device.name} runs {device.runtime}, not TensorFlow Lite Micro firmware; "
+                                f"pick a microcontroller board (edgeflow devices)")
+        if cpu is None:
+            spec = device.firmware
+            if spec is None or spec.cpu is None:
+                why = spec.note if spec is not None and spec.note else "its profile names no firmware core"
+                raise EdgeflowError(f"{device.name}: no firmware build ({why}); its figures stay estimates")
+            target = targets.for_profile(spec)
+    if cpu is not None:
+        target = targets.target(cpu)
+    elif board is None:
+        raise EdgeflowError("name a board (--board) or a core (--cpu) to build firmware for")
+    data, info = reader.load(model)
+    if info.subgraphs < 1 or not info.inputs:
+        raise EdgeflowError("the model has no inputs to run")
+    calls = resolver_calls(dict.fromkeys(op.name for op in info.ops))
+    if inputs is not None:
+        per_sample = sum(t.nbytes for t in info.inputs)
+        if per_sample == 0 or len(inputs) % per_sample:
+            raise EdgeflowError(f"inputs: {len(inputs)} bytes is not a whole number of samples of {per_sample} bytes")
+    tc = toolchain.find()
+    src = sources.locate(tflm_root)
+    can_run = emulate and toolchain.qemu(required=False) is not None
+    prepared = _build.prepare(data, calls, target, src, tc, jobs=jobs)
+    result = FirmwareResult(device.name if device else None, target, None, None, None, "",
+                            device.clock_mhz if device else None,
+                            device.flash_bytes if device else None,
+                            (device.ram_bytes if device else None))
+    if device is not None and device.firmware is not None and device.firmware.note:
+        result.notes.append(device.firmware.note)
+    samples = inputs if inputs is not None else default_inputs(info)
+    if can_run:
+        probe = _build.link_image(prepared, name="measure")
+        first = emulator.run(probe.elf, target.machine, samples)
+        if not first.ok or first.arena_used is None:
+            result.firmware, result.run = probe, first
+            result.arena_source = "not measured: the emulated run failed"
+            result.problems.append(f"TFLM on {target.cpu} under QEMU: {first.reason}")
+        else:
+            final = _build.link_image(prepared, first.arena_used, name="firmware")
+            again = emulator.run(final.elf, target.machine, samples)
+            result.firmware, result.arena_used, result.arena_source = final, first.arena_used, "emulated run"
+            result.run = again if again.ok else first
+            if not again.ok:
+                result.problems.append(f"with the arena it reported ({first.arena_used:,} B) the firmware fails: "
+                                       f"{again.reason}")
+            elif again.outputs != first.outputs:
+                result.problems.append("the outputs differ between the measurement run and the sized image")
+    else:
+        from edgeflow.runtime import tflm
+
+        host = tflm.measure_arena(data)
+        result.arena_used = host.arena_bytes if host.status == "ok" else None
+        result.arena_source = "host (tflite-micro Python interpreter, 64-bit)"
+        result.firmware = _build.link_image(prepared, result.arena_used, name="firmware")
+        result.notes.append("not emulated (" + ("qemu-system-arm not found" if emulate else "emulation off")
+                            + "): arena from the host interpreter, no instruction count")
+    result.seconds = time.monotonic() - t0
+    return result

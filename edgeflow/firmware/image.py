@@ -1,0 +1,156 @@
+"""Build a model into a bare-metal firmware image for one core (TFLM + CMSIS-NN, newlib).
+
+The application is edgeflow's measurement program (``edgeflow/_data/firmware/``): the
+model as a 16-byte aligned array in read-only data, a ``MicroMutableOpResolver`` with
+exactly the model's operators (:func:`edgeflow.deploy.mcu.resolver_calls`), a static
+arena, a ``main`` that runs the model on inputs read over semihosting, and a start-up
+file. The arena is its own object, so resizing it relinks without recompiling.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+
+from edgeflow.errors import EdgeflowError
+from edgeflow.firmware import elf as _elf
+from edgeflow.firmware.library import Library
+from edgeflow.firmware.sources import TflmSources
+from edgeflow.firmware.targets import MACHINES, Target
+from edgeflow.firmware.toolchain import Toolchain
+
+__all__ = ["HEAP_BYTES", "STACK_BYTES", "Firmware", "link_image", "prepare"]
+
+STACK_BYTES = 32 << 10
+HEAP_BYTES = 16 << 10
+# RAM of the QEMU machine kept free of the measurement arena: stack, heap, TFLM's and
+# newlib's own .data/.bss.
+_RAM_RESERVE = STACK_BYTES + HEAP_BYTES + (64 << 10)
+
+
+@dataclass
+class Firmware:
+    """A linked image and what it is made of.
+
+    ``flash`` = text + rodata + data and ``static_ram`` = data + bss (the arena included,
+    stack and heap excluded) are read from the linked ELF (:mod:`edgeflow.firmware.elf`).
+    """
+
+    elf: Path
+    target: Target
+    arena_size: int
+    model_bytes: int
+    image: _elf.Image
+    tflm: dict
+    tflm_sources: list[str]
+    compiled: int
+    seconds: float
+    workdir: Path
+    _keep: object = field(default=None, repr=False)
+
+    @property
+    def flash(self) -> int:
+        return self.image.flash
+
+    @property
+    def static_ram(self) -> int:
+        return self.image.static_ram
+
+    def sizes(self) -> dict:
+        """Bytes by section kind, with the model's and the arena's share."""
+        im = self.image
+        return {"text": im.text, "rodata": im.rodata, "data": im.data, "bss": im.bss,
+                "flash": im.flash, "static_ram": im.static_ram, "model": self.model_bytes,
+                "arena": self.arena_size, "stack_reserved": im.size(".stack"),
+                "heap_reserved": im.size(".heap")}
+
+
+@dataclass
+class _Build:
+    """Compiled application objects, ready to link with any arena size."""
+
+    library: Library
+    toolchain: Toolchain
+    target: Target
+    workdir: Path
+    objects: list[Path]
+    model_bytes: int
+    compile_seconds: float
+    keep: object
+
+
+def _template(name: str) -> str:
+    return files("edgeflow").joinpath("_data/firmware/" + name).read_text("utf-8")
+
+
+def prepare(data: bytes, calls: list[str], target: Target, sources: TflmSources, toolchain: Toolchain,
+            *, jobs: int | None = None) -> _Build:
+    """Write and compile the application for a model (everything but the arena)."""
+    t0 = time.monotonic()
+    keep = tempfile.TemporaryDirectory(prefix="edgeflow-fw-")
+    work = Path(keep.name)
+    library = Library(sources, target, toolchain, jobs)
+    machine = MACHINES[target.machine]
+    (work / "model.tflite").write_bytes(data)
+    main = _template("main.cc").replace("EF_RESOLVER_CALLS", "\n".join(f"  resolver.{c}();" for c in calls))
+    (work / "main.cc").write_text(main.replace("EF_OP_COUNT", str(max(1, len(calls)))))
+    (work / "startup.c").write_text(_template("startup.c"))
+    (work / "model.S").write_text(_template("model.S").replace("EF_MODEL_PATH", f'"{work / "model.tflite"}"'))
+    separate = machine.rodata != machine.code
+    script = (_template("link.ld")
+              .replace("EF_CODE_ORIGIN", hex(machine.code[0])).replace("EF_CODE_LENGTH", hex(machine.code[1]))
+              .replace("EF_RAM_ORIGIN", hex(machine.ram[0])).replace("EF_RAM_LENGTH", hex(machine.ram[1]))
+              .replace("EF_RODATA_MEMORY", f"RODATA (r) : ORIGIN = {hex(machine.rodata[0])}, "
+                                           f"LENGTH = {hex(machine.rodata[1])}" if separate else "")
+              .replace("EF_RODATA_ALIAS", "" if separate else 'REGION_ALIAS("RODATA", CODE);')
+              .replace("EF_HEAP_SIZE", hex(HEAP_BYTES)).replace("EF_STACK_SIZE", hex(STACK_BYTES)))
+    (work / "link.ld").write_text(script)
+    fpu = ["-DEF_HAS_FPU"] if target.fpu else []
+    objects = []
+    for name in ("main.cc", "startup.c", "model.S"):
+        src = work / name
+        obj = work / (name + ".o")
+        compiler = toolchain.gxx if name.endswith(".cc") else toolchain.gcc
+        flags = library.cflags(name) if name != "model.S" else target.flags()
+        p = subprocess.run([compiler, *flags, *fpu, "-c", str(src), "-o", str(obj)], capture_output=True, text=True)
+        if p.returncode != 0:
+            raise EdgeflowError(f"the firmware's {name} does not compile for {target.cpu}: "
+                                f"{_first(p.stderr)}")
+        objects.append(obj)
+    return _Build(library, toolchain, target, work, objects, len(data), time.monotonic() - t0, keep)
+
+
+def link_image(build: _Build, arena_size: int | None = None, *, name: str = "firmware") -> Firmware:
+    """Link the application with an arena of ``arena_size`` bytes (default: all the RAM of
+    the QEMU machine that the stack, heap and static data leave)."""
+    t0 = time.monotonic()
+    machine = MACHINES[build.target.machine]
+    if arena_size is None:
+        arena_size = machine.ram[1] - _RAM_RESERVE
+    arena_size = (arena_size + 15) // 16 * 16
+    work = build.workdir
+    arena_c = work / f"{name}_arena.c"
+    arena_c.write_text(f"__attribute__((aligned(16))) unsigned char g_arena[{arena_size}];\n"
+                       f"const int ef_arena_size = {arena_size};\n")
+    p = subprocess.run([build.toolchain.gcc, *build.target.flags(), "-c", str(arena_c), "-o", str(arena_c) + ".o"],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        raise EdgeflowError(f"the firmware's arena does not compile: {_first(p.stderr)}")
+    out = work / f"{name}.elf"
+    command = [build.toolchain.gxx, *build.target.flags(), "-nostartfiles", "--specs=rdimon.specs", "-Wl,--gc-sections",
+               f"-T{work / 'link.ld'}", f"-Wl,-Map={work / (name + '.map')}", "-o", str(out)]
+    compiled_before = len(build.library.compiled)
+    used = build.library.link([*build.objects, Path(str(arena_c) + ".o")], command)
+    return Firmware(out, build.target, arena_size, build.model_bytes, _elf.read(out),
+                    build.library.sources.to_dict() | {"library": str(build.library.dir)}, used,
+                    len(build.library.compiled) - compiled_before,
+                    time.monotonic() - t0 + build.compile_seconds, work, build.keep)
+
+
+def _first(stderr: str) -> str:
+    lines = [ln.strip() for ln in stderr.splitlines() if "error" in ln.lower()]
+    return (lines or [ln.strip() for ln in stderr.splitlines() if ln.strip()] or ["unknown error"])[0]
