@@ -102,3 +102,21 @@ def test_a_model_litert_refuses_fits_no_board(int8_cnn, foreign):
     for result in report.results:
         assert not result.fits
         assert any(p.startswith(found.message) for p in result.problems), result.device
+
+
+def test_a_model_planning_gigabytes_is_not_run_and_fits_no_board(int8_cnn, foreign):
+    """A corrupted shape can ask for gigabytes (LiteRT would allocate and run it for minutes):
+    check does not run LiteRT then, and the RAM figure fails on every board."""
+    model = schema.ModelT.InitFromPackedBuf(int8_cnn, 0)
+    graph = model.subgraphs[0]
+    first_conv_out = graph.operators[0].outputs[0]
+    graph.tensors[first_conv_out].shape = np.array([1, 8192, 8192, 32], np.int32)  # 2 GiB of int8
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    start = time.perf_counter()
+    report = check(bytes(builder.Output()), "all", measure=False)
+    assert time.perf_counter() - start < 10
+    assert not report.fits
+    for result in report.results:
+        assert "LiteRT was not run: the model plans 2.0 GiB of activations, more than any board has" \
+            in result.notes, result.notes

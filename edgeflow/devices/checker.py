@@ -59,7 +59,7 @@ def check(model, devices="all", *, devices_dir=None, measure: bool = True) -> Re
     measurement = None
     if measure and any(d.runtime == "tflm" for d in targets):
         measurement = _measure(data)
-    loads = _litert_probe(data)
+    loads = _litert_probe(data, estimates["plan"])
     results = [
         _check_device(d, facts, estimates, measurement, loads, devices_dir) for d in targets
     ]
@@ -133,12 +133,20 @@ def _measure(data: bytes) -> dict:
     return result
 
 
-def _litert_probe(data: bytes):
-    """LiteRT loads, allocates and runs the model once (a child process unless edgeflow made
-    it): its verifier and kernels are the reference for a well-formed file."""
-    from edgeflow.runtime.litert import probe
+# Above this planned activation memory LiteRT is not run: no board has the RAM (the RAM
+# figure fails), and allocating and running such a model would take minutes.
+_PROBE_MAX_BYTES = 1 << 30
 
-    return probe(data)
+
+def _litert_probe(data: bytes, plan_bytes: int):
+    """LiteRT loads, allocates and runs the model once (a child process unless edgeflow made
+    it, at most 30 s): its verifier and kernels are the reference for a well-formed file."""
+    from edgeflow.runtime.litert import Probe, probe
+
+    if plan_bytes > _PROBE_MAX_BYTES:
+        return Probe("not run", f"LiteRT was not run: the model plans {format_bytes(plan_bytes)} of "
+                                "activations, more than any board has")
+    return probe(data, timeout=30)
 
 
 def _facts(info, data: bytes, label: str) -> dict:
@@ -225,6 +233,9 @@ def _litert(device: Device, loads, measurement, found: _Findings) -> None:
     """A model LiteRT refuses or crashes on fits no LiteRT board, nor a TFLM board unless
     tflite-micro itself ran it (TFLM has kernels LiteRT lacks, e.g. DECODE)."""
     if loads.ok:
+        return
+    if loads.status == "not run":
+        found.notes.append(loads.message)
         return
     line = loads.message  # "LiteRT cannot load the model: ...", "LiteRT crashed on ..."
     if device.runtime == "tflm" and measurement and measurement["status"] == "ok":

@@ -55,7 +55,7 @@ class Probe:
     Attributes:
         status: ``ok``; ``refused`` (LiteRT reported an error: the file is malformed or
             asks for what LiteRT lacks); ``crashed`` (LiteRT killed its process: a
-            signal); ``timeout``.
+            signal); ``timeout``; ``not run`` (a caller decided against running it).
         message: one line for any status but ``ok``.
         where: ``in-process`` (a file edgeflow made) or ``child process``.
     """
