@@ -116,6 +116,7 @@ RANGES: dict[str, Range] = {
     "port": _int(1, 65535, meaning="TCP port"),
     "arena_margin": _float(0, 10, meaning="a fraction of the measured arena"),
     "arena_bytes": _int(1, 2**32 - 1, meaning="tensor arena bytes"),
+    "samples": _int(1, meaning="input samples run"),
     "trials": _int(1, meaning="finished search trials"),
     "seconds": _float(0, low_open=True, meaning="seconds"),
     "workers": _int(1, 1024, meaning="worker processes"),

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from edgeflow.cli._output import finish, force_option, json_option
+from edgeflow.ranges import option_type
 
 
 @click.command()
@@ -15,7 +16,8 @@ from edgeflow.cli._output import finish, force_option, json_option
 @click.option("--cpu", help="A core instead of a board, e.g. cortex-m4f, cortex-m7, cortex-m55.")
 @click.option("--devices-dir", help="Extra device profiles: a YAML file or a directory of them.")
 @click.option("--data", help="Input samples (.npy/.npz or an image folder); default: fixed pseudo-random inputs.")
-@click.option("--samples", default=4, show_default=True, help="Samples of --data to run at most.")
+@click.option("--samples", type=option_type("samples"), default=4, show_default=True,
+              help="Samples of --data to run at most.")
 @click.option("--tflm-root", help="TFLM sources: a tflite-micro folder or .tar.xz (default: $EDGEFLOW_TFLM_ROOT, "
                                   "then shared/third_party, then the pinned revision with git).")
 @click.option("--no-emulate", is_flag=True, help="Only build; the arena comes from the host interpreter.")
