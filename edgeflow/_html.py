@@ -218,8 +218,9 @@ def _stages(result) -> str:
 
 def _tflite_path(result) -> Path | None:
     for record in reversed(result.records):
-        if record.stage == "convert" and record.artifact and Path(record.artifact).is_file():
-            return Path(record.artifact)
+        path = result.artifact_path(record) if record.stage == "convert" else None
+        if path is not None and path.is_file():
+            return path
     return None
 
 

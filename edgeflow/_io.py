@@ -12,6 +12,10 @@ over the user's work.
   and leaves every other file alone.
 - :func:`check_file` and :func:`check_dir` validate an output before any work starts: an
   existing file needs ``force`` (``--force`` on the command line).
+- Every temporary file or folder edgeflow makes carries ``edgeflow`` and the process id in
+  its name (:func:`temporary_dir`, and the atomic writes above). A killed process cannot
+  remove them; :func:`clean_stale` does, on the next start, for exactly those whose process
+  is gone: never a file edgeflow did not make, never one a live run is writing.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -30,7 +35,10 @@ __all__ = [
     "atomic_path",
     "check_dir",
     "check_file",
+    "claim_dir",
+    "clean_stale",
     "output_dir",
+    "temporary_dir",
     "write_bytes",
     "write_text",
 ]
@@ -39,6 +47,10 @@ __all__ = [
 MARKER = ".edgeflow-output.json"
 
 _umask_lock = threading.Lock()
+
+#: In the name of every temporary file and folder edgeflow makes, before the process id.
+_TAG = "edgeflow-tmp-"
+_STALE = re.compile(rf"{re.escape(_TAG)}(\d+)-")
 
 
 def _umask() -> int:
@@ -96,7 +108,8 @@ def atomic_path(path: str | os.PathLike):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.{_TAG}{os.getpid()}-", suffix=f".tmp{path.suffix}",
+                               dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -179,10 +192,10 @@ def output_dir(path: str | os.PathLike, *, force: bool = False):
     check_dir(path, force=force)
     exists = path.exists()
     if exists:  # stage inside: the same file system, and never a rename over the folder itself
-        staging = Path(tempfile.mkdtemp(prefix=".edgeflow-staging.", dir=path))
+        staging = Path(tempfile.mkdtemp(prefix=f".staging.{_TAG}{os.getpid()}-", dir=path))
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.{_TAG}{os.getpid()}-", dir=path.parent))
     try:
         yield staging
         written = sorted(str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file())
@@ -218,3 +231,71 @@ def _merge(staging: Path, target: Path) -> None:
             raise _error(f"{dst} is a folder where edgeflow writes a file: move it away and retry")
         os.chmod(src, _mode_for(dst))
         os.replace(src, dst)
+
+
+def claim_dir(path: str | os.PathLike, *, force: bool = False) -> Path:
+    """Create the folder ``path`` (or take one edgeflow created) to write files into one by one.
+
+    For outputs that grow over time and must survive an interruption (a recipe run's
+    artifacts), where :func:`output_dir`'s all-at-once rename does not fit. The rules are
+    :func:`check_dir`'s; the folder gets the umask's mode and :data:`MARKER`.
+
+    Raises:
+        EdgeflowError: see :func:`check_dir`.
+    """
+    path = check_dir(path, force=force)
+    path.mkdir(parents=True, exist_ok=True)
+    if not (path / MARKER).is_file():
+        from edgeflow import __version__
+
+        write_text(path / MARKER, json.dumps({"created_by": f"edgeflow {__version__}", "files": []},
+                                             indent=2) + "\n")
+    return path
+
+
+def temporary_dir(prefix: str) -> tempfile.TemporaryDirectory:
+    """A ``tempfile.TemporaryDirectory`` named ``<prefix>edgeflow-tmp-<pid>-...``, so that
+    :func:`clean_stale` can remove it if this process is killed before it does."""
+    return tempfile.TemporaryDirectory(prefix=f"{prefix}{_TAG}{os.getpid()}-")
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def clean_stale(*folders: str | os.PathLike) -> list[Path]:
+    """Remove the temporaries that killed edgeflow processes left in ``folders`` and in the
+    system's temporary folder; return what was removed.
+
+    Only entries whose name carries edgeflow's tag with the id of a process that no longer
+    runs, owned by this user, are removed (a live run's temporaries are kept).
+    """
+    removed = []
+    for folder in (tempfile.gettempdir(), *folders):
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            match = _STALE.search(entry.name)
+            if not match or _alive(int(match.group(1))):
+                continue
+            try:
+                if entry.stat(follow_symlinks=False).st_uid != os.getuid():
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
+            except OSError:
+                continue
+            removed.append(Path(entry.path))
+    return removed

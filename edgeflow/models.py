@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 import zipfile
 from contextlib import contextmanager
@@ -212,7 +211,7 @@ def _readable(path: Path, kind: str):
     if suffix is None or path.suffix == suffix or (kind == "hdf5" and path.suffix in _HDF5_SUFFIXES):
         yield str(path)
         return
-    with tempfile.TemporaryDirectory(prefix="edgeflow-model-") as tmp:
+    with _io.temporary_dir("model-") as tmp:
         link = Path(tmp) / f"model{suffix}"
         os.symlink(path.resolve(), link)
         yield str(link)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -62,36 +63,59 @@ def run_recipe(
     *,
     output_dir: str | Path | None = None,
     overrides: tuple[str, ...] | list[str] = (),
-    resume: bool = False,
+    resume: bool | str = False,
+    force: bool = False,
     verbose: int = 1,
     echo: Callable[[str], None] = print,
 ) -> RunResult:
     """Run every stage of a recipe and write artifacts plus ``report.json``/``report.html``.
 
+    Every run gets its own folder: ``<runs>/<run id>`` (a UTC time, ``20261206-194102``;
+    ``<runs>`` is the recipe's ``output_dir``, default ``runs/<name>``), and
+    ``<runs>/latest`` links to the newest. ``output_dir`` names the run folder instead.
+
     Args:
         recipe: a Recipe, a recipe file, or the name of a shipped recipe.
-        output_dir: where artifacts go (default: the recipe's ``output_dir``, else
-            ``runs/<name>``).
+        output_dir: the run folder: new or empty, or (with ``resume`` or ``force``) one
+            edgeflow created.
         overrides: ``dotted.key=value`` strings applied before validation.
-        resume: reuse a stage's artifact when the recipe up to that stage is unchanged.
+        resume: ``True`` continues the latest run (or the run in ``output_dir``), a string
+            names the run (a run id under ``<runs>``, or a run folder). A stage's artifact
+            is reused when the recipe up to the stage is unchanged and the file's SHA-256 is
+            the one recorded; otherwise the stage and all after it run again, and the
+            terminal and the record (``extra["not_resumed"]``) say why.
+        force: run again in an ``output_dir`` that holds an earlier run, replacing its files.
         verbose: 0 silent, 1 a line per stage and per epoch.
         echo: where progress lines go.
 
+    Raises:
+        EdgeflowError: a bad recipe, name or path (see :func:`check_recipe`), an output
+            folder edgeflow may not write, or a run to resume that does not exist; all
+            before any work and before any folder is created.
+
     Example:
         >>> result = run_recipe("recipes/quickstart.yaml")
-        >>> result.records[-1].tflite_accuracy
+        >>> result.output_dir
+        'runs/quickstart/20261206-194102'
     """
     recipe = _recipe(recipe, overrides)
+    out, runs = _run_folder(recipe, output_dir, resume, force)
     from edgeflow._keras import keras
 
-    out = Path(output_dir or recipe.output_dir or f"runs/{recipe.name}")
     keras.utils.set_random_seed(recipe.seed)
     state = _prepare(recipe)  # every name and path checked: nothing is written before this
-    state.out = out
-    out.mkdir(parents=True, exist_ok=True)
     say = echo if verbose else (lambda _msg: None)
+    if out is None:
+        out = _new_run(runs)
+        if resume:
+            say(f"edgeflow: no earlier run of {recipe.name} in {runs}: starting a new run")
+    else:
+        _io.claim_dir(out, force=True)  # checked by _run_folder
+    for stale in _io.clean_stale(out):
+        say(f"edgeflow: removed {stale}, left by an interrupted run")
+    state.out = out
     say(f"edgeflow: {recipe.name}: {len(recipe.stages)} stages, output in {out}")
-    result = _run(state, resume=resume, verbose=verbose, say=say)
+    result = _run(state, resume=bool(resume), verbose=verbose, say=say)
     from edgeflow import report
 
     _io.write_text(out / "report.json", json.dumps(result.to_dict(), indent=2, default=str))
@@ -176,25 +200,89 @@ def _run(state: _State, *, resume: bool, verbose: int, say: Callable[[str], None
     """Run (or resume) every stage of ``state.recipe``; the one loop over stages."""
     recipe, out = state.recipe, state.out
     records: list[StageRecord] = []
-    done = _read_manifest(out) if resume and out is not None else {}
+    done = _read_manifest(out) if out is not None else {}
     for i, spec in enumerate(recipe.stages, start=1):
         key = _stage_key(recipe, i)
         label = _label(spec)
         say(f"[{i}/{len(recipe.stages)}] {label}")
         start = time.perf_counter()
-        record = _resume(state, i, spec, key, done.get(str(i))) if resume else None
+        record, why_not = _resume(state, i, spec, key, done.get(str(i))) if resume else (None, None)
         if record is None:
             resume = False  # a stage that ran changes what every later stage gets
+            if why_not:
+                say(f"      not resumed: {why_not}; running the stage again")
+            if out is not None:  # what later stages made came from this stage's old output
+                done = {k: v for k, v in done.items() if int(k) < i}
+                _io.write_text(out / "stages.json", json.dumps(done, indent=2))
             record = _RUNNERS[spec.stage](state, spec, i, label, verbose)
+            if why_not:
+                record.extra["not_resumed"] = why_not
         record.seconds = round(time.perf_counter() - start, 2)
         records.append(record)
-        if record.artifact and out is not None:
+        if record.artifact and out is not None and not record.resumed:
+            record.sha256 = _sha256(out / record.artifact)
             done[str(i)] = {"key": key, "record": record.to_dict()}
             _io.write_text(out / "stages.json", json.dumps(done, indent=2))
         say("      " + record.summary())
         state.models_after.setdefault(spec.stage, state.model)
     return RunResult(recipe.name, None if out is None else str(out), records, state.check,
                      model=state.model, tflite=state.tflite)
+
+
+# ---------------------------------------------------------------- run folders
+
+
+def _run_folder(recipe: Recipe, output_dir, resume: bool | str, force: bool) -> tuple[Path | None, Path]:
+    """The run folder to use (None: a new one under the runs folder, made later) and the
+    runs folder; checked before any work, nothing created."""
+    runs = Path(recipe.output_dir or f"runs/{recipe.name}")
+    if resume == "latest":
+        resume = True
+    if output_dir is not None:
+        if isinstance(resume, str):
+            raise EdgeflowError("give the run to resume with --resume RUN or with --output-dir, not both")
+        out = Path(output_dir)
+        if (out / _io.MARKER).is_file() and not (resume or force) and any(out.iterdir()):
+            raise EdgeflowError(
+                f"{out} holds an earlier run: pass --resume to continue it, --force to run again "
+                "over its files, or choose another folder"
+            )
+        _io.check_dir(out, force=True)  # a file, or a folder edgeflow did not create
+        return out, runs
+    if not resume:
+        return None, runs
+    if resume is True:
+        latest = runs / "latest"
+        return (latest.resolve() if latest.is_dir() else None), runs
+    for out in (Path(resume), runs / resume):
+        if out.is_dir() and (out / _io.MARKER).is_file():
+            return out, runs
+    known = sorted(p.name for p in runs.iterdir() if p.is_dir() and not p.is_symlink()) if runs.is_dir() else []
+    raise EdgeflowError(
+        f"no run {resume!r} to resume in {runs}{closest(str(resume), known)}; "
+        + (f"runs: {', '.join(known)}" if known else "run it without --resume first")
+    )
+
+
+def _new_run(runs: Path) -> Path:
+    """Create ``runs/<UTC time>`` (``-2``, ``-3``... when taken) and point ``runs/latest`` at it."""
+    runs.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    for n in range(1, 1000):
+        out = runs / (stamp if n == 1 else f"{stamp}-{n}")
+        try:
+            out.mkdir()
+            break
+        except FileExistsError:
+            continue
+    _io.claim_dir(out)
+    latest = runs / "latest"
+    if latest.is_symlink() or not latest.exists():  # never replace a user's file or folder
+        link = runs / f".latest.{os.getpid()}"
+        link.unlink(missing_ok=True)
+        link.symlink_to(out.name, target_is_directory=True)
+        os.replace(link, latest)
+    return out
 
 
 # ---------------------------------------------------------------- checks before any work
@@ -497,8 +585,8 @@ def _convert(state: _State, spec, index: int, label: str, verbose: int) -> Stage
         record.extra["lut"] = f"{len(lut.compressed)} tensors in tables, {len(lut.left)} left"
     if state.out is not None:
         name = f"{index:02d}-{state.recipe.name}-{spec.mode}"
-        path = state.tflite_path = _io.write_bytes(state.out / f"{name}.tflite", tflite)
-        record.artifact = str(path)
+        state.tflite_path = _io.write_bytes(state.out / f"{name}.tflite", tflite)
+        record.artifact = state.tflite_path.name
     record.keras_accuracy = metrics.evaluate_keras(state.model, d.x_test, d.y_test).get("accuracy")
     if lut is not None and lut.compressed:  # DECODE is TFLM's own operator: LiteRT has none
         from edgeflow.runtime import tflm
@@ -518,7 +606,7 @@ def _convert(state: _State, spec, index: int, label: str, verbose: int) -> Stage
         header, source = to_c_array(tflite, cname, header_name="model_data.h")
         _io.write_text(state.out / "model_data.h", header)
         _io.write_text(state.out / "model_data.cc", source)
-        record.extra["c_array"] = str(state.out / "model_data.cc")
+        record.extra["c_array"] = "model_data.cc"
     return record
 
 
@@ -562,7 +650,7 @@ def _keras_record(state: _State, index: int, stage: str, label: str, model) -> S
     # 5 variables); .h5 reloads exactly under quantize_scope, so resume can use it.
     suffix = ".h5" if is_quantization_aware(model) else ".keras"
     if state.out is not None:
-        record.artifact = str(save_model(model, state.out / f"{index:02d}-{stage}{suffix}"))
+        record.artifact = save_model(model, state.out / f"{index:02d}-{stage}{suffix}").name
     return record
 
 
@@ -620,27 +708,55 @@ def _stage_key(recipe: Recipe, index: int) -> str:
 def _read_manifest(out: Path) -> dict:
     path = out / "stages.json"
     try:
-        return json.loads(path.read_text()) if path.exists() else {}
-    except json.JSONDecodeError:
+        done = json.loads(path.read_text()) if path.exists() else {}
+    except (json.JSONDecodeError, OSError, UnicodeDecodeError):
         return {}
+    return done if isinstance(done, dict) else {}
 
 
-def _resume(state: _State, index: int, spec, key: str, entry: dict | None) -> StageRecord | None:
-    """Load a stage's artifact instead of running it, when the recipe up to it is unchanged."""
-    if not entry or entry.get("key") != key or spec.stage == "check":
-        return None
-    artifact = Path(entry["record"].get("artifact") or "")
-    if not artifact.exists():
-        return None
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _resume(state: _State, index: int, spec, key: str, entry) -> tuple[StageRecord | None, str | None]:
+    """Load a stage's artifact instead of running it, when the recipe up to the stage is
+    unchanged and the artifact is the file that was written (same SHA-256).
+
+    Returns ``(record, None)`` when resumed, else ``(None, why not)`` (``why`` is None when
+    there was nothing to resume: no entry, or a check stage, which always runs).
+    """
+    if spec.stage == "check" or not isinstance(entry, dict):
+        return None, None
+    if entry.get("key") != key:
+        return None, "the recipe changed up to this stage"
+    try:
+        record = StageRecord.from_dict(entry["record"])
+    except (KeyError, TypeError):
+        return None, "its entry in stages.json is unreadable"
+    name = record.artifact or ""
+    artifact = state.out / name
+    if not name or Path(name).is_absolute() or artifact.resolve().parent != state.out.resolve():
+        return None, f"its artifact {name!r} is not a file of this run folder"
+    if not artifact.is_file():
+        return None, f"{name} is missing"
+    if not record.sha256 or _sha256(artifact) != record.sha256:
+        return None, f"{name} changed since it was written (SHA-256 differs)"
     if artifact.suffix == ".tflite":
         state.tflite_path = artifact
+        state.tflite = artifact.read_bytes()
     else:
         from edgeflow._keras import tfmot
         from edgeflow.models import load_model
         from edgeflow.quantize import custom_objects
 
-        with tfmot.quantization.keras.quantize_scope(custom_objects()):
-            state.model = load_model(artifact)
-    record = StageRecord.from_dict(entry["record"])
+        try:
+            with tfmot.quantization.keras.quantize_scope(custom_objects()):
+                state.model = load_model(artifact)
+        except Exception as err:  # noqa: BLE001 - any failure to read it means: run the stage
+            return None, f"{name} cannot be loaded ({type(err).__name__})"
     record.resumed = True
-    return record
+    return record, None

@@ -12,6 +12,7 @@ terminal table prints the keys listed in :data:`SUMMARY_KEYS`.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 __all__ = ["RunResult", "StageRecord", "SUMMARY_KEYS"]
@@ -122,6 +123,12 @@ class RunResult:
             if record.stage == name:
                 return record
         raise KeyError(f"no stage {name!r}; stages: {', '.join(r.stage for r in self.records)}")
+
+    def artifact_path(self, record: StageRecord) -> Path | None:
+        """Where ``record``'s artifact is: its name inside the run folder (None in memory)."""
+        if not record.artifact or self.output_dir is None:
+            return None
+        return Path(self.output_dir) / record.artifact
 
     def to_dict(self) -> dict:
         """The JSON-ready result (``report.json``): stages, per-device results, ``fits_all``."""

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import click
 
-from edgeflow.cli._output import finish, json_option
+from edgeflow.cli._output import finish, force_option, json_option
 
 
 @click.command()
 @click.argument("recipe")
-@click.option("-o", "--output-dir", help="Where artifacts go (default: the recipe's output_dir).")
+@click.option("-o", "--output-dir",
+              help="The run folder (default: a new runs/<name>/<run id>, linked as runs/<name>/latest).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe key, e.g. --set stages.0.epochs=3 (repeatable).")
-@click.option("--resume", is_flag=True, help="Reuse artifacts of stages whose recipe is unchanged.")
+@click.option("--resume", is_flag=False, flag_value="latest", default=None, type=str, metavar="[RUN]",
+              help="Continue the latest run (or RUN: a run id or folder), reusing the artifacts of "
+              "stages whose recipe is unchanged and whose files are the ones written (SHA-256).")
+@force_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress, only the final table.")
 @json_option
-def run(recipe, output_dir, overrides, resume, quiet, as_json):
+def run(recipe, output_dir, overrides, resume, force, quiet, as_json):
     """Run RECIPE (a YAML file, or the name of a shipped recipe such as quickstart).
 
     Exit status 0 when the model fits every checked device, 1 when it does not fit one.
@@ -24,12 +28,13 @@ def run(recipe, output_dir, overrides, resume, quiet, as_json):
     from edgeflow.pipeline import run_recipe
 
     result = run_recipe(
-        recipe, output_dir=output_dir, overrides=overrides, resume=resume,
+        recipe, output_dir=output_dir, overrides=overrides, resume=resume or False, force=force,
         verbose=0 if (quiet or as_json) else 1, echo=click.echo,
     )
     payload = result.to_dict()
     devices = payload.pop("devices")
-    tflite = next((r.artifact for r in reversed(result.records) if r.stage == "convert"), None)
+    tflite = next((str(result.artifact_path(r)) for r in reversed(result.records)
+                   if r.stage == "convert" and r.artifact), None)
     summary = (f"{len(result.records)} stages" if result.check is None else
                f"{len(result.records)} stages; fits {sum(d['fits'] for d in devices)} of {len(devices)} devices")
     finish("run", payload, text=report.render_run_table(result) if quiet else None,

@@ -24,7 +24,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -421,7 +420,7 @@ def compile_model(model, out_dir: str | Path, *, timeout: float = 600, dry_run: 
     names = compiled_names(src_name)
     for name in names:
         _io.check_file(out_dir / name, force=force)
-    with tempfile.TemporaryDirectory(prefix="edgeflow-edgetpu-") as tmp:
+    with _io.temporary_dir("edgetpu-") as tmp:
         src, built = Path(tmp) / src_name, Path(tmp) / "out"
         src.write_bytes(data)
         built.mkdir()

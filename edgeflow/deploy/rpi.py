@@ -23,7 +23,6 @@ import base64
 import hashlib
 import json
 import re
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -31,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeflow import _io
 from edgeflow.deploy.ssh import SAFE_REMOTE_PATH, SSHTarget, quote, show
 from edgeflow.errors import EdgeflowError
 
@@ -179,7 +179,7 @@ def deploy_board(
 
     bench = bench_script_text()
     remote_script = f"{rdir}/{BENCH_SCRIPT}"
-    with tempfile.TemporaryDirectory(prefix="edgeflow-deploy-") as tmp:
+    with _io.temporary_dir("deploy-") as tmp:
         tmp = Path(tmp)
         (tmp / BENCH_SCRIPT).write_text(bench, encoding="utf-8")
         (tmp / remote_name).write_bytes(data)

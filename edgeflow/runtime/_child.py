@@ -23,10 +23,10 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from edgeflow import _io
 from edgeflow.errors import EdgeflowError
 
 __all__ = ["Workdir", "Capture", "serve", "signal_name", "child_env"]
@@ -47,7 +47,7 @@ class Workdir:
         self.what = what  # names the job in errors: "the TFLM child process failed: ..."
 
     def __enter__(self):
-        self._tmp = tempfile.TemporaryDirectory(prefix=self.prefix)
+        self._tmp = _io.temporary_dir(self.prefix)
         self.path = Path(self._tmp.name)
         return self
 
