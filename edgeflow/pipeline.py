@@ -242,7 +242,7 @@ def _run_folder(recipe: Recipe, output_dir, resume: bool | str, force: bool) -> 
         if isinstance(resume, str):
             raise EdgeflowError("give the run to resume with --resume RUN or with --output-dir, not both")
         out = Path(output_dir)
-        if (out / _io.MARKER).is_file() and not (resume or force) and any(out.iterdir()):
+        if (out / "stages.json").is_file() and not (resume or force):
             raise EdgeflowError(
                 f"{out} holds an earlier run: pass --resume to continue it, --force to run again "
                 "over its files, or choose another folder"

@@ -443,7 +443,7 @@ def _objective(trial, job: dict, spec: SearchSpec):
     folder = Path(job["out"]) / "trials" / f"{trial.number:04d}"
     trial.set_user_attr("folder", str(folder))
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-    folder.mkdir(parents=True, exist_ok=True)
+    _io.claim_dir(folder, force=True)  # the trial's run folder: edgeflow's, so the run may write in it
     _io.write_text(folder / "recipe.yaml", _yaml(recipe.model_dump(mode="json", exclude_none=True)))
     early = _early_violations(recipe, spec, folder / "precheck")
     if early:
@@ -473,7 +473,7 @@ def _figures(result, spec: SearchSpec) -> tuple[dict[str, float | None], bool]:
 
     convert = next(r for r in reversed(result.records) if r.stage == "convert")
     board = result.check[spec.device]
-    data = Path(convert.artifact).read_bytes()
+    data = result.artifact_path(convert).read_bytes()
     figures: dict[str, float | None] = {
         "accuracy": convert.tflite_accuracy,
         "arena": board.arena_bytes,
