@@ -255,7 +255,12 @@ def claim_dir(path: str | os.PathLike, *, force: bool = False) -> Path:
 
 def temporary_dir(prefix: str) -> tempfile.TemporaryDirectory:
     """A ``tempfile.TemporaryDirectory`` named ``<prefix>edgeflow-tmp-<pid>-...``, so that
-    :func:`clean_stale` can remove it if this process is killed before it does."""
+    :func:`clean_stale` can remove it if this process is killed before it does.
+
+    Side effect: first removes what killed edgeflow processes left in the system's
+    temporary folder (:func:`clean_stale`).
+    """
+    clean_stale()
     return tempfile.TemporaryDirectory(prefix=f"{prefix}{_TAG}{os.getpid()}-")
 
 

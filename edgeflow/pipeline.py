@@ -257,7 +257,8 @@ def _run_folder(recipe: Recipe, output_dir, resume: bool | str, force: bool) -> 
     for out in (Path(resume), runs / resume):
         if out.is_dir() and (out / _io.MARKER).is_file():
             return out, runs
-    known = sorted(p.name for p in runs.iterdir() if p.is_dir() and not p.is_symlink()) if runs.is_dir() else []
+    known = sorted(p.name for p in runs.iterdir() if not p.is_symlink() and (p / _io.MARKER).is_file()
+                   and (p / "stages.json").is_file()) if runs.is_dir() else []
     raise EdgeflowError(
         f"no run {resume!r} to resume in {runs}{closest(str(resume), known)}; "
         + (f"runs: {', '.join(known)}" if known else "run it without --resume first")

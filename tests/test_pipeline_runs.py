@@ -207,8 +207,11 @@ def test_temporaries_of_killed_runs_are_cleaned_on_the_next_start(here, out, mon
     assert f"edgeflow: removed {child}, left by an interrupted run" in lines
     assert not stale.exists() and not child.exists()
     assert all(p.exists() for p in kept) and other.exists()
-    # every temporary edgeflow makes carries the tag and its process id
+    # every temporary edgeflow makes carries the tag and its process id; making one (a
+    # TFLM or LiteRT child's folder, say) first removes those killed processes left
+    child.mkdir()
     with _io.temporary_dir("edgeflow-tflm-") as tmp:
         assert os.path.basename(tmp).startswith(f"edgeflow-tflm-edgeflow-tmp-{live}-")
+        assert not child.exists() and other.exists()
     with _io.atomic_path(out / "x.keras") as tmp:
         assert tmp.name.startswith(f".x.edgeflow-tmp-{live}-")
