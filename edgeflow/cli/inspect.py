@@ -17,7 +17,7 @@ def inspect(model: str, as_json: bool) -> None:
 
     info = parse(model)
     plan = plan_memory(info)
-    arena = estimate_arena(info, pointer_bytes=4)
+    arena = estimate_arena(info, pointer_bytes=4, plan=plan)
     finish("inspect", inspect_payload(info, plan, arena), text=render(model, info, plan, arena),
            model={"path": model, "size_bytes": info.size_bytes},
            summary=f"{len(info.ops)} operators, {info.total_macs:,} MACs, {len(info.float_ops())} float ops")

@@ -54,8 +54,9 @@ def check(model, devices="all", *, devices_dir=None, measure: bool = True) -> Re
     data, info = tflite.load(source)  # one read and one walk; errors name the file
     targets = _resolve_devices(devices, devices_dir)
     facts = _facts(info, data, label)
-    estimates = {pb: tflite.estimate_arena(info, pointer_bytes=pb).total_bytes for pb in (4, 8)}
-    estimates["plan"] = tflite.plan_memory(info).peak_bytes
+    plan = tflite.plan_memory(info)
+    estimates = {pb: tflite.estimate_arena(info, pointer_bytes=pb, plan=plan).total_bytes for pb in (4, 8)}
+    estimates["plan"] = plan.peak_bytes
     measurement = None
     if measure and any(d.runtime == "tflm" for d in targets):
         measurement = _measure(data)

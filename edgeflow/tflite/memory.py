@@ -184,10 +184,11 @@ class ArenaEstimate:
         return asdict(self)
 
 
-def estimate_arena(info: ModelInfo, *, pointer_bytes: int = 4) -> ArenaEstimate:
+def estimate_arena(info: ModelInfo, *, pointer_bytes: int = 4, plan: MemoryPlan | None = None) -> ArenaEstimate:
     """Estimate TFLM's arena (planned activations + persistent runtime structs).
 
-    See :mod:`edgeflow.tflite.arena` for the struct sizes and their sources.
+    See :mod:`edgeflow.tflite.arena` for the struct sizes and their sources. ``plan`` is
+    ``plan_memory(info)`` when the caller has it already (it is made otherwise).
 
     Example:
         >>> estimate_arena(parse("model.tflite"), pointer_bytes=4).total_bytes
@@ -197,7 +198,7 @@ def estimate_arena(info: ModelInfo, *, pointer_bytes: int = 4) -> ArenaEstimate:
 
     if pointer_bytes not in (4, 8):
         raise ValueError("pointer_bytes must be 4 (32-bit MCU) or 8 (64-bit host)")
-    plan = plan_memory(info)
+    plan = plan or plan_memory(info)
     persistent, breakdown, notes = persistent_bytes(info, pointer_bytes)
     return ArenaEstimate(
         nonpersistent_bytes=plan.peak_bytes,

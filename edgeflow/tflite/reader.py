@@ -6,12 +6,13 @@ accessors of ``schema_py_generated`` (see :mod:`edgeflow.tflite._schema`).
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
 import struct
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 
 import numpy as np
@@ -123,12 +124,35 @@ class ModelInfo:
         return [op for op in self.ops if op.name not in _CONVERSION_OPS and op.dtype in FLOAT_DTYPES]
 
     def to_dict(self) -> dict:
-        """A JSON-serialisable dict of every field, plus op counts and versions."""
-        data = asdict(self)
+        """A JSON-serialisable dict of every field, plus op counts and versions.
+
+        Built field by field (``dataclasses.asdict`` deep-copies every value: minutes for a
+        20,000-tensor model); equal to ``asdict``'s result.
+        """
+        data = _record(self)
         data["op_counts"] = self.op_counts()
         data["op_versions"] = self.op_versions()
         data["float_ops"] = [op.index for op in self.float_ops()]
         return data
+
+
+def _record(obj) -> dict:
+    """A dataclass as a dict, its sequences copied and its dataclasses as dicts (``asdict``'s shape)."""
+    out = {}
+    for name in _field_names(type(obj)):
+        value = getattr(obj, name)
+        if isinstance(value, (list, tuple)):
+            value = type(value)(_record(v) if is_dataclass(v) else type(v)(v) if isinstance(v, (list, tuple))
+                                else v for v in value)
+        elif isinstance(value, dict):
+            value = dict(value)
+        out[name] = value
+    return out
+
+
+@functools.cache
+def _field_names(cls) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
 
 
 def read_bytes(model: bytes | bytearray | memoryview | str | os.PathLike) -> bytes:
@@ -342,8 +366,13 @@ def _plain(value):
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     if hasattr(value, "__dict__"):
-        return {_SNAKE.sub(r"_\1", k).lower(): _plain(v) for k, v in vars(value).items()}
+        return {_snake(k): _plain(v) for k, v in vars(value).items()}
     return value
+
+
+@functools.cache
+def _snake(name: str) -> str:
+    return _SNAKE.sub(r"_\1", name).lower()
 
 
 def _read(data: bytes) -> ModelInfo:
