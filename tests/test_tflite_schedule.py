@@ -104,3 +104,35 @@ def test_reorder_refuses_an_order_that_reads_before_it_writes(branchy):
         reorder(data, list(reversed(range(n))))
     with pytest.raises(EdgeflowError, match="each of the"):
         reorder(data, [0, 0])
+
+
+def test_offline_plan_reaches_the_live_bound_where_tflm_leaves_holes(digits):
+    """A chain whose layers widen and narrow: TFLM's greedy plan leaves a hole, edgeflow's
+    offline plan (OfflineMemoryAllocation metadata) does not; TFLM uses it, outputs stay."""
+    from edgeflow.convert import convert
+    from edgeflow.runtime import tflm
+    from edgeflow.tflite import slim
+    from edgeflow.tflite._schema import schema
+    from edgeflow.tflite.placement import METADATA_NAME, best_offsets
+
+    (x_tr, _), (x_te, _) = digits
+    L = keras.layers
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    x = inputs
+    for width in (8, 24, 8, 24, 8, 24):
+        x = L.Conv2D(width, 3, padding="same", activation="relu")(x)
+    data = convert(keras.Model(inputs, L.Dense(10, activation="softmax")(L.Flatten()(x))), "int8", x_tr[:64])
+    plan = best_offsets(data)
+    assert (plan.tflm_peak_bytes, plan.peak_bytes, plan.live_bound) == (3584, 3072, 3072)
+    out, result = reorder_for_arena(data)
+    assert result.written and result.offline_plan and result.method == "original"
+    assert result.plan_after == 3072 < result.plan_before == 3584
+    measured = tflm.measure_arena(out)
+    assert result.arena_after == measured.arena_bytes == result.arena_before - 512
+    assert measured.breakdown["non_persistent"] == 3072
+    assert np.array_equal(tflm.predict(out, x_te[:16]), tflm.predict(data, x_te[:16]))
+    kept = slim(out, for_tflm=True)[0]
+    names = [schema.Model.GetRootAs(kept, 0).Metadata(i).Name().decode()
+             for i in range(schema.Model.GetRootAs(kept, 0).MetadataLength())]
+    assert names == [METADATA_NAME] and tflm.measure_arena(kept).breakdown["non_persistent"] == 3072

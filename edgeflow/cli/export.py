@@ -95,7 +95,7 @@ def export(model, output, mode, data, input_type, output_type, num_samples, fmt,
                  f"{slimmed.overhead_percent:.1f} % beyond the weights")
     if reordered is not None and reordered.arena_before is not None:
         line += (f"; TFLM arena {reordered.arena_before:,} -> {reordered.arena_after:,} bytes "
-                 f"(operators {'reordered' if reordered.written else 'kept in order'}; "
+                 f"({_arena_how(reordered)}; "
                  f"largest single-operator live set {reordered.live_set_bound:,})")
     if tables is not None:
         line += (f"; tables: {len(tables.compressed)} tensors compressed"
@@ -107,3 +107,12 @@ def export(model, output, mode, data, input_type, output_type, num_samples, fmt,
                "lut": tables.to_dict() if tables is not None else None}
     finish("export", payload, text=line, model=model,
            outputs=targets, summary=line)
+
+
+def _arena_how(result) -> str:
+    if not result.written:
+        return "operators and plan kept"
+    done = ["operators reordered"] if result.method != "original" else []
+    if result.offline_plan:
+        done.append("offline tensor plan")
+    return " + ".join(done)

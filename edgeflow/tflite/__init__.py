@@ -1,5 +1,5 @@
 """Reading ``.tflite`` models (operators, tensors, weights, MACs, the TFLM memory plan) and
-rewriting them (slim files, operator order for a smaller arena).
+rewriting them (slim files, operator order and offline plan for a smaller arena).
 
 Example:
     >>> from edgeflow.tflite import parse, plan_memory, estimate_arena

@@ -236,9 +236,12 @@ def reorder(model, order: list[int]) -> bytes:
 class ReorderResult:
     """What :func:`reorder_for_arena` found; arena figures measured by TFLM on this host.
 
-    ``written`` is True when the reordered file was returned (its arena is not larger).
-    ``measured_on`` notes a stand-in when TFLM aborts on the model itself (a softmax scale
-    raised as in ``runtime.tflm.raise_softmax_scale``: the arena does not depend on it).
+    ``written`` is True when a rewritten file was returned (its arena is smaller, or equal
+    with a smaller peak live set); ``offline_plan`` when it carries edgeflow's tensor offsets
+    (:mod:`edgeflow.tflite.placement`). ``plan_before``/``plan_after`` are the planned
+    activation bytes (TFLM's greedy plan, or the offline plan). ``measured_on`` notes a
+    stand-in when TFLM aborts on the model itself (a softmax scale raised as in
+    ``runtime.tflm.raise_softmax_scale``: the arena does not depend on it).
     """
 
     method: str
@@ -251,6 +254,7 @@ class ReorderResult:
     arena_before: int | None
     arena_after: int | None
     written: bool
+    offline_plan: bool = False
     measured_on: str = "the model"
     notes: list[str] = field(default_factory=list)
 
@@ -259,13 +263,15 @@ class ReorderResult:
 
 
 def reorder_for_arena(model: bytes | str | os.PathLike, *, max_states: int = MAX_STATES,
-                      timeout: float = 300) -> tuple[bytes, ReorderResult]:
-    """Reorder the operators for the smallest peak live set; keep the result only if TFLM's
-    measured arena is not larger than the original's.
+                      offline_plan: bool = True, timeout: float = 300) -> tuple[bytes, ReorderResult]:
+    """Shrink TFLM's arena: the operator order with the smallest peak live set and, where
+    TFLM's greedy planner leaves holes, an offline plan of the tensor offsets
+    (:mod:`edgeflow.tflite.placement`). A rewrite is kept only if TFLM's measured arena is
+    not larger than the original's.
 
     Returns:
-        ``(bytes, ReorderResult)``: the reordered model, or the input unchanged when the
-        order is already best or TFLM's arena would not shrink.
+        ``(bytes, ReorderResult)``: the rewritten model, or the input unchanged when
+        nothing helps.
 
     Raises:
         EdgeflowError: the input is not a TFLite model.
@@ -276,40 +282,52 @@ def reorder_for_arena(model: bytes | str | os.PathLike, *, max_states: int = MAX
     """
     from edgeflow.runtime import tflm
     from edgeflow.tflite.memory import plan_memory
+    from edgeflow.tflite.placement import best_offsets, with_offline_plan
 
     data, info = load(model)
     schedule = best_order(info, max_states=max_states)
-    bound = live_set_bound(info)
-    before = peak_live_bytes(info)
     plan_before = plan_memory(info).peak_bytes
     result = ReorderResult(
-        method=schedule.method, order=schedule.order, live_set_bound=bound,
-        peak_live_before=before, peak_live_after=schedule.peak_live_bytes,
+        method=schedule.method, order=list(range(len(info.ops))), live_set_bound=live_set_bound(info),
+        peak_live_before=peak_live_bytes(info), peak_live_after=peak_live_bytes(info),
         plan_before=plan_before, plan_after=plan_before, arena_before=None, arena_after=None,
         written=False,
     )
-    candidate = data if schedule.method == "original" else reorder(data, schedule.order)
-    result.plan_after = plan_memory(load(candidate)[1]).peak_bytes
-    measure_data, measure_candidate = data, candidate
+    # candidates, best first: (bytes, order, planned bytes, offline plan)
+    reordered = data if schedule.method == "original" else reorder(data, schedule.order)
+    reordered_info = load(reordered)[1]
+    candidates = []
+    if offline_plan:
+        plan = best_offsets(reordered_info)
+        if plan.peak_bytes < plan.tflm_peak_bytes:
+            candidates.append((with_offline_plan(reordered, plan), plan.peak_bytes, True))
+    if reordered is not data:
+        candidates.append((reordered, plan_memory(reordered_info).peak_bytes, False))
+
+    def runnable(b: bytes) -> bytes:
+        return tflm.raise_softmax_scale(b) if tflm.known_aborts(b) else b
+
     if tflm.known_aborts(data):
-        measure_data, measure_candidate = tflm.raise_softmax_scale(data), tflm.raise_softmax_scale(candidate)
         result.measured_on = "the model with its softmax input scale raised (TFLM aborts on it)"
-    first = tflm.measure_arena(measure_data, timeout=timeout)
+    first = tflm.measure_arena(runnable(data), timeout=timeout)
     if not first.ok:
         result.notes.append(f"TFLM did not run the model: {first.message}")
         return data, result
     result.arena_before = result.arena_after = first.arena_bytes
-    if candidate is data:
-        return data, result
-    second = tflm.measure_arena(measure_candidate, timeout=timeout)
-    if not second.ok:
-        result.notes.append(f"TFLM did not run the reordered model: {second.message}")
-        return data, result
-    result.arena_after = second.arena_bytes
-    if second.arena_bytes > first.arena_bytes:
-        result.notes.append("TFLM's arena grew with the new order: the file keeps its own")
-        result.arena_after = first.arena_bytes
-        result.order = list(range(len(info.ops)))
-        return data, result
-    result.written = True
-    return candidate, result
+    for candidate, planned, offline in candidates:
+        measured = tflm.measure_arena(runnable(candidate), timeout=timeout)
+        if not measured.ok:
+            result.notes.append(f"TFLM did not run the rewritten model: {measured.message}")
+            continue
+        if measured.arena_bytes > first.arena_bytes:
+            result.notes.append(f"TFLM's arena grew to {measured.arena_bytes:,} bytes with "
+                                f"{'the offline plan' if offline else 'the new order'}: not kept")
+            continue
+        result.arena_after, result.plan_after, result.offline_plan = measured.arena_bytes, planned, offline
+        result.written = True
+        if reordered is not data:
+            result.order, result.peak_live_after = schedule.order, schedule.peak_live_bytes
+        else:
+            result.method = "original"
+        return candidate, result
+    return data, result
