@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import inspect
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -48,6 +51,7 @@ _BASE_KWARGS = {"name", "trainable", "dtype", "dynamic", "input_dim", "input_sha
 # Keys whose Keras 3 value at its default has no Keras 2 counterpart and changes nothing.
 _NEUTRAL = (None, False, 0, 0.0, "channels_last")
 _TRANSLATIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_RECORDING: ContextVar[list | None] = ContextVar("edgeflow_keras3_recording", default=None)
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,24 @@ def translation_of(model) -> Translation | None:
         return _TRANSLATIONS.get(model)
     except TypeError:
         return None
+
+
+@contextmanager
+def recording() -> Iterator[list[Translation]]:
+    """Collect the :class:`Translation` records of every translation made in the block
+    (the CLI prints them and puts them in ``--json``).
+
+    Example:
+        >>> with recording() as records:
+        ...     model = load_model("keras3_model.keras")
+        >>> records[0].max_abs_diff
+    """
+    records: list[Translation] = []
+    token = _RECORDING.set(records)
+    try:
+        yield records
+    finally:
+        _RECORDING.reset(token)
 
 
 def load(path: str, *, custom_objects: dict | None = None, safe_mode: bool = True):
@@ -140,6 +162,8 @@ def translate(model, *, check: bool = True) -> tuple[keras.Model, Translation]:
         )
     record = Translation(keras3.__version__, translator.count, diff)
     _TRANSLATIONS[k2] = record
+    if (records := _RECORDING.get()) is not None:
+        records.append(record)
     return k2, record
 
 

@@ -110,6 +110,42 @@ def _load_keras3(path: Path, readable: str, configs: list, safe_mode: bool,
         raise EdgeflowError(f"{path}: {err}") from err
 
 
+def read_custom_objects(path: str | os.PathLike, *, safe_mode: bool = True) -> dict:
+    """The custom Keras objects a Python file defines, for loading models that use them.
+
+    Runs the file. Returns its ``CUSTOM_OBJECTS`` dict when it defines one, else every class
+    and function defined in the file itself (not the ones it imports), by name.
+
+    Example:
+        >>> read_custom_objects("layers.py", safe_mode=False)
+        {'Swish': <class 'layers.Swish'>}
+
+    Raises EdgeflowError in safe mode (running a file is running its code), or when the
+    file is missing or fails to run.
+    """
+    import importlib.util
+
+    path = Path(path)
+    if safe_mode:
+        raise EdgeflowError(
+            f"custom objects from {path} run that Python file: pass --unsafe (recipe: model.unsafe: "
+            "true) too, only if you trust it"
+        )
+    if not path.is_file() or path.suffix != ".py":
+        raise EdgeflowError(f"custom objects file {str(path)!r} is not a Python (.py) file")
+    spec = importlib.util.spec_from_file_location(f"edgeflow_custom_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:  # the user's code: any error
+        raise EdgeflowError(f"running {path} failed ({type(err).__name__}: {first_line(err)})") from err
+    objects = getattr(module, "CUSTOM_OBJECTS", None)
+    if isinstance(objects, dict):
+        return dict(objects)
+    return {name: obj for name, obj in vars(module).items()
+            if not name.startswith("_") and callable(obj) and getattr(obj, "__module__", None) == module.__name__}
+
+
 # Classes of TF-MOT wrappers a QAT model saved by edgeflow holds.
 _TFMOT_CLASSES = ("QuantizeLayer", "QuantizeWrapper", "QuantizeWrapperV2", "QuantizeAnnotate")
 
@@ -264,10 +300,11 @@ SAVE_SUFFIXES = (".keras", ".h5")
 def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
     """Save ``model`` atomically to a ``.keras`` (or ``.h5``) file and return its path.
 
-    Keras writes to a temporary file in the same folder, which is then renamed to ``path``
-    (:func:`edgeflow._io.atomic_path`: the umask's mode, or the mode of the file replaced);
-    on any failure nothing is left behind and an existing ``path`` is unchanged. Models with
-    QAT wrappers load again with ``edgeflow.quantize.custom_objects()``.
+    Keras writes to a temporary file in the same folder, which is loaded back with
+    :func:`load_model` and only then renamed to ``path`` (:func:`edgeflow._io.atomic_path`:
+    the umask's mode, or the mode of the file replaced): a file that would not load again
+    (a QAT model in ``.keras``) is refused, and on any failure nothing is left behind and an
+    existing ``path`` is unchanged. Models with QAT wrappers load again from ``.h5``.
 
     Example:
         >>> save_model(result.model, "out/pruned.keras")
@@ -282,7 +319,23 @@ def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
         # .h5 is chosen on purpose (QAT models need it)
         warnings.filterwarnings("ignore", message="You are saving your model as an HDF5")
         model.save(tmp)
+        _loads_again(model, tmp, path)
     return path
+
+
+def _loads_again(model: keras.Model, saved: Path, path: Path) -> None:
+    """Raise EdgeflowError unless ``saved`` loads (the model's own layer classes given)."""
+    classes = {type(m).__name__: type(m) for m in model.submodules if isinstance(m, keras.layers.Layer)}
+    try:
+        load_model(saved, safe_mode=False, custom_objects=classes)
+    except EdgeflowError as err:
+        qat = any(name in classes for name in _TFMOT_CLASSES)
+        advice = ("QAT models load again from .h5: write to a .h5 file" if qat and path.suffix == ".keras"
+                  else "give its custom layers get_config(), or write to the other format (.keras/.h5)")
+        raise EdgeflowError(
+            f"not saving {model.name!r} to {path}: the file would not load again "
+            f"({first_line(err.__cause__ or err)}); {advice}"
+        ) from err
 
 
 def weight_bytes(model: keras.Model) -> tuple[int, int]:
