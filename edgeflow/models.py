@@ -76,6 +76,12 @@ def _load_keras2(path: Path, readable: str, kind: str, configs: list, safe_mode:
                  custom_objects: dict | None):
     from contextlib import nullcontext
 
+    unknown = list(dict.fromkeys(n for c in configs for n in _unknown_layers(c, custom_objects or {})))
+    if unknown:
+        raise EdgeflowError(
+            f"{path} uses layer classes Keras does not know: {', '.join(unknown)}; pass "
+            "--custom-objects FILE.py defining them (with --unsafe; API: custom_objects=)"
+        )
     scope = nullcontext()
     if any(_find_layers(c, _TFMOT_CLASSES) for c in configs):
         from edgeflow._keras import tfmot
@@ -144,6 +150,22 @@ def read_custom_objects(path: str | os.PathLike, *, safe_mode: bool = True) -> d
         return dict(objects)
     return {name: obj for name, obj in vars(module).items()
             if not name.startswith("_") and callable(obj) and getattr(obj, "__module__", None) == module.__name__}
+
+
+_MODEL_CLASSES = ("Functional", "Sequential", "Model", "TFOpLambda", "SlicingOpLambda")
+
+
+def _unknown_layers(config, custom_objects: dict) -> list[str]:
+    """``"name (Class)"`` of layers in a saved Keras 2 config whose class Keras cannot find."""
+    found = []
+    for layer in (config.get("config") or {}).get("layers", []) if isinstance(config, dict) else []:
+        cls = layer.get("class_name", "")
+        if cls in ("Functional", "Sequential", "Model"):
+            found += _unknown_layers(layer, custom_objects)
+        elif not (cls in custom_objects or cls in _MODEL_CLASSES or cls in _TFMOT_CLASSES
+                  or hasattr(keras.layers, cls) or keras.utils.get_registered_object(cls) is not None):
+            found.append(f"{(layer.get('config') or {}).get('name') or layer.get('name')} ({cls})")
+    return found
 
 
 # Classes of TF-MOT wrappers a QAT model saved by edgeflow holds.
@@ -366,42 +388,93 @@ def output_activation(model: keras.Model) -> str | None:
     return getattr(act, "__name__", None) if act is not None else None
 
 
-def default_loss(model: keras.Model, loss=None, y=None):
-    """The loss to train ``model`` with, by the first rule that applies:
+_CROSSENTROPIES = {
+    "sparse_categorical_crossentropy": "SparseCategoricalCrossentropy",
+    "categorical_crossentropy": "CategoricalCrossentropy",
+    "binary_crossentropy": "BinaryCrossentropy",
+}
 
-    1. ``loss`` when given;
+
+def default_loss(model: keras.Model, loss=None, y=None):
+    """The loss to train ``model`` with, by the one rule every training command and stage uses.
+
+    1. ``loss`` when given; a cross-entropy given by name (``"binary_crossentropy"``…) reads
+       ``from_logits`` from the last layer;
     2. the model's compiled loss;
-    3. from the targets ``y`` when given: integer labels of shape (n,) → sparse categorical
-       cross-entropy, 0/1 rows of shape (n, k) (one-hot) → categorical cross-entropy,
-       anything else → mean squared error;
-    4. from the output: a softmax classifier → sparse categorical cross-entropy.
+    3. from the last layer and the labels ``y``. The output holds probabilities when the
+       last layer ends in softmax or sigmoid, else logits. With ``k`` output units:
+       class ids of shape (n,) or (n, 1) and k > 1 → sparse categorical cross-entropy;
+       0/1 rows of shape (n, k), k > 1 → categorical cross-entropy; k = 1 and labels all
+       0 or 1 → binary cross-entropy; any other labels → mean squared error (regression);
+    4. without labels: softmax → sparse categorical, sigmoid with one unit → binary
+       cross-entropy.
+
+    A cross-entropy on probabilities is returned by name (``'sparse_categorical_crossentropy'``),
+    on logits as a loss object with ``from_logits=True``.
 
     Example:
         >>> default_loss(digits_cnn())
         'sparse_categorical_crossentropy'
-        >>> default_loss(regressor, y=np.zeros((4, 1), np.float32))
+        >>> default_loss(regressor, y=np.full((4, 1), 0.5, np.float32))
         'mse'
 
     Raises EdgeflowError when no rule applies. Nothing is modified.
     """
+    head = output_activation(model)
+    logits = head not in ("softmax", "sigmoid")
+    if isinstance(loss, str):
+        try:
+            keras.losses.get(loss)
+        except ValueError as err:
+            raise EdgeflowError(
+                f"unknown loss {loss!r}: use a Keras loss name such as mse, binary_crossentropy or "
+                "sparse_categorical_crossentropy"
+            ) from err
     if loss is not None:
-        return loss
+        return _crossentropy(loss, logits) if isinstance(loss, str) and loss in _CROSSENTROPIES else loss
     compiled = getattr(model, "loss", None)
     if compiled is not None:
         return compiled
-    if y is not None:
+    units = _output_units(model)
+    if y is not None and units is not None:
         y = np.asarray(y)
-        if np.issubdtype(y.dtype, np.integer) and y.ndim == 1:
-            return "sparse_categorical_crossentropy"
-        if y.ndim == 2 and set(np.unique(y)) <= {0, 1}:
-            return "categorical_crossentropy"
+        if y.size and units > 1 and (y.ndim == 1 or y.shape[1:] == (1,)) and _whole(y):
+            return _crossentropy("sparse_categorical_crossentropy", logits)
+        if units > 1 and y.ndim == 2 and y.shape[1] == units and _binary(y):
+            return _crossentropy("categorical_crossentropy", logits)
+        if units == 1 and y.size and _binary(y):
+            return _crossentropy("binary_crossentropy", logits)
         return "mse"
-    if output_activation(model) == "softmax":
+    if head == "softmax":
         return "sparse_categorical_crossentropy"
+    if head == "sigmoid" and units == 1:
+        return "binary_crossentropy"
     raise EdgeflowError(
-        f"model {model.name!r} needs a loss: it is not compiled and does not end in a softmax; "
-        "pass loss= (e.g. 'mse' or keras.losses.SparseCategoricalCrossentropy(from_logits=True))"
+        f"model {model.name!r} needs a loss: it is not compiled, does not end in a softmax or "
+        "sigmoid, and no labels were given; pass --loss (recipe: loss:), e.g. mse or "
+        "sparse_categorical_crossentropy"
     )
+
+
+def _crossentropy(name: str, logits: bool):
+    return getattr(keras.losses, _CROSSENTROPIES[name])(from_logits=True) if logits else name
+
+
+def _output_units(model: keras.Model) -> int | None:
+    shape = model.output_shape
+    if isinstance(shape, list) or not shape or shape[-1] is None:
+        return None
+    return int(shape[-1])
+
+
+def _whole(y: np.ndarray) -> bool:
+    if np.issubdtype(y.dtype, np.integer):
+        return True
+    return bool(np.issubdtype(y.dtype, np.floating) and np.all(np.mod(y, 1) == 0) and np.all(y >= 0))
+
+
+def _binary(y: np.ndarray) -> bool:
+    return bool(np.isin(y, (0, 1)).all())
 
 
 def _find_layers(config, class_names: tuple[str, ...]) -> list[str]:

@@ -340,7 +340,7 @@ def _prepare(recipe: Recipe) -> _State:
             continue
         if spec.teacher not in STAGE_TYPES and spec.teacher not in state.teachers:
             with _Where(recipe, f"stages.{i}.teacher"):
-                state.teachers[spec.teacher] = _load(spec.teacher, unsafe=False)
+                state.teachers[spec.teacher] = _load(spec.teacher, False, recipe.model.custom_objects)
         # Layer names are the model's until a qat stage renames them (quant_...).
         renamed = "qat" in [s.stage for s in recipe.stages[:i]]
         teacher = state.teachers.get(spec.teacher, None if renamed else model)
@@ -392,10 +392,12 @@ def _check_pairs(pairs: dict[str, str] | None, teacher, student) -> None:
                 raise EdgeflowError(f"the {side} has no layer {name!r}{closest(name, layers)}")
 
 
-def _load(path: str, unsafe: bool):
-    from edgeflow.models import load_model
+def _load(path: str, unsafe: bool, custom_objects: str | None = None):
+    from edgeflow.models import load_model, read_custom_objects
 
-    return load_model(path, safe_mode=not unsafe)
+    # the recipe's schema has checked that custom_objects comes with unsafe: true
+    objects = read_custom_objects(custom_objects, safe_mode=False) if custom_objects else None
+    return load_model(path, safe_mode=not unsafe, custom_objects=objects)
 
 
 # ---------------------------------------------------------------- data and model
@@ -445,7 +447,7 @@ def _build_model(recipe: Recipe):
 
     spec = recipe.model
     if spec.path:
-        return _load(spec.path, spec.unsafe)
+        return _load(spec.path, spec.unsafe, spec.custom_objects)
     return models.build(spec.builder, **spec.kwargs)
 
 
@@ -460,7 +462,7 @@ def _train(state: _State, spec, index: int, label: str, verbose: int) -> StageRe
     model = state.model
     if spec.epochs:  # 0 epochs: the model is only measured (and not compiled)
         model.compile(
-            keras.optimizers.Adam(spec.learning_rate), default_loss(model, y=d.y_train),
+            keras.optimizers.Adam(spec.learning_rate), default_loss(model, spec.loss, d.y_train),
             metrics=["accuracy"],
         )
         model.fit(
@@ -479,7 +481,8 @@ def _prune(state: _State, spec, index: int, label: str, verbose: int) -> StageRe
     common = dict(
         data=(d.x_train, d.y_train), epochs=spec.epochs, batch_size=spec.batch_size,
         validation_data=d.validation, optimizer=keras.optimizers.Adam(spec.learning_rate),
-        loss=default_loss(state.model, y=d.y_train), verbose=0, callbacks=_epoch_callbacks(label, verbose),
+        loss=default_loss(state.model, spec.loss, d.y_train), verbose=0,
+        callbacks=_epoch_callbacks(label, verbose),
     )
     if spec.method == "magnitude":
         result = prune.magnitude(
@@ -527,7 +530,7 @@ def _qat(state: _State, spec, index: int, label: str, verbose: int) -> StageReco
     result = quantize.qat(
         state.model, data=(d.x_train, d.y_train), epochs=spec.epochs, batch_size=spec.batch_size,
         validation_data=d.validation, learning_rate=spec.learning_rate,
-        loss=default_loss(state.model, y=d.y_train), preserve_sparsity=spec.preserve_sparsity,
+        loss=default_loss(state.model, spec.loss, d.y_train), preserve_sparsity=spec.preserve_sparsity,
         verbose=0, callbacks=_epoch_callbacks(label, verbose),
     )
     state.model = result.model
@@ -553,6 +556,7 @@ def _distill(state: _State, spec, index: int, label: str, verbose: int) -> Stage
         alpha=spec.alpha, feature_pairs=spec.feature_pairs, attention_pairs=spec.attention_pairs,
         learning_rate=spec.learning_rate, preserve_sparsity=spec.preserve_sparsity,
         validation_data=d.validation, verbose=0, callbacks=_epoch_callbacks(label, verbose),
+        hard_loss=spec.loss,
     )
     state.model = result.model
     return _keras_record(state, index, "distill", label, result.model)

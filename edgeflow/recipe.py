@@ -53,11 +53,14 @@ class ModelSpec(_Strict):
     path: str | None = None
     kwargs: dict[str, Any] = Field(default_factory=dict)
     unsafe: bool = False
+    custom_objects: str | None = None  # a .py file defining custom layers (runs: needs unsafe)
 
     @model_validator(mode="after")
     def _one_source(self):
         if (self.builder is None) == (self.path is None):
             raise ValueError("give exactly one of 'builder' (a name) or 'path' (a model file)")
+        if self.custom_objects and not self.unsafe:
+            raise ValueError("custom_objects runs that Python file: set 'unsafe: true' too, only if you trust it")
         return self
 
 
@@ -81,6 +84,7 @@ class _Training(_Strict):
     epochs: ranged("epochs") = 2
     batch_size: ranged("batch_size") = 32
     learning_rate: ranged("learning_rate") = 1e-3
+    loss: str | None = None  # a Keras loss name; default: edgeflow.models.default_loss's rule
 
 
 class TrainStage(_Training):

@@ -115,17 +115,39 @@ def test_save_model_leaves_nothing_behind_on_failure(tmp_path):
         save_model(_regressor(), tmp_path / "m.txt")
 
 
+def _head(units: int, activation=None):
+    inputs = keras.Input((3,))
+    return keras.Model(inputs, keras.layers.Dense(units, activation=activation, name="out")(inputs))
+
+
+def _is(loss, cls, from_logits=True):
+    return isinstance(loss, cls) and loss.get_config()["from_logits"] is from_logits
+
+
 def test_default_loss_rules():
-    classifier, regressor = digits_cnn(), _regressor()
-    assert default_loss(regressor, "huber") == "huber"
-    regressor.compile(loss="mae")
-    assert default_loss(regressor, y=np.zeros(4, np.int64)) == "mae"
-    assert default_loss(_regressor(), y=np.array([0, 2, 1])) == "sparse_categorical_crossentropy"
-    assert default_loss(_regressor(), y=np.eye(3, dtype=np.float32)) == "categorical_crossentropy"
-    assert default_loss(_regressor(), y=np.array([[0.5], [1.5]], np.float32)) == "mse"
-    assert default_loss(classifier) == "sparse_categorical_crossentropy"
+    L = keras.losses
+    ids, binary = np.array([0, 2, 1]), np.array([0.0, 1.0, 1.0], np.float32)
+    assert default_loss(_regressor(), "huber") == "huber"
+    compiled = _regressor()
+    compiled.compile(loss="mae")
+    assert default_loss(compiled, y=ids) == "mae"
+    # probabilities: the loss by name; logits: the loss object with from_logits=True
+    assert default_loss(_head(3, "softmax"), y=ids) == "sparse_categorical_crossentropy"
+    assert _is(default_loss(_head(3), y=ids), L.SparseCategoricalCrossentropy)
+    assert _is(default_loss(_head(3), y=ids[:, None]), L.SparseCategoricalCrossentropy)
+    assert default_loss(_head(3, "softmax"), y=np.eye(3, dtype=np.float32)) == "categorical_crossentropy"
+    assert _is(default_loss(_head(3), y=np.eye(3)), L.CategoricalCrossentropy)
+    assert default_loss(_head(1, "sigmoid"), y=binary) == "binary_crossentropy"
+    assert _is(default_loss(_head(1), y=binary), L.BinaryCrossentropy)
+    assert default_loss(_head(1), y=np.array([[0.5], [1.5]], np.float32)) == "mse"
+    assert default_loss(_head(1), y=ids) == "mse"  # one unit, labels 0..2: a regression
+    assert _is(default_loss(_head(3), "sparse_categorical_crossentropy"), L.SparseCategoricalCrossentropy)
+    assert default_loss(digits_cnn()) == "sparse_categorical_crossentropy"
+    assert default_loss(_head(1, "sigmoid")) == "binary_crossentropy"
     with pytest.raises(EdgeflowError, match="needs a loss"):
         default_loss(_regressor())
+    with pytest.raises(EdgeflowError, match="unknown loss 'msee'"):
+        default_loss(_regressor(), "msee")
 
 
 # ------------------------------------------- code in model files is found by content (issue 14)

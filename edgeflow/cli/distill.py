@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from edgeflow.cli._model import loading, model_options
 from edgeflow.cli._output import finish, force_option, json_option
 from edgeflow.ranges import option_type
 
@@ -34,11 +35,15 @@ LOSS_NAMES = ("soft", "feature", "attention")  # edgeflow.distill.LOSSES, withou
               help="Adam learning rate (default: Keras's 0.001).")
 @click.option("--validation-data", help="Validation .npz with x and y (accuracy is printed).")
 @click.option("--verbose", is_flag=True, help="Show Keras's per-epoch progress.")
-@click.option("--unsafe", is_flag=True, help="Allow loading Lambda layers (runs code from the file).")
+@click.option("--hard-loss", metavar="NAME",
+              help="Loss against the labels (a Keras name, e.g. binary_crossentropy). Default: "
+              "cross-entropy, from logits or probabilities as the student's last layer gives.")
+@model_options
 @force_option
 @json_option
 def distill(teacher, student, data, output, losses, feature_pairs, attention_pairs, temperature,
-            alpha, epochs, batch_size, learning_rate, validation_data, verbose, unsafe, force, as_json):
+            alpha, epochs, batch_size, learning_rate, validation_data, verbose, hard_loss, unsafe,
+            custom_objects, force, as_json):
     """Train STUDENT from TEACHER on labelled data and save the plain student.
 
     The saved model has exactly the student's layers (no teacher, no adapters), ready for
@@ -52,9 +57,11 @@ def distill(teacher, student, data, output, losses, feature_pairs, attention_pai
     if not output.endswith((".keras", ".h5")):
         raise EdgeflowError(f"output {output!r} must end in .keras or .h5")
     _io.check_file(output, force=force)
+    with loading(unsafe, custom_objects) as load:
+        models = [load_model(m, safe_mode=load.safe_mode, custom_objects=load.custom_objects)
+                  for m in (student, teacher)]
     result = run(
-        load_model(student, safe_mode=not unsafe),
-        load_model(teacher, safe_mode=not unsafe),
+        *models,
         data,
         losses=list(losses) or ["soft"],
         epochs=epochs,
@@ -66,13 +73,14 @@ def distill(teacher, student, data, output, losses, feature_pairs, attention_pai
         learning_rate=learning_rate,
         validation_data=validation_data,
         verbose=2 if verbose else 0,
+        hard_loss=hard_loss,
     )
     save_model(result.model, output)
     hist = result.history
     parts = [f"{k}={hist[k][-1]:.4f}" for k in ("loss", "accuracy", "val_accuracy") if k in hist]
-    text = (f"wrote {output} (student {result.model.count_params():,} parameters; "
+    text = load.text() + "\n" * bool(load.translations) + (f"wrote {output} (student {result.model.count_params():,} parameters; "
             f"losses {', '.join(result.losses) or 'none'}; after {epochs} epochs: {', '.join(parts)})")
     payload = {"output": output, "parameters": int(result.model.count_params()),
                "losses": list(result.losses), "epochs": epochs,
-               "history": {k: [float(v) for v in vals] for k, vals in hist.items()}}
+               "history": {k: [float(v) for v in vals] for k, vals in hist.items()}, **load.payload()}
     finish("distill", payload, text=text, model=student, outputs=[output], summary=text)

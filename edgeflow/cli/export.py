@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from edgeflow.cli._model import loading, model_options
 from edgeflow.cli._output import finish, force_option, json_option
 from edgeflow.ranges import option_type
 
@@ -25,7 +26,7 @@ MODE_NAMES = ("int8", "int16x8", "float16", "dynamic", "float32")
               help="Calibration samples used at most.")
 @click.option("--format", "fmt", type=click.Choice(["tflite", "c"]), default="tflite", show_default=True)
 @click.option("--name", default="g_model", show_default=True, help="C array name for --format c.")
-@click.option("--unsafe", is_flag=True, help="Allow loading Lambda layers (runs code from the file).")
+@model_options
 @click.option("--slim/--no-slim", default=None,
               help="Strip what runtimes do not read (names, signatures, metadata, duplicate "
                    "buffers) [default: on for --format c, the microcontroller export].")
@@ -40,8 +41,8 @@ MODE_NAMES = ("int8", "int16x8", "float16", "dynamic", "float32")
               help="With --lut: the widest table index tried.")
 @force_option
 @json_option
-def export(model, output, mode, data, input_type, output_type, num_samples, fmt, name, unsafe, slim,
-           keep_names, reorder, lut, lut_bits, force, as_json):
+def export(model, output, mode, data, input_type, output_type, num_samples, fmt, name, unsafe,
+           custom_objects, slim, keep_names, reorder, lut, lut_bits, force, as_json):
     """Convert MODEL (.keras, .h5, SavedModel directory, or .tflite for --format c) for a device."""
     from edgeflow import _io
 
@@ -57,13 +58,14 @@ def export(model, output, mode, data, input_type, output_type, num_samples, fmt,
     from edgeflow.convert import convert, to_c_array
     from edgeflow.tflite import read_bytes
 
-    if Path(model).suffix == ".tflite":
-        tflite = read_bytes(model)
-    else:
-        tflite = convert(
-            model, mode, data, input_type=input_type, output_type=output_type,
-            num_samples=num_samples, safe_mode=not unsafe,
-        )
+    with loading(unsafe, custom_objects) as load:
+        if Path(model).suffix == ".tflite":
+            tflite = read_bytes(model)
+        else:
+            tflite = convert(
+                model, mode, data, input_type=input_type, output_type=output_type,
+                num_samples=num_samples, safe_mode=load.safe_mode, custom_objects=load.custom_objects,
+            )
     slimmed = None
     if slim if slim is not None else fmt == "c":
         from edgeflow.tflite import slim as slim_model
@@ -104,8 +106,8 @@ def export(model, output, mode, data, input_type, output_type, num_samples, fmt,
     payload = {"mode": mode, "format": fmt, "size_bytes": len(tflite),
                "slim": slimmed.to_dict() if slimmed is not None else None,
                "reorder": reordered.to_dict() if reordered is not None else None,
-               "lut": tables.to_dict() if tables is not None else None}
-    finish("export", payload, text=line, model=model,
+               "lut": tables.to_dict() if tables is not None else None, **load.payload()}
+    finish("export", payload, text="\n".join(filter(None, [load.text(), line])), model=model,
            outputs=targets, summary=line)
 
 

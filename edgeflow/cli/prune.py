@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from edgeflow.cli._model import loading, loss_option, model_options
 from edgeflow.cli._output import finish, force_option, json_option
 from edgeflow.ranges import option_type
 
@@ -51,11 +52,12 @@ def _layer_values(pairs: tuple[str, ...], method: str) -> dict[str, float]:
 @click.option("--epochs", type=option_type("epochs"),
               help="Fine-tuning epochs (magnitude 2, structured 0 by default).")
 @click.option("--batch-size", type=option_type("batch_size"), default=32, show_default=True)
-@click.option("--unsafe", is_flag=True, help="Allow loading Lambda layers (runs code from the file).")
+@loss_option
+@model_options
 @force_option
 @json_option
 def prune(model, output, method, data, sparsity, schedule, m_by_n, ratio, criterion, steps,
-          max_accuracy_drop, layers, epochs, batch_size, unsafe, force, as_json):
+          max_accuracy_drop, layers, epochs, batch_size, loss, unsafe, custom_objects, force, as_json):
     """Prune MODEL (.keras, .h5 or SavedModel) and write the smaller/sparser Keras model."""
     from pathlib import Path
 
@@ -69,7 +71,8 @@ def prune(model, output, method, data, sparsity, schedule, m_by_n, ratio, criter
         raise EdgeflowError(f"write the pruned model to a .keras file, not {Path(output).name!r}")
     per_layer = _layer_values(layers, method)
     _io.check_file(output, force=force)
-    keras_model = load_model(model, safe_mode=not unsafe)
+    with loading(unsafe, custom_objects) as load:
+        keras_model = load_model(model, safe_mode=load.safe_mode, custom_objects=load.custom_objects)
     arrays = labelled(data, "--data") if data else None
     if method == "magnitude":
         if arrays is None:
@@ -79,6 +82,7 @@ def prune(model, output, method, data, sparsity, schedule, m_by_n, ratio, criter
         result = lib.magnitude(
             keras_model, sparsity, data=arrays, epochs=2 if epochs is None else epochs,
             batch_size=batch_size, schedule=schedule, m_by_n=m_by_n, per_layer=per_layer or None,
+            loss=loss,
         )
         line = f"sparsity {result.overall_sparsity:.1%} overall"
         if result.skipped_layers:
@@ -87,7 +91,7 @@ def prune(model, output, method, data, sparsity, schedule, m_by_n, ratio, criter
         result = lib.structured(
             keras_model, per_layer or ratio, criterion=criterion, data=arrays, steps=steps,
             epochs=0 if epochs is None else epochs, batch_size=batch_size,
-            max_accuracy_drop=max_accuracy_drop,
+            max_accuracy_drop=max_accuracy_drop, loss=loss,
         )
         shrunk = [f"{k} {before}→{kept}" for k, (kept, before) in result.channels.items()
                   if kept != before]
@@ -96,6 +100,6 @@ def prune(model, output, method, data, sparsity, schedule, m_by_n, ratio, criter
         if result.stopped:
             line += f"; stopped: {result.stopped}"
     path = save_model(result.model, output)
-    text = f"wrote {path} ({method}: {line})"
-    finish("prune", {"output": str(path), "method": method, **result.summary()}, text=text,
+    text = "\n".join(filter(None, [load.text(), f"wrote {path} ({method}: {line})"]))
+    finish("prune", {"output": str(path), "method": method, **result.summary(), **load.payload()}, text=text,
            model=model, outputs=[path], summary=text)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from edgeflow.cli._model import loading, loss_option, model_options
 from edgeflow.cli._output import finish, force_option, json_option
 from edgeflow.ranges import option_type
 
@@ -30,23 +31,27 @@ MODE_NAMES = ("qat", "int8", "int16x8", "float16", "dynamic")
               help="int8: keep the N worst ops in float; shows size, RAM and accuracy.")
 @click.option("--num-samples", type=option_type("num_samples"), default=200, show_default=True,
               help="Calibration samples at most.")
-@click.option("--unsafe", is_flag=True, help="Allow loading Lambda layers (runs code from the file).")
+@loss_option
+@model_options
 @force_option
 @json_option
 def quantize(model, output, mode, data, eval_data, epochs, learning_rate, preserve_sparsity,
-             report, keep_float, num_samples, unsafe, force, as_json):
+             report, keep_float, num_samples, loss, unsafe, custom_objects, force, as_json):
     """Quantize MODEL (.keras, .h5 or SavedModel) and write OUTPUT .tflite."""
     from edgeflow import _io
 
     _io.check_file(output, force=force)
     from edgeflow.quantize.stage import quantize_to_tflite
 
-    outcome = quantize_to_tflite(
-        model, mode, data, eval_data=eval_data, epochs=epochs, learning_rate=learning_rate,
-        preserve_sparsity="auto" if preserve_sparsity is None else preserve_sparsity, report=report, keep_float=keep_float,
-        num_samples=num_samples, safe_mode=not unsafe,
-    )
+    with loading(unsafe, custom_objects) as load:
+        outcome = quantize_to_tflite(
+            model, mode, data, eval_data=eval_data, epochs=epochs, learning_rate=learning_rate,
+            preserve_sparsity="auto" if preserve_sparsity is None else preserve_sparsity, report=report,
+            keep_float=keep_float, num_samples=num_samples, loss=loss, safe_mode=load.safe_mode,
+            custom_objects=load.custom_objects,
+        )
     _io.write_bytes(output, outcome.tflite)
-    finish("quantize", outcome.to_dict(), text=f"{outcome.render()}\nwrote {output}", model=model,
+    text = "\n".join(filter(None, [load.text(), outcome.render(), f"wrote {output}"]))
+    finish("quantize", {**outcome.to_dict(), **load.payload()}, text=text, model=model,
            outputs=[output], summary=f"wrote {output} ({len(outcome.tflite):,} bytes, {outcome.mode})",
            exit_code=outcome.exit_code)

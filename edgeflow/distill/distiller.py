@@ -450,6 +450,7 @@ def distill(
     callbacks=None,
     verbose: int = 0,
     preserve_sparsity: bool | str = "auto",
+    hard_loss=None,
 ) -> DistillResult:
     """Train a copy of ``student`` from ``teacher`` and return it as a plain Keras model.
 
@@ -477,6 +478,9 @@ def distill(
         verbose: Keras ``fit`` verbosity.
         preserve_sparsity: keep a pruned student's zeros (see :class:`Distiller`);
             ``"auto"`` keeps them in every weight tensor that is ≥ 10 % zeros.
+        hard_loss: the loss against the labels (a Keras name or object); a cross-entropy
+            by name reads ``from_logits`` from the student's last layer. Default: cross-entropy
+            on the student's logits or probabilities.
 
     Returns:
         A :class:`DistillResult`. Neither ``student`` nor ``teacher`` is modified; the
@@ -505,7 +509,11 @@ def distill(
         optimizer = keras.optimizers.get({"class_name": optimizer, "config": {"learning_rate": learning_rate}})
     elif isinstance(optimizer, str):
         optimizer = keras.optimizers.get(optimizer)
-    distiller.compile(optimizer, metrics=list(metrics) if metrics else None)
+    if hard_loss is not None:
+        from edgeflow.models import default_loss
+
+        hard_loss = default_loss(student, hard_loss)
+    distiller.compile(optimizer, loss=hard_loss, metrics=list(metrics) if metrics else None)
     input_rank = len(student.inputs[0].shape)
     x, y = _fit_data(data, batch_size, input_rank, "data")
     fit_kwargs = {"epochs": epochs, "verbose": verbose, "callbacks": callbacks}

@@ -31,10 +31,10 @@ def iter_layers(model):
             yield layer
 
 
-def has_loss(model: keras.Model, loss=None) -> bool:
+def has_loss(model: keras.Model, loss=None, y=None) -> bool:
     """True when :func:`edgeflow.models.default_loss` can find a loss for ``model``."""
     try:
-        default_loss(model, loss)
+        default_loss(model, loss, y)
     except EdgeflowError:
         return False
     return True
@@ -59,8 +59,21 @@ def training_data(data, batch_size: int):
     return {"x": x, "y": y, "batch_size": batch_size}, math.ceil(len(x) / batch_size)
 
 
-def compile_like(model: keras.Model, source: keras.Model, *, optimizer, loss, metrics) -> None:
-    """Compile ``model`` for fine-tuning with ``loss`` (default from ``source``). Side effect:
+def labels(data):
+    """The labels of labelled ``data`` (``(x, y)``, a ``.npz``), or None (no data, a dataset)."""
+    if data is None:
+        return None
+    from edgeflow.data import labelled
+
+    try:
+        return labelled(data)[1]
+    except EdgeflowError:
+        return None
+
+
+def compile_like(model: keras.Model, source: keras.Model, *, optimizer, loss, metrics, y=None) -> None:
+    """Compile ``model`` for fine-tuning with ``loss`` (default from ``source`` and the
+    labels ``y``: :func:`edgeflow.models.default_loss`). Side effect:
     ``model`` is compiled with a fresh optimizer: a name, or a copy of the optimizer object
     given (an optimizer's state belongs to the variables it was first applied to)."""
     if isinstance(optimizer, str):
@@ -69,6 +82,6 @@ def compile_like(model: keras.Model, source: keras.Model, *, optimizer, loss, me
         optimizer = optimizer.__class__.from_config(optimizer.get_config())
     model.compile(
         optimizer=optimizer,
-        loss=default_loss(source, loss),
+        loss=default_loss(source, loss, y),
         metrics=list(metrics or ()),
     )

@@ -169,7 +169,8 @@ def magnitude(
         per_layer_sparsity, overall = _measure(wrapped)
         return PruneResult(wrapped, per_layer_sparsity, overall, {}, skipped, wrapped=True)
 
-    _util.compile_like(wrapped, model, optimizer=optimizer, loss=loss, metrics=metrics)
+    y = fit_kwargs.get("y")
+    _util.compile_like(wrapped, model, optimizer=optimizer, loss=loss, metrics=metrics, y=y)
     history = wrapped.fit(
         **fit_kwargs,
         epochs=epochs,
@@ -178,7 +179,7 @@ def magnitude(
         verbose=verbose,
     )
     stripped = strip(wrapped)
-    _util.compile_like(stripped, model, optimizer=optimizer, loss=loss, metrics=metrics)
+    _util.compile_like(stripped, model, optimizer=optimizer, loss=loss, metrics=metrics, y=y)
     per_layer_sparsity, overall = _measure(stripped)
     return PruneResult(stripped, per_layer_sparsity, overall, dict(history.history), skipped)
 

@@ -362,11 +362,13 @@ def _score(model, groups: ChannelGroups, roots, criterion, data, loss, num_sampl
     count = 0
     loss_fn = None
     if criterion.needs == "gradients":
-        loss_fn = keras.losses.get(default_loss(model, loss))
+        loss_fn = keras.losses.get(default_loss(model, loss, _util.labels(data)))
         if hasattr(loss_fn, "reduction"):
             loss_fn = loss_fn.__class__.from_config({**loss_fn.get_config(), "reduction": "none"})
     for x, y in _batches(data, num_samples, batch_size):
         x = tf.convert_to_tensor(x)
+        if y is not None and np.ndim(y) == len(model.output_shape) - 1 and model.output_shape[-1] == 1:
+            y = np.asarray(y)[..., None]  # labels (n,) for an (n, 1) output, as Keras's fit takes them
         if loss_fn is None:
             acts = probe(x, training=False)[: len(names)]
             parts = [criterion(a.numpy()) * len(x) for a in acts]
@@ -660,10 +662,11 @@ def structured(
     metrics_on = None if eval_data is None else (
         "validation" if validation_data is not None else "training"
     )
-    can_compile = _util.has_loss(model, loss)
+    y = _util.labels(data)
+    can_compile = _util.has_loss(model, loss, y)
     baseline = None
     if eval_data is not None and can_compile and metrics:
-        _util.compile_like(working, model, optimizer=optimizer, loss=loss, metrics=metrics)
+        _util.compile_like(working, model, optimizer=optimizer, loss=loss, metrics=metrics, y=y)
         baseline = _evaluate(working, eval_data, batch_size)
 
     result_steps = [{"step": 0, "ratio": 0.0, "params": params_before, **(baseline or {})}]
@@ -676,7 +679,7 @@ def structured(
         keep = {reps[r]: _keep_count(sizes[r], f, multiple_of) for r, f in fraction.items()}
         candidate = _prune_once(current, keep, crit, data, loss, num_samples, batch_size)
         if can_compile:
-            _util.compile_like(candidate, model, optimizer=optimizer, loss=loss, metrics=metrics)
+            _util.compile_like(candidate, model, optimizer=optimizer, loss=loss, metrics=metrics, y=y)
         if epochs:
             fit_kwargs, _ = _util.training_data(data, batch_size)
             h = candidate.fit(**fit_kwargs, epochs=epochs, verbose=verbose,

@@ -140,7 +140,7 @@ def qat(
     result = QatResult(qat_model, float_layers, notes)
     if data is not None:
         x, y = _fit_data(data)
-        _compile(qat_model, model, optimizer, learning_rate, loss, metrics)
+        _compile(qat_model, model, optimizer, learning_rate, loss, metrics, y)
         history = qat_model.fit(
             x, y, epochs=epochs, batch_size=batch_size if y is not None else None,
             validation_data=_validation(validation_data), verbose=verbose,
@@ -217,10 +217,10 @@ def _validation(data):
     return (x, y)
 
 
-def _compile(qat_model, original, optimizer, learning_rate, loss, metrics):
+def _compile(qat_model, original, optimizer, learning_rate, loss, metrics, y=None):
     from edgeflow.models import default_loss
 
     opt = keras.optimizers.get(optimizer)
     if learning_rate is not None:
         opt.learning_rate = learning_rate
-    qat_model.compile(optimizer=opt, loss=default_loss(original, loss), metrics=list(metrics or []))
+    qat_model.compile(optimizer=opt, loss=default_loss(original, loss, y), metrics=list(metrics or []))

@@ -112,7 +112,9 @@ def quantize_to_tflite(
     report: bool = False,
     keep_float: int = 0,
     num_samples: int = 200,
+    loss=None,
     safe_mode: bool = True,
+    custom_objects: dict | None = None,
 ) -> Outcome:
     """Quantize ``model`` in ``mode`` and measure the result.
 
@@ -123,7 +125,8 @@ def quantize_to_tflite(
     N worst ops in float and the size/RAM/accuracy comparison (PTQ ``int8`` only).
 
     Args:
-        model: Keras model or model file.
+        model: Keras model or model file (read with ``safe_mode`` and ``custom_objects``).
+        loss: the QAT training loss; default :func:`edgeflow.models.default_loss`'s rule.
         data: ``.npz`` path or ``(x, y)`` / ``x`` arrays.
         eval_data: ``(x, y)`` or ``.npz`` path for scoring; default: ``data`` when it has labels.
 
@@ -140,7 +143,7 @@ def quantize_to_tflite(
     from edgeflow.quantize.verify import verify_int8
 
     mode = get_quantize_mode(mode)
-    keras_model = load_model(model, safe_mode=safe_mode)
+    keras_model = load_model(model, safe_mode=safe_mode, custom_objects=custom_objects)
     x, y = _arrays(data)
     if eval_data is None and y is not None:
         eval_data = (x, y)
@@ -154,7 +157,7 @@ def quantize_to_tflite(
     if mode == "qat":
         if x is None or y is None:
             raise EdgeflowError("--mode qat trains: --data must be a .npz with x and y (labels)")
-        result = qat(keras_model, data=(x, y), epochs=epochs, batch_size=batch_size,
+        result = qat(keras_model, data=(x, y), epochs=epochs, batch_size=batch_size, loss=loss,
                      learning_rate=learning_rate, preserve_sparsity=preserve_sparsity)
         outcome.float_layers, outcome.notes = result.float_layers, result.notes
         outcome.warnings += result.warnings
