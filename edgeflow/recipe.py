@@ -354,7 +354,7 @@ def _resolve_paths(raw: dict, base: Path, overridden: list[str]) -> None:
     A path written in the recipe file is relative to the file's folder (the recipe works
     from any current folder); a path given by an override (``--set model.path=m.keras``)
     is relative to the current folder, like any path typed on the command line. The
-    input paths are ``model.path``, ``data.path``, a distill stage's ``teacher`` file, a
+    input paths are ``model.path``, ``model.custom_objects``, ``data.path``, a distill stage's ``teacher`` file, a
     check stage's ``devices_dir`` and profile files in its ``devices``. ``output_dir`` is
     an output: it stays relative to the current folder.
     """
@@ -371,6 +371,8 @@ def _resolve_paths(raw: dict, base: Path, overridden: list[str]) -> None:
     for section in ("model", "data"):
         if isinstance(raw.get(section), dict):
             fix(raw[section], "path", f"{section}.path")
+    if isinstance(raw.get("model"), dict):
+        fix(raw["model"], "custom_objects", "model.custom_objects")
     stages = raw.get("stages")
     for i, stage in enumerate(stages if isinstance(stages, list) else []):
         if not isinstance(stage, dict):
