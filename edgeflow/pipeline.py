@@ -115,6 +115,10 @@ def run_recipe(
         say(f"edgeflow: removed {stale}, left by an interrupted run")
     state.out = out
     say(f"edgeflow: {recipe.name}: {len(recipe.stages)} stages, output in {out}")
+    from edgeflow.keras3 import translation_of
+
+    if (translated := translation_of(state.model)) is not None:
+        say(f"model {recipe.model.path}: {translated.summary()}")
     result = _run(state, resume=bool(resume), verbose=verbose, say=say)
     from edgeflow import report
 
