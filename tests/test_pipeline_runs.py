@@ -215,3 +215,32 @@ def test_temporaries_of_killed_runs_are_cleaned_on_the_next_start(here, out, mon
         assert not child.exists() and other.exists()
     with _io.atomic_path(out / "x.keras") as tmp:
         assert tmp.name.startswith(f".x.edgeflow-tmp-{live}-")
+
+
+def test_a_killed_run_resumes_where_it_stopped(here):
+    """SIGKILL after the first stage's artifact is recorded; --resume reuses it and ends the run."""
+    import signal
+    import time
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, "-m", "edgeflow", "run", "recipes/tiny.yaml", "-q"],
+                            cwd=here, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    runs = here / "runs" / "tiny"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        manifest = next(runs.glob("*/stages.json"), None) if runs.is_dir() else None
+        if manifest is not None and '"1"' in manifest.read_text():
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL  # killed mid-run, not finished
+    folder = (runs / "latest").resolve()
+    assert "1" in json.loads((folder / "stages.json").read_text())  # it stopped after stage 1
+
+    result = _run("--resume", "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["result"]["output_dir"] == str(folder)
+    assert doc["result"]["stages"][0]["resumed"] is True
+    assert [s["artifact"] for s in doc["result"]["stages"]] == ARTIFACTS
+    assert not [p for p in folder.iterdir() if f"edgeflow-tmp-{proc.pid}-" in p.name]
