@@ -8,7 +8,8 @@ outcome; and the time to read, plan and check a 20,000-tensor file.
 Outcomes (tests/_fuzz.py): clean_error (the reader refuses, exit 2 with a valid document),
 accepted (read; inspect 0, check 0/1), unhandled (an exception escaped or exit 3),
 invalid_json, fits_refused (a board "fits" although LiteRT refuses the model), crash (the
-edgeflow process died), over_10s. Seeds: a small CNN trained on the digits (int8 and
+edgeflow process died), over_10s (CPU time of the worker and its child processes: wall
+time on a shared machine measures the other processes too; each record keeps both). Seeds: a small CNN trained on the digits (int8 and
 float32) and a dense int8 net. ``check`` runs ``-d all --no-measure`` (LiteRT is probed in
 its child process; TFLM's measurement, another child, is left out for time).
 """
@@ -124,8 +125,9 @@ def main() -> None:
     print(f"{args.n:,} mutants (seed {args.seed}, check on every {args.check_every}), {seconds:.0f} s:")
     for outcome in _fuzz.OUTCOMES:
         print(f"  {outcome:<13} {counts[outcome]:>6,}")
-    slowest = max(records.values(), key=lambda r: r["seconds"])
-    print(f"  slowest mutant {slowest['seconds']:.2f} s ({slowest['what']})")
+    slowest = max(records.values(), key=lambda r: r.get("cpu_seconds", 0))
+    print(f"  slowest mutant {slowest.get('cpu_seconds', 0):.2f} s of CPU, {slowest['seconds']:.2f} s wall "
+          f"({slowest['what']})")
     for r in [r for r in records.values() if r["outcome"] not in ("clean_error", "accepted")][:20]:
         print(f"  {r['outcome']}: {r['what']}: {r['detail']}")
 
