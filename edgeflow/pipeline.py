@@ -100,10 +100,7 @@ def run_recipe(
     """
     recipe = _recipe(recipe, overrides)
     out, runs = _run_folder(recipe, output_dir, resume, force)
-    from edgeflow._keras import keras
-
-    keras.utils.set_random_seed(recipe.seed)
-    state = _prepare(recipe)  # every name and path checked: nothing is written before this
+    state = _prepare(recipe, seed=True)  # every name and path checked: nothing is written before this
     say = echo if verbose else (lambda _msg: None)
     if out is None:
         out = _new_run(runs)
@@ -316,11 +313,12 @@ class _Where:
         return False
 
 
-def _prepare(recipe: Recipe) -> _State:
+def _prepare(recipe: Recipe, *, seed: bool = False) -> _State:
     """Load the data and the model and check every name and path of the recipe (no output).
 
     The cheap checks (board names, files that must exist) come first, so a typo is
-    reported in a moment, before TensorFlow builds anything.
+    reported in a moment, before TensorFlow is imported. ``seed``: set Keras's random
+    seed to the recipe's before the model is built (a run; not a check).
     """
     for i, spec in enumerate(recipe.stages):
         if spec.stage == "check":
@@ -332,8 +330,15 @@ def _prepare(recipe: Recipe) -> _State:
                         f"teacher {spec.teacher!r} is neither a stage before it ("
                         + ", ".join(s.stage for s in recipe.stages[:i]) + ") nor an existing model file"
                     )
+    if recipe.model.path and not Path(recipe.model.path).exists():  # before TensorFlow loads
+        with _Where(recipe, "model.path"):
+            raise EdgeflowError(f"model file {recipe.model.path!r} does not exist")
     with _Where(recipe, "data.path" if recipe.data.source == "npz" else "data"):
         data = _load_data(recipe)
+    if seed:
+        from edgeflow._keras import keras
+
+        keras.utils.set_random_seed(recipe.seed)
     with _Where(recipe, "model.path" if recipe.model.path else "model.builder"):
         model = _build_model(recipe)
     with _Where(recipe, "data.path" if recipe.data.source == "npz" else "data"):
