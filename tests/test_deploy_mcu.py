@@ -13,6 +13,7 @@ import pytest
 from edgeflow._io import MARKER
 from edgeflow.deploy.mcu import arena_with_margin, generate_mcu_project, resolver_calls
 from edgeflow.errors import EdgeflowError
+from edgeflow.tflite import slim
 
 GXX = shutil.which("g++")
 needs_gxx = pytest.mark.skipif(GXX is None, reason="g++ not installed")
@@ -229,9 +230,10 @@ def test_project_for_board_compiles_and_registers_exactly_the_models_ops(board, 
     assert registered == _expected_methods(int8_cnn) == p.resolver_calls
     assert f"count {len(registered)}" in stdout
     assert "align 0" in stdout
-    assert f"len {len(int8_cnn)} {len(int8_cnn)}" in stdout
+    shipped = slim(int8_cnn, for_tflm=True)[0]  # the slim file: what TFLM reads, nothing else
+    assert f"len {len(shipped)} {len(shipped)}" in stdout
     assert f"arena {p.arena_bytes}" in stdout
-    assert back == int8_cnn  # the C array holds the model byte for byte
+    assert back == shipped  # the C array holds the slim model byte for byte
 
     main_file = out / "digits_fw.ino" if p.kind == "arduino" else src / "main.cpp"
     serial = _compile_main(main_file, src, include, tmp_path)

@@ -240,6 +240,7 @@ def generate_mcu_project(
     if not dry_run:
         _io.check_dir(out_dir, force=force)
     data = tfl.read_bytes(model)
+    data, slimmed = tfl.slim(data, for_tflm=True)  # names, metadata, bias scales: TFLM reads none
     info = tfl.parse(data)
     ops = _distinct_ops(info)
     calls = resolver_calls(ops)
@@ -252,7 +253,8 @@ def generate_mcu_project(
         if log:
             log(line)
 
-    step(f"model: {len(data):,} bytes, {len(info.ops)} operators of {len(ops)} kinds: {', '.join(ops)}")
+    step(f"model: {len(data):,} bytes (slim; {slimmed.size_before:,} as given), {len(info.ops)} operators "
+         f"of {len(ops)} kinds: {', '.join(ops)}")
     step(f"op resolver: MicroMutableOpResolver<{len(calls)}> with {', '.join(c + '()' for c in calls)}")
     if arena_bytes is not None:
         measured, source = int(arena_bytes), "given"
