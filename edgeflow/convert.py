@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeflow import _progress
-from edgeflow.errors import EdgeflowError, closest, first_line
+from edgeflow.errors import EdgeflowError, RuntimeCrash, closest, first_line
 
 __all__ = ["MODES", "Mode", "convert", "make_converter", "to_c_array", "get_mode"]
 
@@ -62,37 +63,86 @@ def convert(
     safe_mode: bool = True,
     custom_objects: dict | None = None,
     converter_options: dict | None = None,
+    batch_size: int | None = 1,
+    input_shape=None,
+    unroll: bool = True,
+    timeout: float = 3600,
 ) -> bytes:
-    """Convert a Keras model to ``.tflite`` flatbuffer bytes.
+    """Convert a Keras model to ``.tflite`` flatbuffer bytes, with static shapes for devices.
+
+    The model is traced on fixed input shapes: batch ``batch_size`` (1, what boards run)
+    and every other ``None`` dimension from ``input_shape`` or else from the calibration
+    data. A variable batch makes the converter write shape arithmetic (SHAPE,
+    STRIDED_SLICE, PACK) that the Edge TPU does not map and TFLM cannot resize, and keeps
+    Keras LSTM/GRU from converting at all. GRU and SimpleRNN layers (which the converter
+    would turn into a WHILE loop that TFLM cannot run and the calibrator can crash on) are
+    unrolled over their fixed number of time steps in the converted copy; LSTM layers
+    become the fused ``UNIDIRECTIONAL_SEQUENCE_LSTM``.
+
+    The converter and its calibrator run in a child process: a native crash becomes an
+    :class:`~edgeflow.errors.RuntimeCrash` naming the signal and, when known, the fix.
 
     Args:
         model: a Keras 2 model, a ``.keras``/``.h5`` file or a SavedModel directory.
         mode: ``int8`` (default), ``int16x8``, ``float16``, ``dynamic`` or ``float32``.
-        data: calibration samples for ``int8``/``int16x8`` (an array, a ``.npy``/``.npz``
-            path, an image folder, a ``tf.data.Dataset`` or an iterable). A model trained
-            with quantization-aware training carries its own ranges and needs none.
+        data: calibration samples for ``int8``/``int16x8`` (any source
+            :func:`edgeflow.data.calibration` reads: an array, a ``.npy``/``.npz`` path, an
+            image folder, a ``tf.data.Dataset``; for several inputs a list/tuple in input
+            order, a dict by input name, or a ``.npz`` with ``x:<input name>`` keys). A
+            QAT model carries its own ranges and needs none; other modes use ``data`` only
+            for the shape of ``None`` dimensions. Checked before any work (shapes, numbers,
+            finite).
         input_type, output_type: the model interface type; for ``int8`` one of ``int8``
             (default), ``uint8`` or ``float32``.
         num_samples: at most this many calibration samples are used.
         safe_mode: refuse files holding ``Lambda`` layers (Python bytecode).
         converter_options: extra attributes set on the ``TFLiteConverter`` as they are.
+        batch_size: the fixed batch of the converted model; ``None`` keeps it variable
+            (and other ``None`` dimensions too, unless given), for hosts only.
+        input_shape: the full shape of each input with its batch, e.g. ``(1, 50, 8)``, or a
+            list of shapes / a dict by input name for several inputs; fills ``None``
+            dimensions.
+        unroll: unroll GRU/SimpleRNN layers over their fixed time steps (with a fixed batch);
+            ``False`` keeps their loop (a WHILE op, which TFLM cannot run).
+        timeout: seconds before the converter's child process is killed.
 
     Returns:
         The flatbuffer bytes. The input model is not modified.
 
+    Raises:
+        EdgeflowError: bad mode, data, shapes, or the converter refused the model.
+        RuntimeCrash: the converter or its calibrator crashed (or ran past ``timeout``).
+
     Example:
         >>> tflite = convert(model, "int8", data=x_train[:200])
     """
-    converter = make_converter(
-        model, mode, data, input_type=input_type, output_type=output_type,
-        num_samples=num_samples, safe_mode=safe_mode, custom_objects=custom_objects,
-        converter_options=converter_options,
-    )
+    from edgeflow.runtime import _child
+
     mode = get_mode(mode)
-    try:
-        tflite = bytes(converter.convert())
-    except Exception as err:
-        raise EdgeflowError(f"the TFLite converter failed ({mode.name}): {_first_error(err)}") from err
+    prep = _prepare(model, mode, data, input_type=input_type, output_type=output_type,
+                    num_samples=num_samples, safe_mode=safe_mode, custom_objects=custom_objects,
+                    batch_size=batch_size, input_shape=input_shape, unroll=unroll)
+    with _child.Workdir("edgeflow-convert-", "converter") as work:
+        saved = prep.saved_model or _export_signature(prep, work.path / "saved_model")
+        request = {"command": "convert", "saved_model": str(saved),
+                   "model_out": str(work.path / "model.tflite"), "log": str(work.path / "log.txt")}
+        if prep.calibration is not None:
+            np.savez(work.path / "calibration.npz", **prep.calibration)
+            request["calibration"] = str(work.path / "calibration.npz")
+        with open(work.path / "options.pickle", "wb") as f:
+            pickle.dump({"mode": mode.name, "input_type": prep.input_type,
+                         "output_type": prep.output_type, "qat": prep.qat,
+                         "converter_options": converter_options or {}}, f)
+        request["options"] = str(work.path / "options.pickle")
+        result, proc = work.run("edgeflow._convert_child", request, timeout)
+        if proc is None:
+            raise RuntimeCrash(f"the TFLite converter did not finish within {timeout:g} s (killed)")
+        if result is None:
+            raise RuntimeCrash(_crash_message(prep, proc.returncode, work))
+        if result["status"] != "ok":
+            raise EdgeflowError(f"the TFLite converter failed ({mode.name}): "
+                                + _advice(result["message"]))
+        tflite = (work.path / "model.tflite").read_bytes()
     from edgeflow.runtime.litert import made_here
 
     return made_here(tflite)  # LiteRT may run what edgeflow made in-process
@@ -109,52 +159,61 @@ def make_converter(
     safe_mode: bool = True,
     custom_objects: dict | None = None,
     converter_options: dict | None = None,
+    batch_size: int | None = 1,
+    input_shape=None,
+    unroll: bool = True,
 ):
     """The ``tf.lite.TFLiteConverter`` that :func:`convert` runs, configured but not run.
 
-    For tools that drive the converter themselves (the quantization debugger of
-    ``edgeflow.quantize.layer_errors``). Arguments as for :func:`convert`.
+    For tools that drive the converter themselves in this process (the quantization
+    debugger of ``edgeflow.quantize.layer_errors``). Arguments as for :func:`convert`.
 
     Example:
         >>> converter = make_converter(model, "int8", x_train[:200])
     """
     from edgeflow._keras import tf
-    from edgeflow.models import load_model
 
     mode = get_mode(mode)
-    input_type = _io_type(mode, input_type, "input_type")
-    output_type = _io_type(mode, output_type, "output_type")
-
-    saved_model = _plain_saved_model(model)
-    if saved_model is not None:
-        converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
-        input_shape = _saved_model_input_shape(saved_model)
-        qat = False
+    prep = _prepare(model, mode, data, input_type=input_type, output_type=output_type,
+                    num_samples=num_samples, safe_mode=safe_mode, custom_objects=custom_objects,
+                    batch_size=batch_size, input_shape=input_shape, unroll=unroll)
+    if prep.saved_model is not None:
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(prep.saved_model))
     else:
-        keras_model = load_model(model, safe_mode=safe_mode, custom_objects=custom_objects)
-        input_shape = _input_shape(keras_model)
-        qat = is_quantization_aware(keras_model)
-        converter = (_from_function(keras_model) if qat
-                     else tf.lite.TFLiteConverter.from_keras_model(keras_model))
+        concrete = _signature(prep).get_concrete_function()
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], prep.keras_model)
+    calibration = prep.calibration
+    names = [name for name, _ in prep.inputs]
+    representative = None
+    if calibration is not None:
+        def representative():
+            for sample in _progress.bar(range(len(calibration[names[0]])), desc="calibrating",
+                                        unit="sample"):
+                yield [calibration[name][sample : sample + 1] for name in names]
+    _configure(converter, mode.name, prep.input_type, prep.output_type, qat=prep.qat,
+              representative=representative, options=converter_options)
+    return converter
 
+
+def _configure(converter, mode: str, input_type: str, output_type: str, *, qat: bool,
+              representative=None, options: dict | None = None) -> None:
+    """Set a ``TFLiteConverter`` up for ``mode`` (optimizations, op sets, interface types)."""
+    from edgeflow._keras import tf
+
+    mode = get_mode(mode)
     if mode.name != "float32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if mode.name == "float16":
         converter.target_spec.supported_types = [tf.float16]
     if mode.needs_data:
-        if data is None and not qat:
-            raise EdgeflowError(
-                f"{mode.name} conversion needs calibration data (--data): a .npy/.npz file, "
-                "an image folder, or about 100-500 representative input samples"
-            )
-        if data is not None:
-            converter.representative_dataset = _representative(data, input_shape, num_samples)
+        if representative is not None:
+            converter.representative_dataset = representative
         if mode.name == "int8":
             # A QAT model carries its ranges in fake-quant ops. TF 2.21's converter refuses
             # TFLITE_BUILTINS_INT8 without a representative dataset (it validates before it
             # looks at the graph), so QAT converts with the default op set; ops left in float
             # are found by edgeflow.quantize.verify_int8.
-            if not (qat and data is None):
+            if not (qat and representative is None):
                 converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         else:
             converter.target_spec.supported_ops = [
@@ -162,24 +221,251 @@ def make_converter(
             ]
         converter.inference_input_type = getattr(tf, input_type)
         converter.inference_output_type = getattr(tf, output_type)
-    for key, value in (converter_options or {}).items():
+    for key, value in (options or {}).items():
         setattr(converter, key, value)
-    return converter
 
 
-def _from_function(keras_model):
-    """A converter from the model's inference function, skipping the SavedModel export.
+@dataclass
+class _Prepared:
+    """A model ready for the converter: static input shapes, checked calibration data."""
 
-    ``from_keras_model`` first saves a SavedModel, which traces every layer's functions
-    again; for a QAT model full of quantize wrappers that is most of the conversion time
-    (MobileNetV3Small: about 40% of it).
+    keras_model: object | None
+    saved_model: Path | None
+    inputs: list[tuple[str, tuple]]  # (name, full shape with batch) in the model's order
+    calibration: dict | None
+    qat: bool
+    input_type: str
+    output_type: str
+    loops: list[str]  # RNN layers left as loops (a WHILE in the converted graph)
+
+
+def _prepare(model, mode: Mode, data, *, input_type, output_type, num_samples, safe_mode,
+             custom_objects, batch_size, input_shape, unroll) -> _Prepared:
+    """Everything checked and decided before the converter starts (no converter work)."""
+    from edgeflow.data import calibration
+    from edgeflow.models import load_model
+
+    input_type = _io_type(mode, input_type, "input_type")
+    output_type = _io_type(mode, output_type, "output_type")
+    if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) < 1):
+        raise EdgeflowError(f"batch_size must be a whole number >= 1 or None, got {batch_size!r}")
+    saved_model = _plain_saved_model(model)
+    if saved_model is not None:
+        keras_model, qat = None, False
+        specs = _saved_model_inputs(saved_model)
+    else:
+        keras_model = load_model(model, safe_mode=safe_mode, custom_objects=custom_objects)
+        qat = is_quantization_aware(keras_model)
+        specs = [(_input_name(t, i), tuple(t.shape)) for i, t in enumerate(keras_model.inputs)]
+    given = _given_shapes(input_shape, specs)
+    specs = [(name, _merge(name, shape, given.get(name))) for name, shape in specs]
+    calib = None
+    wants_calibration = mode.needs_data and not (qat and data is None)
+    if wants_calibration and data is None:
+        raise EdgeflowError(
+            f"{mode.name} conversion needs calibration data (--data): a .npy/.npz file, "
+            "an image folder, or about 100-500 representative input samples"
+        )
+    if data is not None:
+        calib = calibration(data, [(n, s[1:]) for n, s in specs],
+                            num_samples if wants_calibration else 1)
+        specs = [(n, (s[0], *calib[n].shape[1:])) for n, s in specs]
+        if not wants_calibration:
+            calib = None
+    if batch_size is not None:
+        specs = [(n, (int(batch_size), *s[1:])) for n, s in specs]
+        for name, shape in specs:
+            if None in shape[1:]:
+                free = [i for i, d in enumerate(shape) if d is None]
+                raise EdgeflowError(
+                    f"input {name!r} has shape {_shape_text(shape)} with free dimension(s) "
+                    f"{', '.join(map(str, free))}: give its size with --input-shape "
+                    f"(input_shape=) like {_shape_text(tuple(d or 8 for d in shape), ',')}, or "
+                    "calibration data (--data); a device needs fixed shapes"
+                )
+    loops: list[str] = []
+    if keras_model is not None:
+        keras_model, loops = _static_rnns(keras_model, specs) if batch_size is not None and unroll \
+            else (keras_model, _loop_layers(keras_model))
+    return _Prepared(keras_model, saved_model, specs, calib, qat, input_type, output_type, loops)
+
+
+def _input_name(tensor, index: int) -> str:
+    name = getattr(tensor, "name", "") or ""
+    name = name.split(":")[0]
+    return name if re.match(r"^[A-Za-z][A-Za-z0-9_.\-]*$", name) else f"input_{index}"
+
+
+def _shape_text(shape, sep: str = ", ") -> str:
+    return "(" + sep.join("?" if d is None else str(d) for d in shape) + ")"
+
+
+def _given_shapes(input_shape, specs) -> dict:
+    """``input_shape`` (one shape, a list in input order or a dict by name) by input name."""
+    if input_shape is None:
+        return {}
+    names = [n for n, _ in specs]
+    if isinstance(input_shape, dict):
+        unknown = [k for k in input_shape if k not in names]
+        if unknown:
+            raise EdgeflowError(f"input_shape names {', '.join(unknown)} but the model's inputs "
+                                f"are {', '.join(names)}")
+        return {k: tuple(v) for k, v in input_shape.items()}
+    shapes = list(input_shape)
+    if shapes and all(isinstance(d, (int, type(None))) for d in shapes):
+        shapes = [tuple(shapes)]
+    if len(shapes) != len(names):
+        raise EdgeflowError(f"input_shape gives {len(shapes)} shape(s) but the model has "
+                            f"{len(names)} inputs ({', '.join(names)})")
+    return {n: tuple(s) for n, s in zip(names, shapes, strict=True)}
+
+
+def _merge(name: str, model_shape: tuple, given: tuple | None) -> tuple:
+    if given is None:
+        return tuple(model_shape)
+    given = tuple(None if d is None or int(d) < 0 else int(d) for d in given)
+    if len(given) != len(model_shape) or any(
+        m is not None and g is not None and m != g for m, g in zip(model_shape, given, strict=True)
+    ):
+        raise EdgeflowError(
+            f"input shape {_shape_text(given)} does not fit input {name!r} of shape "
+            f"{_shape_text(model_shape)} (the batch first): give every dimension, in order"
+        )
+    if any(g is not None and g < 1 for g in given):
+        raise EdgeflowError(f"input shape {_shape_text(given)} for {name!r} has a size below 1")
+    return tuple(g if g is not None else m for m, g in zip(model_shape, given, strict=True))
+
+
+_RECURRENT = ("GRU", "SimpleRNN", "LSTM")
+
+
+def _loop_layers(model) -> list[str]:
+    """Recurrent layers to unroll: each would become a WHILE loop, or a fused int8 LSTM
+    that computes wrong results.
+
+    The converter fuses a Keras LSTM into ``UNIDIRECTIONAL_SEQUENCE_LSTM``; in int8 that
+    kernel agrees with Keras only for a single LSTM returning its last output (measured:
+    fed by another LSTM, or returning sequences, its LiteRT output is off by 50-250
+    output steps). GRU and SimpleRNN always become a WHILE loop.
     """
+    rnn = [(layer, getattr(layer, "layer", layer)) for layer in model.layers]  # Bidirectional
+    rnn = [(outer, inner) for outer, inner in rnn if type(inner).__name__ in _RECURRENT]
+    names = []
+    for outer, inner in rnn:
+        cfg = inner.get_config()
+        if cfg.get("unroll"):
+            continue
+        fused = (type(inner).__name__ == "LSTM" and outer is inner and len(rnn) == 1
+                 and not cfg.get("return_sequences"))
+        if not fused:
+            names.append(outer.name)
+    return names
+
+
+def _static_rnns(model, specs):
+    """The model rebuilt on fixed-shape inputs with GRU/SimpleRNN unrolled (same weights).
+
+    Returns ``(model, loops)``: the model itself when it has nothing to unroll, and the
+    recurrent layers that still become a loop (none when unrolling worked).
+    """
+    from edgeflow._keras import keras
+
+    loops = _loop_layers(model)
+    if not loops:
+        return model, []
+
+    def clone(layer):
+        if layer.name not in loops:
+            return type(layer).from_config(layer.get_config())
+        config = layer.get_config()
+        nested = [config.get(key) for key in ("layer", "backward_layer")]
+        for name, cfg in [(type(layer).__name__, config)] + [
+                (n["class_name"], n["config"]) for n in nested if isinstance(n, dict)]:
+            if name in _RECURRENT:
+                cfg["unroll"] = True
+        return type(layer).from_config(config)
+
+    try:
+        inputs = [keras.Input(batch_shape=shape, name=name, dtype=t.dtype)
+                  for (name, shape), t in zip(specs, model.inputs, strict=True)]
+        copy = keras.models.clone_model(model, input_tensors=inputs, clone_function=clone)
+        copy.set_weights(model.get_weights())
+    except Exception:  # an odd model: convert it as it is; the loop may then fail or crash
+        return model, loops
+    return copy, []
+
+
+def _signature(prep: _Prepared):
+    """The model's inference as a ``tf.function`` on fixed ``TensorSpec``s named by input."""
     from edgeflow._keras import tf
 
-    spec = keras_model.inputs[0]
-    fn = tf.function(lambda x: keras_model(x, training=False))
-    concrete = fn.get_concrete_function(tf.TensorSpec(spec.shape, spec.dtype))
-    return tf.lite.TFLiteConverter.from_concrete_functions([concrete], keras_model)
+    model = prep.keras_model
+    specs = [tf.TensorSpec(shape, t.dtype, name=name)
+             for (name, shape), t in zip(prep.inputs, model.inputs, strict=True)]
+
+    @tf.function(input_signature=specs)
+    def serve(*xs):
+        outs = model(list(xs) if len(xs) > 1 else xs[0], training=False)
+        return tuple(outs) if isinstance(outs, (list, tuple)) else outs
+
+    return serve
+
+
+def _export_signature(prep: _Prepared, path: Path) -> Path:
+    """Save the traced inference function as a SavedModel the child converts."""
+    from edgeflow._keras import tf
+
+    module = tf.Module()
+    module.model = prep.keras_model
+    serve = _signature(prep)
+    try:
+        tf.saved_model.save(module, str(path), signatures={"serving_default": serve.get_concrete_function()})
+    except Exception as err:
+        raise EdgeflowError(f"cannot trace the model on input shapes "
+                            f"{', '.join(_shape_text(s) for _, s in prep.inputs)}: "
+                            f"{first_line(err)}") from err
+    return path
+
+
+def _crash_message(prep: _Prepared, returncode: int, work) -> str:
+    from edgeflow.runtime._child import signal_name
+
+    log = (work.path / "log.txt")
+    stage = log.read_text().splitlines()[-1] if log.exists() and log.read_text().strip() else ""
+    where = {"convert": "while converting", "calibrate": "while calibrating"}.get(
+        stage.split(" ")[0], "while starting")
+    if stage.startswith("calibrate"):
+        where += f" (sample {stage.split()[-1]})"
+    text = f"the TFLite converter crashed ({signal_name(returncode)}) {where}"
+    if prep.loops:
+        return (text + f": WHILE loop from an RNN (layer {prep.loops[0]!r}): rebuild it with "
+                "unroll=True (edgeflow unrolls it with a fixed batch and unroll=True)")
+    tail = [ln.strip() for ln in work.captured().splitlines() if ln.strip()][-1:]
+    return text + (f"; last converter output: {tail[0]}" if tail else ", cause unknown")
+
+
+_FLEX_HINT = re.compile(r"(select tf ops|select_tf_ops|tf select|flex)", re.I)
+
+
+def _advice(message: str) -> str:
+    """The converter's message, with its SELECT_TF_OPS advice replaced by one for a device."""
+    if not _FLEX_HINT.search(message):
+        return message
+    ops = sorted(set(re.findall(r"\btf\.([A-Z][A-Za-z0-9_]*)", message)))
+    named = f" ({', '.join(ops)})" if ops else ""
+    return (
+        f"the model uses TensorFlow ops with no TFLite builtin kernel{named}; microcontrollers and "
+        "the Edge TPU run builtin ops only (Select TF ops need the full TensorFlow runtime): "
+        "replace those layers with builtin equivalents (e.g. unroll=True for RNNs, Reshape for "
+        "tf.reshape tricks), or keep them out of the exported model"
+    )
+
+
+def _first_error(err: Exception) -> str:
+    for line in str(err).splitlines():
+        if "error:" in line.lower():
+            return line.split("error:", 1)[-1].strip()
+    return first_line(err)
 
 
 def is_quantization_aware(model) -> bool:
@@ -205,14 +491,6 @@ def _io_type(mode: Mode, value: str | None, what: str) -> str:
     return value
 
 
-def _input_shape(model) -> tuple:
-    if len(model.inputs) != 1:
-        raise EdgeflowError(
-            f"the model has {len(model.inputs)} inputs; calibration supports single-input models"
-        )
-    return tuple(model.inputs[0].shape[1:])
-
-
 def _plain_saved_model(model) -> Path | None:
     """A SavedModel directory that was not written by Keras (no keras_metadata.pb)."""
     if isinstance(model, (str, os.PathLike)):
@@ -226,46 +504,11 @@ def _plain_saved_model(model) -> Path | None:
     return None
 
 
-def _saved_model_input_shape(path: Path) -> tuple:
+def _saved_model_inputs(path: Path) -> list[tuple[str, tuple]]:
     from edgeflow._keras import tf
 
     fn = tf.saved_model.load(str(path)).signatures["serving_default"]
-    specs = list(fn.structured_input_signature[1].values())
-    if len(specs) != 1:
-        raise EdgeflowError(f"{path} has {len(specs)} inputs; calibration supports one")
-    return tuple(specs[0].shape[1:])
-
-
-def _representative(data, input_shape, num_samples):
-    from edgeflow.data import samples
-
-    # Validate shape eagerly so a wrong array fails before the converter starts.
-    first = next(samples(data, input_shape, limit=1), None)
-    if first is None:
-        raise EdgeflowError("the calibration data holds no samples")
-
-    def gen():
-        for sample in _progress.bar(
-            samples(data, input_shape, limit=num_samples),
-            total=_count(data, num_samples),
-            desc="calibrating",
-            unit="sample",
-        ):
-            yield [sample]
-
-    return gen
-
-
-def _count(data, limit):
-    n = len(data) if isinstance(data, np.ndarray) else None
-    return min(n, limit) if n is not None else limit
-
-
-def _first_error(err: Exception) -> str:
-    for line in str(err).splitlines():
-        if "error:" in line.lower():
-            return line.split("error:", 1)[-1].strip()
-    return first_line(err)
+    return [(name, tuple(spec.shape)) for name, spec in fn.structured_input_signature[1].items()]
 
 
 _C_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

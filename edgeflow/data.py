@@ -172,6 +172,164 @@ def take(data, input_shape, limit: int | None = None) -> np.ndarray:
     return np.concatenate(rows)
 
 
+def calibration(data, inputs: list[tuple[str, tuple]], limit: int | None = None,
+                what: str = "calibration data") -> dict[str, np.ndarray]:
+    """Calibration samples for every model input, checked before any work: ``{name: (N, ...)}``.
+
+    ``inputs`` are the model's ``(name, shape without the batch axis)`` in its input order
+    (``None`` for a free size). For one input, ``data`` is any source :func:`samples` reads.
+    For several inputs it is one of:
+
+    * a list or tuple of arrays in the model's input order;
+    * a dict ``{input name: array}``;
+    * a ``tf.data.Dataset`` (batched or not) of tuples or dicts of inputs, or of
+      ``(inputs, labels)``;
+    * a ``.npz`` file with one array per input, under the key ``x:<input name>`` (or the
+      input name itself).
+
+    Every input gets the same number of samples (at most ``limit``), float32.
+
+    Raises:
+        EdgeflowError: a missing or extra input, a sample shape that does not fit the model
+            input, non-numeric data, NaN or infinite values, or no samples (one line naming
+            the input and what to do).
+
+    Example:
+        >>> calibration({"patch": img, "features": feat}, [("patch", (8, 8, 1)), ("features", (3,))])
+    """
+    if len(inputs) == 1:
+        name, shape = inputs[0]
+        rows = list(itertools.islice(samples(data, shape), limit))
+        if not rows:
+            raise EdgeflowError(f"the {what} holds no samples")
+        arrays = {name: np.concatenate(rows)}
+    else:
+        arrays = _several_inputs(data, inputs, what)
+        for name, shape in inputs:
+            arr = arrays[name]
+            if _fits(arr.shape, shape):
+                arr = arr[None]
+            _check_input_shape(arr.shape[1:], shape, name, what)
+            arrays[name] = arr[:limit]
+        counts = {len(a) for a in arrays.values()}
+        if len(counts) != 1:
+            raise EdgeflowError(
+                f"the {what} inputs hold different numbers of samples ("
+                + ", ".join(f"{n}: {len(a)}" for n, a in arrays.items())
+                + "): give every input the same samples"
+            )
+        if counts == {0}:
+            raise EdgeflowError(f"the {what} holds no samples")
+    for name, arr in arrays.items():
+        check_values(arr, f"the {what}" + (f" for input {name!r}" if len(inputs) > 1 else ""))
+        arrays[name] = arr.astype(np.float32)
+    return arrays
+
+
+def check_values(arr, what: str) -> None:
+    """Raise an EdgeflowError unless ``arr`` is real numbers, all finite (no NaN, no inf).
+
+    NaN and infinity make the TFLite calibrator and training produce garbage or crash
+    natively, so they are refused before any work. ``what`` names the data in the message.
+    """
+    arr = np.asarray(arr)
+    if arr.dtype.kind not in "biuf":
+        raise EdgeflowError(
+            f"{what} has dtype {arr.dtype}, not numbers: give int or float arrays"
+        )
+    if arr.dtype.kind == "f":
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            first = np.unravel_index(int(np.argmax(bad)), arr.shape)[0] if arr.ndim else 0
+            raise EdgeflowError(
+                f"{what} holds {int(bad.sum())} NaN or infinite value(s) (first in sample "
+                f"{first}): remove or replace them before converting or training"
+            )
+
+
+def _several_inputs(data, inputs, what) -> dict[str, np.ndarray]:
+    from edgeflow._keras import tf
+
+    names = [n for n, _ in inputs]
+    if isinstance(data, (str, os.PathLike)):
+        path = Path(data)
+        if not path.exists():
+            raise EdgeflowError(f"data file {str(path)!r} does not exist")
+        try:
+            loaded = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as err:
+            raise EdgeflowError(f"cannot read {path} as .npz data: {err}") from err
+        if isinstance(loaded, np.ndarray):
+            raise EdgeflowError(
+                f"the model has {len(names)} inputs ({', '.join(names)}): save the {what} as a "
+                ".npz with one array per input, np.savez(path, **{'x:NAME': array})"
+            )
+        with loaded:
+            keys = set(loaded.keys())
+            data = {}
+            for name in names:
+                key = next((k for k in (f"x:{name}", name) if k in keys), None)
+                if key is None:
+                    raise EdgeflowError(
+                        f"{path} has no array for input {name!r}: the model's inputs are "
+                        + ", ".join(names) + "; store each under 'x:<input name>' (it has "
+                        + ", ".join(sorted(keys)) + ")"
+                    )
+                data[name] = loaded[key]
+    if isinstance(data, tf.data.Dataset):
+        return _dataset_inputs(data, inputs, what)
+    if isinstance(data, dict):
+        missing = [n for n in names if n not in data]
+        extra = [k for k in data if k not in names]
+        if missing or extra:
+            raise EdgeflowError(
+                f"the {what} dict has keys {', '.join(map(str, data))} but the model's inputs are "
+                + ", ".join(names) + ": key the arrays by input name"
+            )
+        return {n: np.asarray(data[n]) for n in names}
+    if isinstance(data, (list, tuple)) and len(data) == len(names):
+        return {n: np.asarray(a) for n, a in zip(names, data, strict=True)}
+    raise EdgeflowError(
+        f"the model has {len(names)} inputs ({', '.join(names)}): give the {what} as a list or "
+        "tuple of arrays in that order, a dict by input name, a tf.data.Dataset of tuples, or a "
+        ".npz file with 'x:<input name>' keys"
+    )
+
+
+def _dataset_inputs(dataset, inputs, what) -> dict[str, np.ndarray]:
+    names = [n for n, _ in inputs]
+    parts: dict[str, list] = {n: [] for n in names}
+    for element in dataset.as_numpy_iterator():
+        if isinstance(element, tuple) and len(element) == 2 and isinstance(element[0], (tuple, dict)):
+            element = element[0]  # (inputs, labels)
+        if isinstance(element, dict):
+            element = [element.get(n) for n in names]
+        if not isinstance(element, (tuple, list)) or len(element) != len(names) or any(
+                e is None for e in element):
+            raise EdgeflowError(
+                f"the {what} dataset must yield one array per input ({', '.join(names)}) as a tuple "
+                "or a dict by input name, optionally with labels: ((x1, x2), y)"
+            )
+        for (name, shape), arr in zip(inputs, element, strict=True):
+            arr = np.asarray(arr)
+            parts[name].append(arr[None] if _fits(arr.shape, shape) else arr)
+    if not parts[names[0]]:
+        raise EdgeflowError(f"the {what} holds no samples")
+    for name, shape in inputs:
+        for arr in parts[name]:
+            _check_input_shape(arr.shape[1:], shape, name, what)
+    return {n: np.concatenate(parts[n]) for n in names}
+
+
+def _check_input_shape(got, want, name, what) -> None:
+    if not _fits(tuple(got), tuple(want)):
+        expect = "(N, " + ", ".join("?" if w is None else str(w) for w in want) + ")"
+        raise EdgeflowError(
+            f"the {what} for input {name!r} has samples of shape {tuple(got)} but the input is "
+            f"{expect}: reshape the data to the model's input"
+        )
+
+
 def digits(test_fraction: float = 0.25, seed: int = 0):
     """The handwritten digits that ship with scikit-learn, as 8×8×1 floats in [0, 1].
 

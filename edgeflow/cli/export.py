@@ -15,6 +15,43 @@ from edgeflow.ranges import option_type
 MODE_NAMES = ("int8", "int16x8", "float16", "dynamic", "float32")
 
 
+class BatchSize(click.ParamType):
+    """An integer >= 1, or ``dynamic`` for a variable batch (``None``)."""
+
+    name = "integer|dynamic"
+
+    def convert(self, value, param, ctx):
+        if value is None or (isinstance(value, str) and value.strip().lower() == "dynamic"):
+            return None
+        from edgeflow.errors import EdgeflowError
+        from edgeflow.ranges import check
+
+        try:
+            return check("batch_size", int(value), "--batch-size")
+        except (ValueError, TypeError):
+            self.fail(f"{value!r} is not an integer >= 1 or 'dynamic'", param, ctx)
+        except EdgeflowError as err:
+            self.fail(str(err), param, ctx)
+
+
+class InputShape(click.ParamType):
+    """``1,50,8`` or ``name=1,50,8`` (``?`` or ``-1`` for a size left free)."""
+
+    name = "shape"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        name, _, dims = value.rpartition("=")
+        try:
+            shape = tuple(None if d.strip() in ("?", "-1") else int(d) for d in dims.split(","))
+        except ValueError:
+            self.fail(f"{value!r} is not a shape like 1,50,8 (or NAME=1,50,8)", param, ctx)
+        if any(d is not None and d < 1 for d in shape):
+            self.fail(f"{value!r} has a size below 1", param, ctx)
+        return (name, shape) if name else shape
+
+
 @click.command()
 @click.argument("model")
 @click.option("-o", "--output", required=True, help="Output .tflite file, or the .cc/.h stem with --format c.")
@@ -24,6 +61,11 @@ MODE_NAMES = ("int8", "int16x8", "float16", "dynamic", "float32")
 @click.option("--output-type", help="Model output type (int8 mode: int8, uint8 or float32).")
 @click.option("--num-samples", type=option_type("num_samples"), default=200, show_default=True,
               help="Calibration samples used at most.")
+@click.option("--batch-size", type=BatchSize(), default="1", show_default=True,
+              help="Fixed batch of the converted model; 'dynamic' keeps it variable (hosts only).")
+@click.option("--input-shape", "input_shapes", type=InputShape(), multiple=True, metavar="[NAME=]1,50,8",
+              help="Full input shape with the batch, to fix None dimensions; once per input "
+                   "(NAME= picks the input by name).")
 @click.option("--format", "fmt", type=click.Choice(["tflite", "c"]), default="tflite", show_default=True)
 @click.option("--name", default="g_model", show_default=True, help="C array name for --format c.")
 @model_options
@@ -41,8 +83,8 @@ MODE_NAMES = ("int8", "int16x8", "float16", "dynamic", "float32")
               help="With --lut: the widest table index tried.")
 @force_option
 @json_option
-def export(model, output, mode, data, input_type, output_type, num_samples, fmt, name, unsafe,
-           custom_objects, slim, keep_names, reorder, lut, lut_bits, force, as_json):
+def export(model, output, mode, data, input_type, output_type, num_samples, batch_size, input_shapes,
+           fmt, name, unsafe, custom_objects, slim, keep_names, reorder, lut, lut_bits, force, as_json):
     """Convert MODEL (.keras, .h5, SavedModel directory, or .tflite for --format c) for a device."""
     from edgeflow import _io
 
@@ -65,6 +107,7 @@ def export(model, output, mode, data, input_type, output_type, num_samples, fmt,
             tflite = convert(
                 model, mode, data, input_type=input_type, output_type=output_type,
                 num_samples=num_samples, safe_mode=load.safe_mode, custom_objects=load.custom_objects,
+                batch_size=batch_size, input_shape=_shapes(input_shapes),
             )
     slimmed = None
     if slim if slim is not None else fmt == "c":
@@ -118,3 +161,13 @@ def _arena_how(result) -> str:
     if result.offline_plan:
         done.append("offline tensor plan")
     return " + ".join(done)
+
+
+def _shapes(values: tuple) -> list | dict | None:
+    """``--input-shape`` values as convert's ``input_shape``: a list in input order, or by name."""
+    if not values:
+        return None
+    named = [v for v in values if isinstance(v[0], str)]
+    if named and len(named) != len(values):
+        raise click.UsageError("--input-shape: name every input (NAME=1,50,8) or none")
+    return dict(named) if named else list(values)

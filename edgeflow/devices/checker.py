@@ -417,7 +417,8 @@ def _dtypes_and_shapes(device: Device, facts: dict, found: _Findings) -> None:
                 "from host memory on every inference (slower)"
             )
     elif device.runtime == "tflm" and dynamic:
-        found.notes.append(
-            f"{len(dynamic)} tensor(s) have dynamic dimensions; TFLM plans memory for "
-            "the shapes stored in the file"
+        found.problems.append(
+            f"{len(dynamic)} tensor(s) have dynamic dimensions (e.g. {dynamic[0]}); TFLM cannot "
+            "resize tensors and plans memory for the sizes stored in the file: convert with "
+            "fixed input shapes (edgeflow export --input-shape, or data of the real length)"
         )

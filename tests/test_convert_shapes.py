@@ -1,0 +1,121 @@
+"""Static shapes for devices: batch 1, free dimensions from data or input_shape, RNNs that
+convert to int8 and agree on Keras, LiteRT and TFLM; the converter contained in a child."""
+
+import re
+
+import numpy as np
+import pytest
+
+from edgeflow import keras
+from edgeflow.convert import convert
+from edgeflow.errors import EdgeflowError, RuntimeCrash
+from edgeflow.quantize import verify_int8
+from edgeflow.runtime import litert, tflm
+from edgeflow.tflite import parse
+
+L = keras.layers
+RNG = np.random.default_rng(0)
+X = RNG.normal(size=(48, 10, 4)).astype("float32")
+
+
+def _rnn(kind: str):
+    keras.utils.set_random_seed(1)
+    inp = keras.Input((10, 4))
+    if kind == "lstm":
+        h = L.LSTM(8)(inp)
+    elif kind == "gru":
+        h = L.GRU(8)(inp)
+    elif kind == "stacked":
+        h = L.LSTM(8)(L.LSTM(8, return_sequences=True)(inp))
+    else:  # bidirectional GRU returning sequences
+        h = L.Flatten()(L.Bidirectional(L.GRU(6, return_sequences=True))(inp))
+    return keras.Model(inp, L.Dense(3)(h))
+
+
+def _output_step(tflite: bytes) -> float:
+    return parse(tflite).outputs[0].scale[0]
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "stacked", "bigru"])
+def test_rnn_converts_int8_and_agrees_on_litert_and_tflm(kind):
+    model = _rnn(kind)
+    tflite = convert(model, "int8", X[:32])
+    info = parse(tflite)
+    assert info.inputs[0].shape_signature == (1, 10, 4)
+    assert "WHILE" not in {op.name for op in info.ops}
+    keras_out = model.predict(X[32:], verbose=0)
+    lite = litert.predict(tflite, X[32:])
+    micro = tflm.predict(tflite, X[32:])
+    step = _output_step(tflite)
+    # int8 error from Keras (untrained weights, 32 calibration samples): within 20% of the
+    # output span on both runtimes; TFLM and LiteRT run the same int8 graph with different
+    # LOGISTIC/TANH kernels, whose rounding adds up over the time steps: within 8 steps.
+    assert np.abs(lite - keras_out).max() <= 0.2 * np.ptp(keras_out)
+    assert np.abs(micro - keras_out).max() <= 0.2 * np.ptp(keras_out)
+    assert np.round(np.abs(micro - lite).max() / step) <= 8
+    if kind == "lstm":  # unrolled GRUs keep SPLITs of their float bias constants
+        assert verify_int8(tflite).ok
+
+
+def test_free_time_dimension_needs_a_size():
+    inp = keras.Input((None, 4), name="series")
+    model = keras.Model(inp, L.Dense(2)(L.GRU(4)(inp)))
+    with pytest.raises(EdgeflowError) as err:
+        convert(model, "float32")
+    assert str(err.value) == (
+        "input 'series' has shape (1, ?, 4) with free dimension(s) 1: give its size with "
+        "--input-shape (input_shape=) like (1,8,4), or calibration data (--data); a device "
+        "needs fixed shapes"
+    )
+    from_shape = parse(convert(model, "float32", input_shape=(1, 12, 4)))
+    from_data = parse(convert(model, "int8", X[:8, :7]))
+    assert from_shape.inputs[0].shape_signature == (1, 12, 4)
+    assert from_data.inputs[0].shape_signature == (1, 7, 4)
+
+
+def test_reshape_cnn_has_no_shape_arithmetic_at_batch_1():
+    inp = keras.Input((28, 28))
+    h = L.Reshape((28, 28, 1))(inp)
+    h = L.Flatten()(L.MaxPooling2D(2)(L.Conv2D(4, 3, activation="relu")(h)))
+    model = keras.Model(inp, L.Dense(10)(h))
+    x = RNG.random((16, 28, 28)).astype("float32")
+    ops = {op.name for op in parse(convert(model, "int8", x)).ops}
+    assert not ops & {"SHAPE", "STRIDED_SLICE", "PACK"}
+    variable = parse(convert(model, "float32", batch_size=None))
+    assert variable.inputs[0].shape_signature == (-1, 28, 28)
+
+
+def test_check_makes_dynamic_dimensions_a_problem_on_tflm():
+    import edgeflow
+
+    inp = keras.Input((None, 4))
+    model = keras.Model(inp, L.Dense(2)(inp))
+    tflite = convert(model, "float32", batch_size=None)
+    result = edgeflow.check(tflite, ["arduino-nano-33-ble"]).results[0]
+    assert not result.fits
+    assert any("dynamic dimensions" in p and "cannot resize" in p for p in result.problems)
+
+
+def test_converter_crash_is_contained_and_names_the_fix():
+    keras.utils.set_random_seed(2)
+    inp = keras.Input((10, 4))
+    model = keras.Model(inp, L.Dense(2)(L.GRU(8, name="gru")(inp)))
+    with pytest.raises(RuntimeCrash) as err:
+        convert(model, "int8", X[:8], unroll=False)
+    assert re.fullmatch(
+        r"the TFLite converter crashed \(SIG[A-Z]+\) while calibrating \(sample \d+\): WHILE loop "
+        r"from an RNN \(layer 'gru'\): rebuild it with unroll=True \(edgeflow unrolls it with a "
+        r"fixed batch and unroll=True\)", str(err.value)), str(err.value)
+
+
+def test_select_tf_ops_advice_is_for_a_microcontroller():
+    from edgeflow._keras import tf
+
+    inp = keras.Input((4, 4))
+    model = keras.Model(inp, L.Flatten()(tf.linalg.inv(inp)))
+    with pytest.raises(EdgeflowError) as err:
+        convert(model, "float32")
+    message = str(err.value)
+    assert message.startswith("the TFLite converter failed (float32): the model uses TensorFlow "
+                              "ops with no TFLite builtin kernel (MatrixInverse)")
+    assert "SELECT_TF_OPS" not in message and "microcontrollers" in message
