@@ -10,6 +10,7 @@ and writes the stage's artifact to the output directory, so a run can be resumed
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
@@ -215,7 +216,7 @@ def _run(state: _State, *, resume: bool, verbose: int, say: Callable[[str], None
             if out is not None:  # what later stages made came from this stage's old output
                 done = {k: v for k, v in done.items() if int(k) < i}
                 _io.write_text(out / "stages.json", json.dumps(done, indent=2))
-            record = _RUNNERS[spec.stage](state, spec, i, label, verbose)
+            record = _run_stage(state, spec, i, label, verbose)
             if why_not:
                 record.extra["not_resumed"] = why_not
         record.seconds = round(time.perf_counter() - start, 2)
@@ -228,6 +229,25 @@ def _run(state: _State, *, resume: bool, verbose: int, say: Callable[[str], None
         state.models_after.setdefault(spec.stage, state.model)
     return RunResult(recipe.name, None if out is None else str(out), records, state.check,
                      model=state.model, tflite=state.tflite)
+
+
+def _run_stage(state: _State, spec, index: int, label: str, verbose: int) -> StageRecord:
+    """One stage; a training stage inside the recipe's ``tf.distribute`` strategy, if any."""
+    if spec.stage not in _TRAINING or state.recipe.distribute is None:
+        return _RUNNERS[spec.stage](state, spec, index, label, verbose)
+    from edgeflow import distribute
+    from edgeflow._keras import tfmot
+    from edgeflow.models import copy_model
+    from edgeflow.quantize import custom_objects
+
+    with tfmot.quantization.keras.quantize_scope(custom_objects()):
+        with distribute.scope(state.recipe.distribute) as strategy:
+            state.model = copy_model(state.model)  # its variables are the strategy's
+            record = _RUNNERS[spec.stage](state, spec, index, label, verbose)
+        # plain variables again: the converter cannot take the strategy's collective ops
+        state.model = copy_model(state.model)
+    record.extra["replicas"] = strategy.num_replicas_in_sync
+    return record
 
 
 # ---------------------------------------------------------------- run folders
@@ -318,7 +338,8 @@ def _prepare(recipe: Recipe, *, seed: bool = False) -> _State:
 
     The cheap checks (board names, files that must exist) come first, so a typo is
     reported in a moment, before TensorFlow is imported. ``seed``: set Keras's random
-    seed to the recipe's before the model is built (a run; not a check).
+    seed to the recipe's before the model is built, and build it in the recipe's
+    ``tf.distribute`` strategy (a run; not a check).
     """
     for i, spec in enumerate(recipe.stages):
         if spec.stage == "check":
@@ -335,12 +356,19 @@ def _prepare(recipe: Recipe, *, seed: bool = False) -> _State:
             raise EdgeflowError(f"model file {recipe.model.path!r} does not exist")
     with _Where(recipe, "data.path" if recipe.data.source == "npz" else "data"):
         data = _load_data(recipe)
+    from edgeflow import distribute
+
+    if recipe.distribute is not None and recipe.distribute.strategy == "multi_worker":
+        distribute.check_tf_config()
     if seed:
         from edgeflow._keras import keras
 
+        distribute.strategy(recipe.distribute)  # before any other TensorFlow operation (multi_worker)
         keras.utils.set_random_seed(recipe.seed)
     with _Where(recipe, "model.path" if recipe.model.path else "model.builder"):
-        model = _build_model(recipe)
+        # a run builds the model in the strategy's scope; checking alone creates no strategy
+        with distribute.scope(recipe.distribute) if seed else contextlib.nullcontext():
+            model = _build_model(recipe)
     with _Where(recipe, "data.path" if recipe.data.source == "npz" else "data"):
         _check_fit(model, data)
     state = _State(recipe=recipe, out=None, data=data, model=model)
@@ -635,6 +663,7 @@ def _check(state: _State, spec, index: int, label: str, verbose: int) -> StageRe
     return record
 
 
+_TRAINING = ("train", "prune", "qat", "distill")  # the stages a distribute strategy applies to
 _RUNNERS = {
     "train": _train, "prune": _prune, "cluster": _cluster, "qat": _qat, "distill": _distill,
     "convert": _convert, "check": _check,

@@ -268,6 +268,20 @@ class SearchSpec(_Strict):
         return self
 
 
+class DistributeSpec(_Strict):
+    """The ``distribute:`` section: the ``tf.distribute`` strategy of the training stages
+    (:mod:`edgeflow.distribute`): ``mirrored`` (local devices) or ``multi_worker`` (TF_CONFIG)."""
+
+    strategy: Literal["mirrored", "multi_worker"]
+    devices: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _devices_for_mirrored(self):
+        if self.devices is not None and self.strategy != "mirrored":
+            raise ValueError("devices applies to strategy 'mirrored' (multi_worker reads TF_CONFIG)")
+        return self
+
+
 class Recipe(_Strict):
     """A whole recipe; see the module docstring.
 
@@ -284,6 +298,7 @@ class Recipe(_Strict):
     data: DataSpec = Field(default_factory=DataSpec)
     stages: list[StageSpec] = Field(min_length=1)
     search: SearchSpec | None = None
+    distribute: DistributeSpec | None = None
     _source: str = PrivateAttr("<recipe>")
 
     @property
@@ -413,7 +428,7 @@ def _describe(err: ValidationError, raw: dict) -> str:
     return f"{key}: {msg}"
 
 
-_SECTIONS: dict[str, type[BaseModel]] = {"model": ModelSpec, "data": DataSpec, "search": SearchSpec}
+_SECTIONS: dict[str, type[BaseModel]] = {"model": ModelSpec, "data": DataSpec, "search": SearchSpec, "distribute": DistributeSpec}
 _STAGE_MODELS = {
     "train": TrainStage, "prune": PruneStage, "cluster": ClusterStage, "qat": QatStage,
     "distill": DistillStage, "convert": ConvertStage, "check": CheckStage,

@@ -184,6 +184,9 @@ def _spec(recipe: Recipe, device: str | None, devices_dir: str | None) -> tuple[
     kinds = [s.stage for s in recipe.stages]
     if "convert" not in kinds:
         raise EdgeflowError(f"recipe {recipe.name!r} has no convert stage: a search needs a .tflite to check")
+    if not devices_dir and spec.devices_dir and Path(recipe.source).is_file():
+        # a path written in the recipe is relative to the recipe's folder, like its other paths
+        devices_dir = str(Path(recipe.source).parent / Path(spec.devices_dir).expanduser())
     return spec.model_copy(update={
         "space": space, "device": device, "devices_dir": devices_dir or spec.devices_dir,
     }), space
@@ -467,7 +470,7 @@ def _objective(trial, job: dict, spec: SearchSpec):
     return tuple(figures[f] for f in spec.objectives)
 
 
-def _figures(result, spec: SearchSpec) -> tuple[dict[str, float | None], bool]:
+def _figures(result, spec: SearchSpec, with_latency: bool = True) -> tuple[dict[str, float | None], bool]:
     """The trial's figures from the pipeline's records and the check of the board."""
     from edgeflow import tflite as tfl
 
@@ -482,7 +485,7 @@ def _figures(result, spec: SearchSpec) -> tuple[dict[str, float | None], bool]:
         "macs": tfl.parse(data).total_macs,
         "latency": None,
     }
-    if "latency" in set(spec.objectives) | set(_bounds(spec)):
+    if with_latency:
         from edgeflow.runtime import litert
 
         figures["latency"] = round(litert.benchmark(data, runs=30).median_ms, 4)
@@ -555,7 +558,7 @@ def _early_violations(recipe: Recipe, spec: SearchSpec, folder: Path) -> list[st
             shaping.append(stage)
     raw["stages"] = shaping
     result = run_recipe(parse_recipe(raw, source=recipe.name), output_dir=folder, verbose=0)
-    figures, _ = _figures(result, spec.model_copy(update={"objectives": ["accuracy"]}))
+    figures, _ = _figures(result, spec, with_latency=False)
     board = result.check[spec.device]
     found = _violations(figures, None, spec, only=bounded, margin=_EARLY_MARGIN)
     if spec.constraints.fits:
