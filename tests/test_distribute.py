@@ -16,18 +16,15 @@ import yaml
 from edgeflow.errors import EdgeflowError
 from edgeflow.recipe import parse_recipe
 
+TRAIN = {"stage": "train", "epochs": 1, "batch_size": 128}
+PRUNE = {"stage": "prune", "method": "magnitude", "target_sparsity": 0.5, "epochs": 1, "batch_size": 128}
+QAT = {"stage": "qat", "epochs": 1, "batch_size": 128}
 
-def _recipe(**extra) -> dict:
+
+def _recipe(stages, **extra) -> dict:
     return {
         "name": "dist", "seed": 0, "model": {"builder": "digits_cnn", "kwargs": {"width": 0.25}},
-        "data": {"source": "digits", "validation_fraction": 0},
-        "stages": [
-            {"stage": "train", "epochs": 1, "batch_size": 64},
-            {"stage": "prune", "method": "magnitude", "target_sparsity": 0.5, "epochs": 1, "batch_size": 64},
-            {"stage": "qat", "epochs": 1, "batch_size": 64},
-            {"stage": "convert", "mode": "int8"},
-        ],
-        **extra,
+        "data": {"source": "digits", "validation_fraction": 0}, "stages": stages, **extra,
     }
 
 
@@ -40,7 +37,7 @@ def _free_port() -> int:
 def test_two_workers_train_one_model_in_step(tmp_path):
     """Each worker has its own seed, so its own initial weights and its own data split: only
     the strategy (initial values from worker 0, gradients all-reduced) makes the models equal."""
-    (tmp_path / "dist.yaml").write_text(yaml.safe_dump(_recipe(distribute={"strategy": "multi_worker"})))
+    (tmp_path / "dist.yaml").write_text(yaml.safe_dump(_recipe([TRAIN, PRUNE, QAT], distribute={"strategy": "multi_worker"})))
     workers = [f"127.0.0.1:{_free_port()}" for _ in range(2)]
     code = ("import sys; from edgeflow.pipeline import run_recipe; "
             "run_recipe(sys.argv[1], output_dir=sys.argv[2], overrides=[sys.argv[3]], verbose=0)")
@@ -72,9 +69,10 @@ def test_two_workers_train_one_model_in_step(tmp_path):
 def test_mirrored_strategy_in_this_process(tmp_path):
     from edgeflow.pipeline import run_recipe
 
-    result = run_recipe(parse_recipe(_recipe(distribute={"strategy": "mirrored", "devices": ["/cpu:0"]})),
+    stages = [TRAIN, QAT, {"stage": "convert", "mode": "int8"}]
+    result = run_recipe(parse_recipe(_recipe(stages, distribute={"strategy": "mirrored", "devices": ["/cpu:0"]})),
                         output_dir=tmp_path, verbose=0)
-    assert [r.extra.get("replicas") for r in result.records] == [1, 1, 1, None]
+    assert [r.extra.get("replicas") for r in result.records] == [1, 1, None]
     # converted from plain variables: no collective (all-reduce) op reached the .tflite
     assert result.records[-1].extra["int8"] == "full int8 (input int8, output int8)"
 
@@ -84,5 +82,6 @@ def test_multi_worker_without_tf_config_is_refused_before_work(tmp_path, monkeyp
 
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(EdgeflowError, match="^distribute: multi_worker needs TF_CONFIG"):
-        run_recipe(parse_recipe(_recipe(distribute={"strategy": "multi_worker"})), output_dir=tmp_path / "o")
+        run_recipe(parse_recipe(_recipe([TRAIN], distribute={"strategy": "multi_worker"})),
+                   output_dir=tmp_path / "o")
     assert not (tmp_path / "o").exists()
