@@ -244,7 +244,9 @@ def _prepare(model, mode: Mode, data, *, input_type, output_type, num_samples, s
     """Everything checked and decided before the converter starts (no converter work)."""
     from edgeflow.data import calibration
     from edgeflow.models import load_model
+    from edgeflow.ranges import check
 
+    check("num_samples", num_samples)  # 0 would silently calibrate nothing
     input_type = _io_type(mode, input_type, "input_type")
     output_type = _io_type(mode, output_type, "output_type")
     if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) < 1):

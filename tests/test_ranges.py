@@ -101,3 +101,16 @@ def test_each_range_refuses_nan_inf_and_booleans_and_keeps_its_bounds(name):
     with pytest.raises(EdgeflowError) as err:
         check(name, float("nan"), "--x")
     assert str(err.value) == f"--x: nan is not {rng.describe()} ({rng.meaning})"
+
+
+def test_the_python_api_checks_the_same_ranges_before_any_work(tmp_path):
+    from edgeflow.convert import convert
+    from edgeflow.quantize.stage import quantize_to_tflite
+
+    missing = tmp_path / "never-read.keras"
+    with pytest.raises(EdgeflowError) as err:
+        convert(missing, "int8", num_samples=0)
+    assert str(err.value) == "num_samples: 0 is not an integer >= 1 (calibration samples)"
+    with pytest.raises(EdgeflowError) as err:
+        quantize_to_tflite(missing, "qat", learning_rate=-1e-3)
+    assert str(err.value) == "learning_rate: -0.001 is not a finite number > 0 (the optimizer's step size)"

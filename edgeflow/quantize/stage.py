@@ -133,16 +133,24 @@ def quantize_to_tflite(
     Returns:
         An :class:`Outcome`; ``outcome.tflite`` holds the bytes. The input model is not modified.
 
+    Raises:
+        EdgeflowError: a number outside its range (``edgeflow.ranges``), before any work.
+
     Example:
         >>> outcome = quantize_to_tflite("digits.keras", "qat", "train.npz")
         >>> print(outcome.render())
     """
+    from edgeflow import ranges
     from edgeflow.models import load_model
     from edgeflow.quantize.ptq import compare_keep_float, layer_errors, ptq
     from edgeflow.quantize.qat import qat
     from edgeflow.quantize.verify import verify_int8
 
     mode = get_quantize_mode(mode)
+    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("keep_float", keep_float),
+                        ("num_samples", num_samples), ("learning_rate", learning_rate)):
+        if value is not None:
+            ranges.check(name, value)  # before any work, like the CLI's options
     keras_model = load_model(model, safe_mode=safe_mode, custom_objects=custom_objects)
     x, y = _arrays(data)
     if eval_data is None and y is not None:
