@@ -311,12 +311,13 @@ def _enum_names(enum_class: str) -> dict[int, str]:
 
 
 def _named_options(op_name: str, options: dict) -> dict:
-    """Builtin options with enum values as their schema names (``"padding": "SAME"``)."""
+    """Builtin options with enum values as their schema names (``"padding": "SAME"``); a value
+    the schema does not name (a damaged file) reads ``"unknown (66)"``."""
     named = {}
     for key, value in options.items():
         enum = _OP_OPTION_ENUMS.get((op_name, key)) or _OPTION_ENUMS.get(key)
         if enum and isinstance(value, int) and not isinstance(value, bool):
-            value = _enum_names(enum).get(value, value)
+            value = _enum_names(enum).get(value, f"unknown ({value})")
         named[key] = value
     return named
 

@@ -28,3 +28,23 @@ def test_the_mutator_is_seeded(int8_cnn):
     assert first == list(_fuzz.mutants({"m": int8_cnn}, 20, seed=3))
     assert len({data for _, data in first}) == 20 and all(data != int8_cnn for _, data in first)
     assert {what.split(":")[1].split("@")[0] for what, _ in first} == set(_fuzz.KINDS)
+
+
+def test_an_enum_value_the_schema_does_not_name_is_still_valid_json(int8_cnn, tmp_path):
+    """Found by bench/bench_fuzz.py: a bit flip made a CONV_2D's fused activation 66."""
+    import flatbuffers
+    from _schema import document
+    from click.testing import CliRunner
+
+    from edgeflow.cli import main
+    from edgeflow.tflite._schema import schema
+
+    model = schema.ModelT.InitFromPackedBuf(int8_cnn, 0)
+    model.subgraphs[0].operators[0].builtinOptions.fusedActivationFunction = 66
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    path = tmp_path / "odd.tflite"
+    path.write_bytes(bytes(builder.Output()))
+    result = CliRunner().invoke(main, ["inspect", str(path), "--json"])
+    assert result.exit_code == 0
+    assert document(result.stdout)["result"]["ops"][0]["options"]["fused_activation_function"] == "unknown (66)"
