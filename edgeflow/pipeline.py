@@ -640,9 +640,15 @@ def _convert(state: _State, spec, index: int, label: str, verbose: int) -> Stage
     record.gzip_bytes = len(gzip.compress(tflite, 9))
     record.sparsity = _sparsity(state.model)
     if spec.mode == "int8":  # QAT exports can keep a float op or a (de)quantize pair
-        from edgeflow.quantize import verify_int8
+        from edgeflow.quantize import clipping_warnings, verify_int8
 
         record.extra["int8"] = verify_int8(tflite).summary()
+        # Clipping is measured against the float model (a QAT model's outputs are clipped too).
+        float_model = next((m for m in reversed(list(state.models_after.values()))
+                            if not is_quantization_aware(m)), state.model)
+        warnings = clipping_warnings(tflite, float_model, d.x_test)
+        if warnings:
+            record.extra["warnings"] = warnings
     if spec.c_array and state.out is not None:
         cname = "g_" + "".join(c if c.isalnum() else "_" for c in state.recipe.name) + "_model"
         header, source = to_c_array(tflite, cname, header_name="model_data.h")

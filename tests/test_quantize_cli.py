@@ -119,3 +119,30 @@ def test_cli_promised_int8_but_float_ops_left_is_exit_1_naming_them(sequences):
     warning = [ln for ln in res.output.splitlines() if ln.startswith("warning: --mode qat")]
     assert warning == ["warning: --mode qat promised a full-int8 model; float ops: "
                        + "; ".join(check.float_ops + check.stray_conversions)]
+
+
+def test_cli_int8_output_clipping_is_a_warning_with_the_figure(tmp_path):
+    """Calibrated on samples whose outputs stay small, the int8 output range clips the
+    float model's larger outputs on the evaluation data: the warning gives the share."""
+    from edgeflow._keras import keras
+    from edgeflow.quantize.verify import output_clipping
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, (400, 8)).astype(np.float32)
+    y = (3 * x[:, :4].sum(1)).astype(np.float32)[:, None]
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1)])
+    model.set_weights([np.array([[3.0]] * 4 + [[0.0]] * 4, np.float32), np.zeros(1, np.float32)])
+    model.compile("adam", "mse")
+    model.save(tmp_path / "reg.keras")
+    small = np.abs(y[:, 0]) < 2
+    np.savez(tmp_path / "calib.npz", x=x[small], y=y[small])
+    np.savez(tmp_path / "eval.npz", x=x, y=y)
+    out = tmp_path / "reg.tflite"
+    res = _run("quantize", tmp_path / "reg.keras", "-o", out, "--mode", "int8", "--data",
+               tmp_path / "calib.npz", "--eval-data", tmp_path / "eval.npz", "--json")
+    assert res.exit_code == 0, res.output
+    (clip,) = output_clipping(out.read_bytes(), model.predict(x[:200], verbose=0))
+    assert clip.fraction > 0.3
+    assert document(res.stdout)["result"]["warnings"] == [clip.warning()]
+    assert clip.warning().startswith(f"int8 output 0 clips {clip.fraction:.1%} of the float model outputs")

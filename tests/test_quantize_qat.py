@@ -141,3 +141,33 @@ def test_qat_rejects_bad_data_and_subclassed_models(trained_cnn):
 
     with pytest.raises(EdgeflowError, match="subclassed or unbuilt"):
         qat(Sub())
+
+
+def _regression():
+    """A small regression model whose outputs reach about 20 (beyond TF-MOT's initial ±6)."""
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, (400, 8)).astype(np.float32)
+    y = (3 * x[:, :4].sum(1) + 6).astype(np.float32)[:, None]
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Dense(1)])
+    model.compile("adam", "mse")
+    model.fit(x, y, epochs=40, verbose=0)
+    return model, x, y
+
+
+def test_short_qat_starts_from_calibrated_ranges_not_plus_minus_6():
+    from edgeflow.quantize.verify import output_clipping
+    from edgeflow.runtime.litert import predict
+
+    model, x, y = _regression()
+    reference = model.predict(x, verbose=0)
+    assert (reference > 6).mean() > 0.2  # a fifth of the outputs beyond TF-MOT's initial range
+    result = qat(model, data=(x, y), epochs=1, loss="mse", metrics=())
+    assert "activation ranges initialised from 256 calibration samples (not TF-MOT's [-6, 6])" \
+        in result.notes
+    tflite = convert(result.model, "int8")
+    (clip,) = output_clipping(tflite, reference)
+    assert clip.int8_range[1] > 15 and clip.fraction < 0.01, clip
+    float_mae = np.abs(reference - y).mean()
+    assert np.abs(predict(tflite, x) - y).mean() < 1.1 * float_mae

@@ -4,6 +4,7 @@ Public API:
     qat(model, data=...) -> QatResult           quantization-aware training on TF-MOT
     ptq(model, mode, data) -> bytes             post-training int8/int16x8/float16/dynamic
     verify_int8(tflite) -> Int8Check            names float ops and stray (de)quantize ops
+    clipping_warnings(tflite, model, x)         int8 outputs that clip the float model's outputs
     layer_errors(model, data) -> LayerErrors    per-op error (TFLite debugger), worst first
     compare_keep_float(model, data, eval, n)    int8 vs int8 with n worst ops in float vs int16x8
     custom_objects()                            classes needed to load a saved QAT model
@@ -24,7 +25,7 @@ from edgeflow.quantize.ptq import (
 )
 from edgeflow.quantize.qat import QatResult, annotate, qat
 from edgeflow.quantize.stage import QUANTIZE_MODES, Outcome, quantize_to_tflite
-from edgeflow.quantize.verify import Int8Check, verify_int8
+from edgeflow.quantize.verify import Int8Check, clipping_warnings, verify_int8
 
 __all__ = [
     "Int8Check",
@@ -35,6 +36,7 @@ __all__ = [
     "QatResult",
     "Variant",
     "annotate",
+    "clipping_warnings",
     "compare_keep_float",
     "custom_objects",
     "layer_errors",

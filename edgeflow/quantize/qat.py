@@ -140,6 +140,9 @@ def qat(
     result = QatResult(qat_model, float_layers, notes)
     if data is not None:
         x, y = _fit_data(data)
+        samples = _calibrate_ranges(qat_model, x if y is not None else _first_batch(x))
+        notes.append(f"activation ranges initialised from {samples} calibration samples "
+                     "(not TF-MOT's [-6, 6])")
         _compile(qat_model, model, optimizer, learning_rate, loss, metrics, y)
         history = qat_model.fit(
             x, y, epochs=epochs, batch_size=batch_size if y is not None else None,
@@ -157,6 +160,68 @@ def qat(
     if result.warnings and preserve_sparsity is False:
         result.warnings[0] += " (preserve_sparsity is off)"
     return result
+
+
+CALIBRATION_SAMPLES = 256
+_EMA_DECAY = 0.999  # TF-MOT's MovingAverageQuantizer (quantizers.py, fixed)
+
+
+def _calibrate_ranges(qat_model, x, passes: int = 2) -> int:
+    """Set every moving-average activation range of ``qat_model`` to the range seen on ``x``.
+
+    TF-MOT starts activation ranges at [-6, 6] and moves them by an EMA with decay 0.999
+    per training step, so a short QAT keeps them near ±6 (a regression output above 6 is
+    clipped). One training-mode forward pass on a batch of ``x`` moves each range by
+    ``(1 - decay)·(batch range - range)``; the batch range is read back from that step,
+    ``r = v0 + (v1 - v0) / (1 - decay)``, and set. A second pass repeats it with the
+    upstream ranges in place (and float32 rounding reduced). Every other variable the
+    pass touches (BatchNormalization statistics, weight ranges) is restored.
+
+    Returns:
+        The number of samples used (at most ``CALIBRATION_SAMPLES``).
+    """
+    import numpy as np
+
+    batch = np.asarray(x[:CALIBRATION_SAMPLES], np.float32)
+    pairs = _moving_average_ranges(qat_model)
+    ranges = [v for pair in pairs for v in pair]
+    bound = [np.minimum, np.maximum] * len(pairs)  # TFLite: 0 lies in every range
+    # Other quantizers' ranges (all-values input range, last-value weight ranges) set
+    # themselves from the same pass; the rest (BN statistics, step counters) is restored.
+    others = [v for v in qat_model.non_trainable_variables
+              if not v.name.split(":")[0].endswith(("_min", "_max"))]
+    saved = [v.numpy() for v in others]
+    for _ in range(passes):
+        before = [v.numpy() for v in ranges]
+        qat_model(batch, training=True)
+        for v, v0, limit in zip(ranges, before, bound, strict=True):
+            v.assign(limit(v0 + (v.numpy() - v0) / (1.0 - _EMA_DECAY), 0.0))
+        for v, value in zip(others, saved, strict=True):
+            v.assign(value)
+    return len(batch)
+
+
+def _moving_average_ranges(qat_model) -> list[tuple]:
+    """``(min_var, max_var)`` of every ``MovingAverageQuantizer`` in ``qat_model``."""
+    moving = tfmot.quantization.keras.quantizers.MovingAverageQuantizer
+    found = []
+    for layer in qat_model.layers:
+        pairs = [(getattr(layer, "quantizer", None), getattr(layer, "quantizer_vars", None))]
+        for act in getattr(layer, "_quantize_activations", []):
+            pairs += [(act.quantizer, getattr(act, "_pre_activation_vars", None)),
+                      (act.quantizer, getattr(act, "_post_activation_vars", None))]
+        for quantizer in getattr(layer, "_output_quantizers", None) or []:
+            pairs.append((quantizer, getattr(layer, "_output_quantizer_vars", None)))
+        found += [(qv["min_var"], qv["max_var"]) for q, qv in pairs
+                  if isinstance(q, moving) and qv and "min_var" in qv]
+    return found
+
+
+def _first_batch(dataset):
+    """The inputs of a ``tf.data.Dataset`` of ``(x, y)`` batches, first batch."""
+    for element in dataset.take(1):
+        return element[0].numpy()
+    return None
 
 
 def _kept_zeros(qat_model, preserve) -> list[tuple]:

@@ -144,7 +144,7 @@ def quantize_to_tflite(
     from edgeflow.models import load_model
     from edgeflow.quantize.ptq import compare_keep_float, layer_errors, ptq
     from edgeflow.quantize.qat import qat
-    from edgeflow.quantize.verify import verify_int8
+    from edgeflow.quantize.verify import clipping_warnings, verify_int8
 
     mode = get_quantize_mode(mode)
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("keep_float", keep_float),
@@ -183,6 +183,10 @@ def quantize_to_tflite(
         outcome.tflite = ptq(keras_model, mode, x, num_samples=num_samples)
     if mode in ("qat", "int8"):  # with keep_float the check names the ops kept in float
         outcome.int8_check = verify_int8(outcome.tflite)
+        check_x = ex if ex is not None else x
+        if check_x is not None:
+            outcome.warnings += clipping_warnings(outcome.tflite, keras_model, check_x,
+                                                  num_samples=num_samples)
     if report and outcome.errors is None:
         outcome.errors = layer_errors(keras_model, x, num_samples=min(num_samples, 64))
     if ex is not None and ey is not None:
