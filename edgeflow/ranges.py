@@ -100,6 +100,7 @@ RANGES: dict[str, Range] = {
     "lut_bits": _int(1, 7, meaning="bits per table index"),
     "accuracy_drop": _float(0, 1, meaning="a fraction of accuracy, e.g. 0.02"),
     "keep_float": _int(0, meaning="operators kept in float"),
+    "max_drop": _float(0, 100, meaning="points of accuracy (or percent of MAE) the result may lose"),
     "temperature": _float(0, low_open=True, meaning="softmax temperature"),
     "alpha": _float(0, 1, meaning="weight of the hard-label loss"),
     "loss_weight": _float(0, meaning="a distillation loss weight"),

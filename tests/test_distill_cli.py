@@ -34,8 +34,14 @@ def test_cli_distill_writes_a_plain_student(tmp_path, digits, trained_cnn):
         "--attention-pair", "relu2:s_conv", "--epochs", "2", "--temperature", "3",
         "--validation-data", str(tmp_path / "val.npz"), "--json",
     ])
-    assert result.exit_code == 0, result.output
+    # Two epochs leave the tiny student far below its teacher: over --max-drop, exit 1.
+    assert result.exit_code == 1, result.output
     doc = document(result.stdout)
+    c = doc["result"]["comparison"]
+    assert (c["baseline_model"], c["result_model"], c["data"]) == (
+        "teacher", "trained student", "val.npz (--validation-data), 64 samples")
+    assert c["drop"] > 1 and c["over_limit"] and doc["verdict"] == "fail"
+    assert c["result"] == doc["result"]["history"]["val_accuracy"][-1]
     assert doc["summary"].startswith(f"wrote {out} (student ") and "soft, attention" in doc["summary"]
     assert "val_accuracy=" in doc["summary"] and len(doc["result"]["history"]["val_accuracy"]) == 2
     assert doc["result"]["losses"] == ["soft", "attention"]

@@ -38,7 +38,7 @@ def test_magnitude_with_data_prints_json(files):
     out = files / "sparse.keras"
     result = CliRunner().invoke(main, [
         "prune", str(files / "cnn.keras"), "-o", str(out), "--sparsity", "0.6",
-        "--data", str(files / "train.npz"), "--epochs", "1", "--json",
+        "--data", str(files / "train.npz"), "--epochs", "1", "--json", "--max-drop", "50",
     ])
     assert result.exit_code == 0, result.output
     doc = document(result.stdout)  # stdout is the one JSON document, valid against the schema
@@ -69,3 +69,28 @@ def test_bad_input_is_one_line_and_exit_2(files, args, message, monkeypatch):
     assert result.output.startswith("error: ") and message in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert not (files / "never.keras").exists()
+
+
+def test_prints_baseline_and_result_and_exits_1_over_max_drop(files):
+    """90 % of the units of fc1 gone, no fine-tuning: the accuracy drop is over 1 point."""
+    out = files / "cut.keras"
+    args = ["prune", str(files / "cnn.keras"), "-o", str(out), "--method", "structured",
+            "--layer", "fc1=0.9", "--data", str(files / "train.npz"), "--force"]
+    result = CliRunner().invoke(main, [*args, "--json"])
+    assert result.exit_code == 1, result.output
+    doc = document(result.stdout)
+    c = doc["result"]["comparison"]
+    assert doc["verdict"] == "fail" and c["over_limit"] and c["max_drop"] == 1.0
+    assert c["baseline_model"] == "input Keras model" and c["result_model"] == "pruned Keras model"
+    assert c["data"] == "train.npz (the training data: pass --eval-data for held-out data), 256 samples"
+    assert c["drop"] == pytest.approx(100 * (c["baseline"] - c["result"])) and c["drop"] > 1
+    text = CliRunner().invoke(main, args).output.splitlines()
+    assert text[1:] == [
+        f"scored on {c['data']}",
+        "          baseline: input Keras model  result: pruned Keras model",
+        f"accuracy  {c['baseline']:<27.4f}  {c['result']:.4f}",  # under its column head
+        f"drop      {c['drop']:.2f} points (limit 1)",
+        f"warning: accuracy dropped {c['drop']:.2f} points ({c['baseline']:.4f} → {c['result']:.4f}),"
+        " over --max-drop 1",
+    ]
+    assert CliRunner().invoke(main, [*args, "--max-drop", "100"]).exit_code == 0

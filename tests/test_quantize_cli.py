@@ -32,7 +32,8 @@ def test_cli_int8_report_and_keep_float(files):
                "--keep-float", "1")
     assert res.exit_code == 0, res.output
     assert "rmse/scale" in res.output and "mode int8+float1:" in res.output
-    assert "keras" in res.output and "tflite" in res.output
+    assert "scored on test.npz (--eval-data), 450 samples\n" in res.output
+    assert "baseline: float Keras model  result: int8+float1 .tflite on LiteRT\n" in res.output
     assert not verify_int8(out.read_bytes()).ok  # one op kept in float, as asked
 
 
@@ -141,8 +142,13 @@ def test_cli_int8_output_clipping_is_a_warning_with_the_figure(tmp_path):
     out = tmp_path / "reg.tflite"
     res = _run("quantize", tmp_path / "reg.keras", "-o", out, "--mode", "int8", "--data",
                tmp_path / "calib.npz", "--eval-data", tmp_path / "eval.npz", "--json")
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 1, res.output  # the MAE rose far over --max-drop
+    doc = document(res.stdout)
     (clip,) = output_clipping(out.read_bytes(), model.predict(x[:200], verbose=0))
     assert clip.fraction > 0.3
-    assert document(res.stdout)["result"]["warnings"] == [clip.warning()]
+    assert doc["result"]["warnings"] == [clip.warning()]
+    c = doc["result"]["comparison"]
+    assert c["metric"] == "mae" and c["over_limit"] and doc["verdict"] == "fail"
+    assert (c["baseline_model"], c["result_model"], c["data"]) == (
+        "float Keras model", "int8 .tflite on LiteRT", "eval.npz (--eval-data), 400 samples")
     assert clip.warning().startswith(f"int8 output 0 clips {clip.fraction:.1%} of the float model outputs")

@@ -48,6 +48,7 @@ __all__ = [
     "finish",
     "force_option",
     "json_option",
+    "max_drop_option",
     "schema",
 ]
 
@@ -72,6 +73,20 @@ def force_option(f):
     return click.option(
         "--force", is_flag=True,
         help="Overwrite existing output files; update a folder edgeflow created (other files are kept).",
+    )(f)
+
+
+def max_drop_option(f):
+    """The ``--max-drop`` option of commands that score a baseline and a result (``max_drop``).
+
+    Over the limit the command warns and exits 1 (:class:`edgeflow.runtime.metrics.Comparison`).
+    """
+    from edgeflow.ranges import option_type
+
+    return click.option(
+        "--max-drop", type=option_type("max_drop"), default=1.0, show_default=True,
+        help="Largest drop from the baseline to the result, in points of accuracy (percent of "
+             "MAE for regression); more is a warning and exit 1.",
     )(f)
 
 

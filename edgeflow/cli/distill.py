@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from edgeflow.cli._model import loading, model_options
-from edgeflow.cli._output import finish, force_option, json_option
+from edgeflow.cli._output import finish, force_option, json_option, max_drop_option
 from edgeflow.ranges import option_type
 
 LOSS_NAMES = ("soft", "feature", "attention")  # edgeflow.distill.LOSSES, without importing TF
@@ -38,28 +38,35 @@ LOSS_NAMES = ("soft", "feature", "attention")  # edgeflow.distill.LOSSES, withou
 @click.option("--hard-loss", metavar="NAME",
               help="Loss against the labels (a Keras name, e.g. binary_crossentropy). Default: "
               "cross-entropy, from logits or probabilities as the student's last layer gives.")
+@max_drop_option
 @model_options
 @force_option
 @json_option
 def distill(teacher, student, data, output, losses, feature_pairs, attention_pairs, temperature,
-            alpha, epochs, batch_size, learning_rate, validation_data, verbose, hard_loss, unsafe,
-            custom_objects, force, as_json):
+            alpha, epochs, batch_size, learning_rate, validation_data, verbose, hard_loss, max_drop,
+            unsafe, custom_objects, force, as_json):
     """Train STUDENT from TEACHER on labelled data and save the plain student.
 
     The saved model has exactly the student's layers (no teacher, no adapters), ready for
     `edgeflow quantize` (QAT) and `edgeflow export`.
     """
+    from pathlib import Path
+
     from edgeflow import _io
+    from edgeflow.data import labelled
     from edgeflow.distill import distill as run
     from edgeflow.errors import EdgeflowError
     from edgeflow.models import load_model, save_model
+    from edgeflow.runtime.metrics import compare_keras
 
     if not output.endswith((".keras", ".h5")):
         raise EdgeflowError(f"output {output!r} must end in .keras or .h5")
     _io.check_file(output, force=force)
+    scoring = labelled(validation_data or data, "--validation-data" if validation_data else "--data")
     with loading(unsafe, custom_objects) as load:
         models = [load_model(m, safe_mode=load.safe_mode, custom_objects=load.custom_objects)
                   for m in (student, teacher)]
+    teacher_model = models[1]
     result = run(
         *models,
         data,
@@ -82,5 +89,16 @@ def distill(teacher, student, data, output, losses, feature_pairs, attention_pai
             f"losses {', '.join(result.losses) or 'none'}; after {epochs} epochs: {', '.join(parts)})")
     payload = {"output": output, "parameters": int(result.model.count_params()),
                "losses": list(result.losses), "epochs": epochs,
-               "history": {k: [float(v) for v in vals] for k, vals in hist.items()}, **load.payload()}
-    finish("distill", payload, text=text, model=student, outputs=[output], summary=text)
+               "history": {k: [float(v) for v in vals] for k, vals in hist.items()}, **load.payload(),
+               "warnings": list(result.warnings)}
+    where = (f"{Path(validation_data).name} (--validation-data)" if validation_data else
+             f"{Path(data).name} (the training data: pass --validation-data for held-out data)")
+    comparison = compare_keras(teacher_model, result.model, *scoring, data=where,
+                               baseline_model="teacher", result_model="trained student",
+                               max_drop=max_drop)
+    payload["comparison"] = comparison.to_dict()
+    lines = [text, comparison.render(), *(f"warning: {w}" for w in result.warnings)]
+    if comparison.over_limit:
+        lines.append(f"warning: {comparison.warning()}")
+    finish("distill", payload, text="\n".join(lines), model=student, outputs=[output],
+           summary=text, exit_code=1 if comparison.over_limit else 0)

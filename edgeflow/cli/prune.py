@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from edgeflow.cli._model import loading, loss_option, model_options
-from edgeflow.cli._output import finish, force_option, json_option
+from edgeflow.cli._output import finish, force_option, json_option, max_drop_option
 from edgeflow.ranges import option_type
 
 CRITERIA = ("l1", "l2", "fpgm", "activation", "taylor", "hessian")
@@ -52,12 +52,16 @@ def _layer_values(pairs: tuple[str, ...], method: str) -> dict[str, float]:
 @click.option("--epochs", type=option_type("epochs"),
               help="Fine-tuning epochs (magnitude 2, structured 0 by default).")
 @click.option("--batch-size", type=option_type("batch_size"), default=32, show_default=True)
+@click.option("--eval-data", help=".npz with x and y to score the input and the pruned model "
+              "(default: --data).")
+@max_drop_option
 @loss_option
 @model_options
 @force_option
 @json_option
 def prune(model, output, method, data, sparsity, schedule, m_by_n, ratio, criterion, steps,
-          max_accuracy_drop, layers, epochs, batch_size, loss, unsafe, custom_objects, force, as_json):
+          max_accuracy_drop, layers, epochs, batch_size, eval_data, max_drop, loss, unsafe,
+          custom_objects, force, as_json):
     """Prune MODEL (.keras, .h5 or SavedModel) and write the smaller/sparser Keras model."""
     from pathlib import Path
 
@@ -74,6 +78,7 @@ def prune(model, output, method, data, sparsity, schedule, m_by_n, ratio, criter
     with loading(unsafe, custom_objects) as load:
         keras_model = load_model(model, safe_mode=load.safe_mode, custom_objects=load.custom_objects)
     arrays = labelled(data, "--data") if data else None
+    scoring = labelled(eval_data, "--eval-data") if eval_data else arrays
     if method == "magnitude":
         if arrays is None:
             raise EdgeflowError(
@@ -101,5 +106,23 @@ def prune(model, output, method, data, sparsity, schedule, m_by_n, ratio, criter
             line += f"; stopped: {result.stopped}"
     path = save_model(result.model, output)
     text = "\n".join(filter(None, [load.text(), f"wrote {path} ({method}: {line})"]))
-    finish("prune", {"output": str(path), "method": method, **result.summary(), **load.payload()}, text=text,
-           model=model, outputs=[path], summary=text)
+    payload = {"output": str(path), "method": method, **result.summary(), **load.payload(),
+               "comparison": None}
+    exit_code = 0
+    if scoring is None:
+        text += "\nnot scored: pass --data or --eval-data (x, y) to compare with the input model"
+    else:
+        from edgeflow.runtime.metrics import compare_keras
+
+        where = f"{Path(eval_data).name} (--eval-data)" if eval_data else \
+            f"{Path(data).name} (the training data: pass --eval-data for held-out data)"
+        comparison = compare_keras(keras_model, result.model, *scoring, data=where,
+                                   baseline_model="input Keras model",
+                                   result_model="pruned Keras model", max_drop=max_drop)
+        payload["comparison"] = comparison.to_dict()
+        text += "\n" + comparison.render()
+        if comparison.over_limit:
+            text += f"\nwarning: {comparison.warning()}"
+            exit_code = 1
+    finish("prune", payload, text=text, model=model, outputs=[path],
+           summary=f"wrote {path} ({method}: {line})", exit_code=exit_code)

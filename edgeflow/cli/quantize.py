@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from edgeflow.cli._model import loading, loss_option, model_options
-from edgeflow.cli._output import finish, force_option, json_option
+from edgeflow.cli._output import finish, force_option, json_option, max_drop_option
 from edgeflow.ranges import option_type
 
 # edgeflow.quantize.QUANTIZE_MODES, named here so that `edgeflow --help` does not import
@@ -31,12 +31,14 @@ MODE_NAMES = ("qat", "int8", "int16x8", "float16", "dynamic")
               help="int8: keep the N worst ops in float; shows size, RAM and accuracy.")
 @click.option("--num-samples", type=option_type("num_samples"), default=200, show_default=True,
               help="Calibration samples at most.")
+@max_drop_option
 @loss_option
 @model_options
 @force_option
 @json_option
 def quantize(model, output, mode, data, eval_data, epochs, learning_rate, preserve_sparsity,
-             report, keep_float, num_samples, loss, unsafe, custom_objects, force, as_json):
+             report, keep_float, num_samples, max_drop, loss, unsafe, custom_objects, force,
+             as_json):
     """Quantize MODEL (.keras, .h5 or SavedModel) and write OUTPUT .tflite."""
     from edgeflow import _io
 
@@ -48,7 +50,7 @@ def quantize(model, output, mode, data, eval_data, epochs, learning_rate, preser
             model, mode, data, eval_data=eval_data, epochs=epochs, learning_rate=learning_rate,
             preserve_sparsity="auto" if preserve_sparsity is None else preserve_sparsity, report=report,
             keep_float=keep_float, num_samples=num_samples, loss=loss, safe_mode=load.safe_mode,
-            custom_objects=load.custom_objects,
+            custom_objects=load.custom_objects, max_drop=max_drop,
         )
     _io.write_bytes(output, outcome.tflite)
     text = "\n".join(filter(None, [load.text(), outcome.render(), f"wrote {output}"]))

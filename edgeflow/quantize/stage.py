@@ -28,6 +28,7 @@ class Outcome:
     float_layers: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    comparison: object | None = None  # edgeflow.runtime.metrics.Comparison, with eval data
 
     @property
     def promised_int8(self) -> bool:
@@ -36,9 +37,11 @@ class Outcome:
 
     @property
     def exit_code(self) -> int:
-        """1 when a full-int8 mode gave a model that is not full int8; else 0."""
+        """1 when a full-int8 mode gave a model that is not full int8, or the score dropped
+        more than the limit (``max_drop``); else 0."""
         not_int8 = self.promised_int8 and self.int8_check is not None and not self.int8_check.ok
-        return 1 if not_int8 else 0
+        over = self.comparison is not None and self.comparison.over_limit
+        return 1 if not_int8 or over else 0
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (``edgeflow quantize --json``'s payload); the bytes are left out.
@@ -60,6 +63,7 @@ class Outcome:
             "float_layers": list(self.float_layers),
             "notes": list(self.notes),
             "warnings": list(self.warnings),
+            "comparison": None if self.comparison is None else self.comparison.to_dict(),
         }
 
     def render(self, top: int = 10) -> str:
@@ -71,12 +75,8 @@ class Outcome:
             lines.append(f"left in float: {name}")
         for note in self.notes:
             lines.append(f"note: {note}")
-        if self.keras_metrics and self.tflite_metrics:
-            lines.append("score     keras      tflite")
-            for key in ("accuracy", "mae", "mse"):
-                if key in self.keras_metrics:
-                    lines.append(f"{key:<9} {self.keras_metrics[key]:<10.4f} "
-                                 f"{self.tflite_metrics[key]:.4f}")
+        if self.comparison is not None:
+            lines.append(self.comparison.render())
         if self.errors is not None:
             lines.append(f"per-op int8 error (worst first, TFLite quantization debugger):\n"
                          f"{self.errors.table(top)}")
@@ -88,6 +88,8 @@ class Outcome:
             lines.append(f"warning: --mode {self.mode} promised a full-int8 model; float ops: "
                          + "; ".join(self.int8_check.float_ops + self.int8_check.stray_conversions))
         lines += [f"warning: {w}" for w in self.warnings]
+        if self.comparison is not None and self.comparison.over_limit:
+            lines.append(f"warning: {self.comparison.warning()}")
         return "\n".join(lines)
 
 
@@ -115,6 +117,7 @@ def quantize_to_tflite(
     loss=None,
     safe_mode: bool = True,
     custom_objects: dict | None = None,
+    max_drop: float = 1.0,
 ) -> Outcome:
     """Quantize ``model`` in ``mode`` and measure the result.
 
@@ -129,6 +132,8 @@ def quantize_to_tflite(
         loss: the QAT training loss; default :func:`edgeflow.models.default_loss`'s rule.
         data: ``.npz`` path or ``(x, y)`` / ``x`` arrays.
         eval_data: ``(x, y)`` or ``.npz`` path for scoring; default: ``data`` when it has labels.
+        max_drop: the largest drop from the float model to the ``.tflite``, in points
+            (:class:`edgeflow.runtime.metrics.Comparison`); more makes ``exit_code`` 1.
 
     Returns:
         An :class:`Outcome`; ``outcome.tflite`` holds the bytes. The input model is not modified.
@@ -155,6 +160,7 @@ def quantize_to_tflite(
     x, y = _arrays(data)
     if eval_data is None and y is not None:
         eval_data = (x, y)
+    scored_on = _data_label(eval_data if eval_data is not None else data, eval_data is None)
     ex, ey = _arrays(eval_data)
     if keep_float and mode != "int8":
         raise EdgeflowError("--keep-float works with --mode int8 (post-training int8)")
@@ -191,10 +197,14 @@ def quantize_to_tflite(
         outcome.errors = layer_errors(keras_model, x, num_samples=min(num_samples, 64))
     if ex is not None and ey is not None:
         from edgeflow.runtime.litert import evaluate
-        from edgeflow.runtime.metrics import evaluate_keras
+        from edgeflow.runtime.metrics import Comparison, evaluate_keras
 
         outcome.keras_metrics = evaluate_keras(keras_model, ex, ey)
         outcome.tflite_metrics = evaluate(outcome.tflite, ex, ey)
+        kind = "QAT int8" if mode == "qat" else outcome.mode
+        outcome.comparison = Comparison(
+            outcome.keras_metrics, outcome.tflite_metrics, "float Keras model",
+            f"{kind} .tflite on LiteRT", f"{scored_on}, {len(ex)} samples", max_drop)
     return outcome
 
 
@@ -223,6 +233,15 @@ def qat_to_int8(model, data=None, *, num_samples: int = 200,
     except EdgeflowError as err:
         return tflite, [f"the calibration data could not quantize the float layers: {err}"]
     return calibrated, ["layers without a QAT config quantized from the calibration data"]
+
+
+def _data_label(data, fallback: bool) -> str:
+    """Which data scored the models, for the report."""
+    from pathlib import Path
+
+    name = Path(data).name if isinstance(data, (str, Path)) else "the given arrays"
+    return f"{name} (the calibration/training data: pass --eval-data for held-out data)" \
+        if fallback else f"{name} (--eval-data)"
 
 
 def _arrays(data):

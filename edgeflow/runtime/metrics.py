@@ -7,6 +7,8 @@ computed alike. Tasks are picked by name from ``TASKS``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from edgeflow.errors import EdgeflowError, closest
@@ -115,3 +117,82 @@ def evaluate_keras(model, x, y, *, task: str = "auto", batch_size: int = 256) ->
     model = ensure_keras2(model)
     pred = model.predict(np.asarray(x, dtype=np.float32), batch_size=batch_size, verbose=0)
     return score(pred, y, task=task)
+
+
+MAX_DROP = 1.0  # default --max-drop / recipe max_drop, in points
+
+
+@dataclass
+class Comparison:
+    """A command's baseline and result on the same data, and the drop between them.
+
+    The drop is in points: for classification, percentage points of accuracy
+    (``100 · (baseline - result)``); for regression, percent of MAE added
+    (``100 · (result - baseline) / baseline``). A negative drop is a gain.
+
+    Attributes:
+        metric: ``accuracy`` or ``mae``.
+        baseline, result: the two scores (:func:`score` dicts), and what each model is
+            (``baseline_model``, ``result_model``: e.g. ``"float Keras model"``).
+        data: which data scored them (e.g. ``"test.npz (--eval-data, 450 samples)"``).
+        max_drop: the limit, in points.
+    """
+
+    baseline: dict
+    result: dict
+    baseline_model: str
+    result_model: str
+    data: str
+    max_drop: float = MAX_DROP
+
+    @property
+    def metric(self) -> str:
+        return "accuracy" if "accuracy" in self.baseline else "mae"
+
+    @property
+    def drop(self) -> float:
+        b, r = self.baseline[self.metric], self.result[self.metric]
+        if self.metric == "accuracy":
+            return 100.0 * (b - r)
+        return 100.0 * (r - b) / b if b > 0 else (0.0 if r == b else float("inf"))
+
+    @property
+    def over_limit(self) -> bool:
+        return self.drop > self.max_drop
+
+    def warning(self) -> str | None:
+        """The warning line when the drop is over the limit, else None."""
+        if not self.over_limit:
+            return None
+        unit = "points" if self.metric == "accuracy" else "% MAE"
+        return (f"{self.metric} dropped {self.drop:.2f} {unit} ({self.baseline[self.metric]:.4f} → "
+                f"{self.result[self.metric]:.4f}), over --max-drop {self.max_drop:g}")
+
+    def render(self) -> str:
+        """Plain text: which data, the two labelled columns, the drop and the limit."""
+        b_head, r_head = f"baseline: {self.baseline_model}", f"result: {self.result_model}"
+        width = max(len(b_head), 10)
+        keys = ("accuracy",) if self.metric == "accuracy" else ("mae", "mse")
+        lines = [f"scored on {self.data}", f"{'':<9} {b_head:<{width}}  {r_head}"]
+        lines += [f"{k:<9} {self.baseline[k]:<{width}.4f}  {self.result[k]:.4f}" for k in keys]
+        unit = "points" if self.metric == "accuracy" else "% MAE"
+        lines.append(f"drop      {self.drop:.2f} {unit} (limit {self.max_drop:g})")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {"metric": self.metric, "baseline": self.baseline[self.metric],
+                "result": self.result[self.metric], "drop": self.drop, "max_drop": self.max_drop,
+                "over_limit": self.over_limit, "baseline_model": self.baseline_model,
+                "result_model": self.result_model, "data": self.data}
+
+
+def compare_keras(baseline, result, x, y, *, baseline_model: str, result_model: str, data: str,
+                  max_drop: float = MAX_DROP) -> Comparison:
+    """Score two Keras models on the same ``(x, y)`` (:func:`evaluate_keras`) side by side.
+
+    Example:
+        >>> print(compare_keras(model, pruned, x, y, baseline_model="input Keras model",
+        ...                     result_model="pruned Keras model", data="test.npz").render())
+    """
+    return Comparison(evaluate_keras(baseline, x, y), evaluate_keras(result, x, y),
+                      baseline_model, result_model, f"{data}, {len(x)} samples", max_drop)
