@@ -227,8 +227,32 @@ def _run(state: _State, *, resume: bool, verbose: int, say: Callable[[str], None
             _io.write_text(out / "stages.json", json.dumps(done, indent=2))
         say("      " + record.summary())
         state.models_after.setdefault(spec.stage, state.model)
+    comparison = _comparison(records, recipe.max_drop, len(state.data.x_test))
+    if comparison is not None:
+        say(comparison.render())
+        if comparison.over_limit:
+            say(f"warning: {comparison.warning()}")
     return RunResult(recipe.name, None if out is None else str(out), records, state.check,
-                     model=state.model, tflite=state.tflite)
+                     model=state.model, tflite=state.tflite, comparison=comparison)
+
+
+def _comparison(records: list[StageRecord], max_drop: float, samples: int):
+    """The first stage's Keras accuracy against the last accuracy of the run (the last
+    ``.tflite`` if a stage converted, else the last Keras model), or None without both."""
+    from edgeflow.runtime.metrics import Comparison
+
+    first = next((r for r in records if r.keras_accuracy is not None), None)
+    last = next((r for r in reversed(records)
+                 if (r.tflite_accuracy if r.tflite_accuracy is not None else r.keras_accuracy)
+                 is not None), None)
+    if first is None or last is None or last is first:
+        return None
+    result, kind = ((last.tflite_accuracy, ".tflite") if last.tflite_accuracy is not None
+                    else (last.keras_accuracy, "Keras model"))
+    return Comparison({"accuracy": first.keras_accuracy}, {"accuracy": result},
+                      f"Keras model after stage {first.index} ({first.stage})",
+                      f"{kind} after stage {last.index} ({last.stage})",
+                      f"the recipe's test data, {samples} samples", max_drop)
 
 
 def _run_stage(state: _State, spec, index: int, label: str, verbose: int) -> StageRecord:

@@ -14,6 +14,10 @@ Example recipe::
       - {stage: qat, epochs: 3}
       - {stage: convert, mode: int8}
       - {stage: check, devices: all}
+
+``max_drop`` (default 1) is the largest drop, in points of accuracy, from the first stage's
+Keras model to the run's last accuracy (the last ``.tflite``); more makes ``edgeflow run``
+warn and exit 1.
 """
 
 from __future__ import annotations
@@ -294,6 +298,7 @@ class Recipe(_Strict):
     description: str = ""
     seed: ranged("seed") = 0
     output_dir: str | None = None
+    max_drop: ranged("max_drop") = 1.0
     model: ModelSpec
     data: DataSpec = Field(default_factory=DataSpec)
     stages: list[StageSpec] = Field(min_length=1)

@@ -99,6 +99,8 @@ class RunResult:
         check: the ``edgeflow.devices.Report`` of the check stage, if any.
         model: the Keras model after the last stage that changed it (not serialised).
         tflite: the ``.tflite`` bytes of the last convert stage, if any (not serialised).
+        comparison: the first stage's accuracy against the run's last one, with the
+            recipe's ``max_drop`` (``edgeflow.runtime.metrics.Comparison``), or None.
     """
 
     recipe: str
@@ -107,11 +109,14 @@ class RunResult:
     check: Any = None
     model: Any = field(default=None, repr=False, compare=False)
     tflite: bytes | None = field(default=None, repr=False, compare=False)
+    comparison: Any = None  # edgeflow.runtime.metrics.Comparison: first vs last accuracy
 
     @property
     def exit_code(self) -> int:
-        """0 when the model fits every checked device (or nothing was checked), else 1."""
-        return self.check.exit_code if self.check is not None else 0
+        """0 when the model fits every checked device (or nothing was checked) and the
+        accuracy dropped no more than the recipe's ``max_drop``, else 1."""
+        over = self.comparison is not None and self.comparison.over_limit
+        return max(self.check.exit_code if self.check is not None else 0, int(over))
 
     def stage(self, name: str) -> StageRecord:
         """The first record whose ``stage`` is ``name``.
@@ -138,4 +143,5 @@ class RunResult:
             "stages": [r.to_dict() for r in self.records],
             "devices": self.check.to_dict()["results"] if self.check is not None else [],
             "fits_all": None if self.check is None else self.check.fits,
+            "comparison": None if self.comparison is None else self.comparison.to_dict(),
         }

@@ -37,8 +37,14 @@ def test_quickstart_end_to_end(quickstart_run):
     assert convert["extra"]["int8"].startswith("full int8")
     shipped = set(load_devices())
     assert {d["device"] for d in report["devices"]} == shipped
-    # Exit status follows the verdicts.
-    assert result.exit_code == (0 if report["fits_all"] else 1)
+    # The run compares its first accuracy with its last, and the exit status follows the
+    # verdicts and that drop.
+    c = report["comparison"]
+    assert (c["baseline"], c["result"]) == (stages["train"]["keras_accuracy"], convert["tflite_accuracy"])
+    assert (c["baseline_model"], c["result_model"], c["max_drop"]) == (
+        "Keras model after stage 1 (train)", ".tflite after stage 4 (convert)", 1.0)
+    assert f"drop      {c['drop']:.2f} points (limit 1)" in result.output
+    assert result.exit_code == (0 if report["fits_all"] and not c["over_limit"] else 1)
     for name in ("model_data.h", "model_data.cc", "report.html"):
         assert (out / name).exists()
     page = (out / "report.html").read_text()
@@ -61,7 +67,8 @@ def test_quickstart_resumes_from_artifacts(quickstart_run):
     assert resumed == ["train", "prune", "qat", "convert"]
     doc = document(result.stdout)  # the same run as one JSON document on stdout
     assert doc["result"]["stages"] == report["stages"] and doc["devices"] == report["devices"]
-    assert doc["verdict"] == ("pass" if report["fits_all"] else "fail")
+    assert doc["verdict"] == ("pass" if report["fits_all"] and not doc["result"]["comparison"]["over_limit"]
+                              else "fail")
 
 
 @pytest.mark.slow
