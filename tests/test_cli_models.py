@@ -138,3 +138,30 @@ def test_gradient_criteria_take_binary_labels_shaped_n(data, criterion):
     flat = prune.structured(model, 0.5, criterion=criterion, data=(d["x"], d["y"]))
     column = prune.structured(model, 0.5, criterion=criterion, data=(d["x"], d["y"][:, None]))
     assert flat.channels == column.channels and flat.channels["conv"] == (2, 4)
+
+
+def test_binary_sigmoid_pair_distills_with_two_class_soft_labels(data, tmp_path):
+    from edgeflow.distill import Distiller
+
+    d = np.load(data / "binary.npz")
+    x, y = d["x"][:32], d["y"][:32]
+    teacher, student = _cnn(1, "sigmoid", name="teacher"), _cnn(1, "sigmoid", name="student")
+    tau = 2.0
+    terms = Distiller(student, teacher, ["soft"], temperature=tau, alpha=0.1).compute_terms(x, y)
+
+    def log_softmax(z):
+        z = z - z.max(1, keepdims=True)
+        return z - np.log(np.exp(z).sum(1, keepdims=True))
+
+    p_t, p_s = (m.predict(x, verbose=0).astype(np.float64) for m in (teacher, student))
+    lt = log_softmax(np.log(np.concatenate([1 - p_t, p_t], 1)) / tau)
+    ls = log_softmax(np.log(np.concatenate([1 - p_s, p_s], 1)) / tau)
+    soft = tau ** 2 * np.mean(np.sum(np.exp(lt) * (lt - ls), 1))
+    hard = -np.mean(y * np.log(p_s[:, 0]) + (1 - y) * np.log(1 - p_s[:, 0]))
+    np.testing.assert_allclose(float(terms["soft_loss"]), soft, rtol=1e-4)
+    np.testing.assert_allclose(float(terms["hard_loss"]), hard, rtol=1e-4)
+    save_model(teacher, tmp_path / "t.keras")
+    save_model(student, tmp_path / "s.keras")
+    result = _invoke("distill", "--teacher", tmp_path / "t.keras", "--student", tmp_path / "s.keras",
+                     "--data", data / "binary.npz", "-o", tmp_path / "d.keras", "--epochs", "1")
+    assert result.exit_code == 0, result.output

@@ -23,7 +23,10 @@ def logits_source(model: keras.Model, role: str = "model"):
     (``Dense(..., activation="softmax")``): the Distiller then uses
     ``log(max(p, 1e-30))``, which equals the logits up to a per-sample constant that
     softmax ignores, so the softened distributions are exact except for classes whose
-    probability is below 1e-30 (their gradient is cut).
+    probability is below 1e-30 (their gradient is cut). It is ``"sigmoid"`` for a binary
+    classifier ending in one sigmoid unit: the Distiller then uses the two-class
+    log-probabilities ``[log(1 − p), log p]`` (floored at 1e-30 alike), so soft labels,
+    temperature and the hard loss (binary cross-entropy) work as for two softmax classes.
 
     Example:
         >>> tensor, kind = logits_source(model)
@@ -49,11 +52,13 @@ def logits_source(model: keras.Model, role: str = "model"):
         return layer.input, "logits"
     if act_name == "softmax":
         return out, "probabilities"
+    if act_name == "sigmoid" and out.shape[-1] == 1:
+        return out, "sigmoid"
     if act is None or act_name == "linear":
         return out, "logits"
     raise EdgeflowError(
         f"the {role}'s output layer {layer.name!r} has activation {act_name!r}: distillation "
-        "needs a classifier ending in logits or softmax"
+        "needs a classifier ending in logits, softmax or one sigmoid unit"
     )
 
 
@@ -259,8 +264,7 @@ class Distiller(keras.Model):
         x = tf.convert_to_tensor(x)
         y = None if y is None else tf.convert_to_tensor(y)
         student_out, student_logits, *s_maps = self._student_net(x, training=training)
-        if self._student_kind == "probabilities":
-            student_logits = _log_probabilities(student_logits)
+        student_logits = _as_logits(student_logits, self._student_kind)
         hard = self._hard(y, student_out, sample_weight)
         reg = self.student.losses
         if reg:
@@ -270,8 +274,7 @@ class Distiller(keras.Model):
         has_output = False
         if self.distill_losses:
             teacher_out, teacher_logits, *t_maps = self._teacher_net(x, training=False)
-            if self._teacher_kind == "probabilities":
-                teacher_logits = _log_probabilities(teacher_logits)
+            teacher_logits = _as_logits(teacher_logits, self._teacher_kind)
             out = _losses.Outputs(
                 teacher_logits=tf.stop_gradient(teacher_logits),
                 student_logits=student_logits,
@@ -321,6 +324,8 @@ class Distiller(keras.Model):
         if y is None:
             raise EdgeflowError("distillation needs labels: give (x, y) data")
         fn = self.hard_loss
+        if fn is None and self._student_kind == "sigmoid":
+            fn = keras.losses.BinaryCrossentropy()
         if fn is None:
             from_logits = self._output_is_logits
             one_hot = len(y.shape) == len(y_pred.shape) and y.shape[-1] == y_pred.shape[-1] != 1
@@ -391,6 +396,15 @@ def _masked_indices(student: keras.Model, preserve) -> list[int]:
 
 def _log_probabilities(p):
     return tf.math.log(tf.maximum(tf.cast(p, tf.float32), _losses.PROB_FLOOR))
+
+
+def _as_logits(tensor, kind: str):
+    """Logits (up to a per-sample constant) from what :func:`logits_source` found."""
+    if kind == "probabilities":
+        return _log_probabilities(tensor)
+    if kind == "sigmoid":  # one unit p: the two classes (not p, p)
+        return _log_probabilities(tf.concat([1.0 - tensor, tensor], axis=-1))
+    return tensor
 
 
 def _check_inputs(student: keras.Model, teacher: keras.Model) -> None:
