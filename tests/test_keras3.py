@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _schema import document
 from click.testing import CliRunner
 
 from edgeflow import keras3
@@ -80,7 +81,7 @@ def test_cli_export_prune_quantize_distill_take_keras3_files(zoo, tmp_path):
     data = str(tmp_path / "train.npz")
     model = str(zoo / "sequential.keras")
     runs = {
-        "export": ["export", model, "-o", str(tmp_path / "e.tflite"), "--data", data],
+        "export": ["export", model, "-o", str(tmp_path / "e.tflite"), "--data", data, "--json"],
         "prune": ["prune", str(zoo / "sequential.h5"), "-o", str(tmp_path / "p.keras"), "--data", data,
                   "--epochs", "1"],
         "quantize": ["quantize", model, "-o", str(tmp_path / "q.tflite"), "--mode", "qat", "--data", data,
@@ -91,6 +92,12 @@ def test_cli_export_prune_quantize_distill_take_keras3_files(zoo, tmp_path):
     for command, args in runs.items():
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 0, (command, result.output)
+        if command == "export":
+            (record,) = document(result.stdout)["result"]["translations"]
+            assert record["keras_version"].startswith("3.") and record["max_abs_diff"] <= 1e-5
+            assert record["layers"] == 5 and record["tolerance"] == 1e-5
+        else:
+            assert "outputs equal on random input, max abs diff" in result.output
     assert (tmp_path / "e.tflite").read_bytes()[4:8] == b"TFL3"
 
 
