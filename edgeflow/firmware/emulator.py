@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeflow import _io
 from edgeflow._cache import cache_dir
 from edgeflow.errors import EdgeflowError
 from edgeflow.firmware import elf as _elf
@@ -89,7 +90,7 @@ def run(elf_path: str | Path, machine: str, inputs: bytes | None = None, *, coun
     """
     exe = qemu()
     image = _elf.read(elf_path)
-    with tempfile.TemporaryDirectory(prefix="edgeflow-qemu-") as tmp:
+    with _io.temporary_dir("edgeflow-qemu-") as tmp:
         work = Path(tmp)
         if inputs is not None:
             (work / "input.bin").write_bytes(inputs)

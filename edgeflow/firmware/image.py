@@ -10,12 +10,12 @@ file. The arena is its own object, so resizing it relinks without recompiling.
 from __future__ import annotations
 
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
+from edgeflow import _io
 from edgeflow.errors import EdgeflowError
 from edgeflow.firmware import elf as _elf
 from edgeflow.firmware.library import Library
@@ -91,7 +91,7 @@ def prepare(data: bytes, calls: list[str], target: Target, sources: TflmSources,
             *, jobs: int | None = None) -> _Build:
     """Write and compile the application for a model (everything but the arena)."""
     t0 = time.monotonic()
-    keep = tempfile.TemporaryDirectory(prefix="edgeflow-fw-")
+    keep = _io.temporary_dir("edgeflow-fw-")
     work = Path(keep.name)
     library = Library(sources, target, toolchain, jobs)
     machine = MACHINES[target.machine]
