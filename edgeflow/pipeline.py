@@ -666,11 +666,16 @@ def _convert(state: _State, spec, index: int, label: str, verbose: int) -> Stage
     if spec.mode == "int8":  # QAT exports can keep a float op or a (de)quantize pair
         from edgeflow.quantize import clipping_warnings, verify_int8
 
-        record.extra["int8"] = verify_int8(tflite).summary()
+        check = verify_int8(tflite)
+        record.extra["int8"] = check.summary()
         # Clipping is measured against the float model (a QAT model's outputs are clipped too).
         float_model = next((m for m in reversed(list(state.models_after.values()))
                             if not is_quantization_aware(m)), state.model)
         warnings = clipping_warnings(tflite, float_model, d.x_test)
+        if not check.ok:  # int8 was promised: the run exits 1 (RunResult.exit_code)
+            record.extra["int8_ok"] = False
+            warnings.insert(0, "mode int8 promised a full-int8 model; float ops: "
+                            + "; ".join(check.float_ops + check.stray_conversions))
         if warnings:
             record.extra["warnings"] = warnings
     if spec.c_array and state.out is not None:

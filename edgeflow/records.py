@@ -113,10 +113,12 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        """0 when the model fits every checked device (or nothing was checked) and the
-        accuracy dropped no more than the recipe's ``max_drop``, else 1."""
+        """0 when the model fits every checked device (or nothing was checked), every int8
+        convert stage gave a full-int8 model and the accuracy dropped no more than the
+        recipe's ``max_drop``; else 1."""
         over = self.comparison is not None and self.comparison.over_limit
-        return max(self.check.exit_code if self.check is not None else 0, int(over))
+        not_int8 = any(r.extra.get("int8_ok") is False for r in self.records)
+        return max(self.check.exit_code if self.check is not None else 0, int(over or not_int8))
 
     def stage(self, name: str) -> StageRecord:
         """The first record whose ``stage`` is ``name``.

@@ -85,3 +85,31 @@ def test_structured_prune_distill_qat_recipe(tmp_path):
     assert rec["distill"].keras_accuracy > rec["prune"].keras_accuracy
     assert rec["convert"].tflite_accuracy > 0.9
     assert [r.device for r in result.check.results] == ["nucleo-h743zi"]
+
+
+def test_a_run_whose_int8_file_keeps_float_ops_exits_1_naming_them():
+    """QAT then an int8 convert of a model with tf.math.sin (no int8 kernel in TFLite)."""
+    import numpy as np
+
+    from edgeflow._keras import keras, tf
+    from edgeflow.pipeline import run_stages
+    from edgeflow.quantize import verify_int8
+    from edgeflow.recipe import parse_recipe
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, (128, 8)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    inputs = keras.Input((8,))
+    h = tf.math.sin(keras.layers.Dense(8, name="fc")(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax", name="out")(h))
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    recipe = parse_recipe({"name": "sin", "model": {"builder": "digits_cnn"}, "max_drop": 100,
+                           "stages": [{"stage": "qat", "epochs": 1}, {"stage": "convert"}]})
+    result = run_stages(recipe, model, (x, y), (x, y))
+    check = verify_int8(result.tflite)
+    assert not check.ok and result.exit_code == 1
+    convert = result.stage("convert")
+    assert convert.extra["int8_ok"] is False
+    assert convert.extra["warnings"][0] == ("mode int8 promised a full-int8 model; float ops: "
+                                            + "; ".join(check.float_ops + check.stray_conversions))

@@ -154,7 +154,7 @@ class Comparison:
         b, r = self.baseline[self.metric], self.result[self.metric]
         if self.metric == "accuracy":
             return 100.0 * (b - r)
-        return 100.0 * (r - b) / b if b > 0 else (0.0 if r == b else float("inf"))
+        return 100.0 * (r - b) / max(b, 1e-9)  # finite for JSON even for a perfect baseline
 
     @property
     def over_limit(self) -> bool:
