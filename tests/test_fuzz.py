@@ -48,3 +48,28 @@ def test_an_enum_value_the_schema_does_not_name_is_still_valid_json(int8_cnn, tm
     result = CliRunner().invoke(main, ["inspect", str(path), "--json"])
     assert result.exit_code == 0
     assert document(result.stdout)["result"]["ops"][0]["options"]["fused_activation_function"] == "unknown (66)"
+
+
+def test_an_operator_without_outputs_is_read_and_judged(int8_cnn, tmp_path):
+    """Found by bench/bench_fuzz.py: a FULLY_CONNECTED whose outputs vector length became 0
+    (legal for ASSIGN_VARIABLE or CALL_ONCE) made inspect's arena estimate fail."""
+    import flatbuffers
+    from _schema import document
+    from click.testing import CliRunner
+
+    from edgeflow.cli import main
+    from edgeflow.tflite._schema import schema
+
+    model = schema.ModelT.InitFromPackedBuf(int8_cnn, 0)
+    fc = next(op for op in model.subgraphs[0].operators
+              if model.operatorCodes[op.opcodeIndex].builtinCode == schema.BuiltinOperator.FULLY_CONNECTED)
+    fc.outputs = []
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    path = tmp_path / "no-outputs.tflite"
+    path.write_bytes(bytes(builder.Output()))
+    inspect = CliRunner().invoke(main, ["inspect", str(path), "--json"])
+    assert inspect.exit_code == 0 and document(inspect.stdout)["result"]["arena_estimate"]["total_bytes"] > 0
+    check = CliRunner().invoke(main, ["check", str(path), "-d", "all", "--no-measure", "--json"])
+    assert check.exit_code == 1
+    assert not any(d["fits"] for d in document(check.stdout)["devices"])

@@ -123,5 +123,7 @@ def persistent_bytes(info: ModelInfo, pointer_bytes: int) -> tuple[int, dict[str
 
 def _out_channels(info: ModelInfo, op) -> int:
     """Output channels: the last axis of the output (NHWC / [batch, units])."""
+    if not op.outputs:  # ASSIGN_VARIABLE, CALL_ONCE, or a damaged file
+        return 1
     out = info.tensors[op.outputs[0]]
     return max(int(out.shape[-1]), 1) if out.shape else 1

@@ -91,7 +91,7 @@ def scratch_requests(info: ModelInfo, op) -> list[int]:
     ``reduce_common.cc``) among the common kernels; optimized kernels (CMSIS-NN, ESP-NN)
     request more (e.g. im2col buffers) and are not modelled.
     """
-    if op.name in ("MEAN", "SUM") and op.dtype in ("int8", "int16", "uint8"):
+    if op.name in ("MEAN", "SUM") and op.dtype in ("int8", "int16", "uint8") and op.outputs:
         return [4 * info.tensors[op.outputs[0]].elements]
     return []
 
