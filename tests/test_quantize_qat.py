@@ -120,15 +120,16 @@ def test_qat_strips_pruning_wrappers(trained_cnn):
     assert not any("prune" in type(layer).__name__.lower() for layer in result.model.layers)
 
 
-def test_qat_needs_a_loss_for_a_non_softmax_output(digits):
+def test_qat_picks_the_loss_by_the_one_rule_for_a_non_softmax_output(digits):
+    """One linear unit and labels 0..9: edgeflow.models.default_loss says regression (mse)."""
     (x_tr, y_tr), _ = digits
     inputs = keras.Input((8, 8, 1))
     x = keras.layers.Flatten()(inputs)
     model = keras.Model(inputs, keras.layers.Dense(1)(x))
-    with pytest.raises(EdgeflowError, match="needs a loss"):
-        qat(model, data=(x_tr, y_tr.astype("float32")), epochs=1)
-    result = qat(model, data=(x_tr, y_tr.astype("float32")), epochs=1, loss="mse", metrics=())
-    assert "loss" in result.history
+    result = qat(model, data=(x_tr, y_tr.astype("float32")), epochs=1, metrics=())
+    assert result.model.loss == "mse" and len(result.history["loss"]) == 1
+    with pytest.raises(EdgeflowError, match="unknown loss 'mse2'"):
+        qat(model, data=(x_tr, y_tr.astype("float32")), epochs=1, loss="mse2")
 
 
 def test_qat_rejects_bad_data_and_subclassed_models(trained_cnn):
