@@ -69,10 +69,10 @@ def test_two_workers_train_one_model_in_step(tmp_path):
 def test_mirrored_strategy_in_this_process(tmp_path):
     from edgeflow.pipeline import run_recipe
 
-    stages = [TRAIN, QAT, {"stage": "convert", "mode": "int8"}]
+    stages = [TRAIN, {"stage": "convert", "mode": "int8"}]
     result = run_recipe(parse_recipe(_recipe(stages, distribute={"strategy": "mirrored", "devices": ["/cpu:0"]})),
                         output_dir=tmp_path, verbose=0)
-    assert [r.extra.get("replicas") for r in result.records] == [1, 1, None]
+    assert [r.extra.get("replicas") for r in result.records] == [1, None]
     # converted from plain variables: no collective (all-reduce) op reached the .tflite
     assert result.records[-1].extra["int8"] == "full int8 (input int8, output int8)"
 
