@@ -19,6 +19,14 @@ def clustered(trained_cnn, digits):
     return cluster(trained_cnn, 16, per_layer={"conv1": 4, "logits": 0}, data=(x_tr, y_tr), epochs=1)
 
 
+@pytest.fixture(scope="module")
+def clustered_int8(clustered, digits):
+    from edgeflow.convert import convert
+
+    (x_tr, _), _ = digits
+    return convert(clustered.model, "int8", x_tr[:100])
+
+
 def test_each_kernel_keeps_at_most_its_clusters(clustered, trained_cnn):
     assert clustered.clusters == {"conv1": 4, "conv2": 16, "fc1": 16}
     values = distinct_values(clustered.model)
@@ -28,14 +36,13 @@ def test_each_kernel_keeps_at_most_its_clusters(clustered, trained_cnn):
     assert not clustered.preserve_sparsity and len(clustered.history["loss"]) == 1
 
 
-def test_int8_tables_are_bit_identical_on_tflm_and_smaller(clustered, digits):
-    from edgeflow.convert import convert
+def test_int8_tables_are_bit_identical_on_tflm_and_smaller(clustered_int8, digits):
     from edgeflow.runtime import tflm
     from edgeflow.tflite import parse
     from edgeflow.tflite.lut import DECODE_OP, compress_tables, table_candidates
 
-    (x_tr, _), (x_te, _) = digits
-    data = convert(clustered.model, "int8", x_tr[:100])
+    _, (x_te, _) = digits
+    data = clustered_int8
     info = parse(data)
     choices, _ = table_candidates(data)
     by_shape = {c.shape: c for c in choices}
@@ -49,18 +56,17 @@ def test_int8_tables_are_bit_identical_on_tflm_and_smaller(clustered, digits):
     assert np.array_equal(tflm.predict(out, x_te[:32]), tflm.predict(data, x_te[:32]))
 
 
-def test_table_layout_must_follow_the_quantization_on_tflm(clustered, digits):
+def test_table_layout_must_follow_the_quantization_on_tflm(clustered_int8, digits):
     """The TFLM decoder takes the number of tables from the tensor's quantization, not from
     the layout the compressor records: a per-tensor table on a per-channel tensor decodes
     wrongly (tflite.lut module docstring); compress_tables never chooses it."""
     from dataclasses import replace
 
-    from edgeflow.convert import convert
     from edgeflow.runtime import tflm
     from edgeflow.tflite.lut import _compress, table_candidates
 
-    (x_tr, _), (x_te, _) = digits
-    data = convert(clustered.model, "int8", x_tr[:100])
+    _, (x_te, _) = digits
+    data = clustered_int8
     conv2 = next(c for c in table_candidates(data)[0] if c.shape == (32, 3, 3, 16))
     reference = tflm.predict(data, x_te[:16])
     assert np.array_equal(tflm.predict(_compress(data, [conv2]), x_te[:16]), reference)
@@ -96,14 +102,12 @@ def test_cluster_cli_writes_the_model_and_json(trained_cnn, digits, tmp_path):
     assert bad.exit_code == 2 and not (tmp_path / "x.keras").exists()
 
 
-def test_export_lut_compresses_the_c_array_and_the_resolver_registers_decode(clustered, digits, tmp_path):
+def test_export_lut_compresses_the_c_array_and_the_resolver_registers_decode(clustered_int8, tmp_path):
     from edgeflow.cli import main
-    from edgeflow.convert import convert
     from edgeflow.deploy.mcu import resolver_calls
     from edgeflow.tflite import parse
 
-    (x_tr, _), _ = digits
-    (tmp_path / "c.tflite").write_bytes(convert(clustered.model, "int8", x_tr[:100]))
+    (tmp_path / "c.tflite").write_bytes(clustered_int8)
     result = CliRunner().invoke(main, ["export", str(tmp_path / "c.tflite"), "--format", "c", "--lut",
                                        "-o", str(tmp_path / "model"), "--json"])
     assert result.exit_code == 0, result.output
@@ -122,7 +126,7 @@ def test_cluster_recipe_stage_then_tables_on_tflm(tmp_path):
     from edgeflow.tflite.lut import DECODE_OP
 
     result = run_recipe("recipes/cluster.yaml", output_dir=tmp_path, verbose=0,
-                        overrides=["stages.0.epochs=4", "stages.1.epochs=1"])
+                        overrides=["stages.0.epochs=3", "stages.1.epochs=1"])
     rec = {r.stage: r for r in result.records}
     assert max(rec["cluster"].extra["distinct_values"].values()) <= 16
     convert = rec["convert"]
