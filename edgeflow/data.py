@@ -38,12 +38,15 @@ def load_arrays(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]
         return loaded[x_key], (loaded[y_key] if y_key else None)
 
 
-def labelled(data, what: str = "training data"):
+def labelled(data, what: str = "training data", model=None):
     """Labelled data for ``keras.Model.fit``: ``(x, y)`` arrays, or ``(dataset, None)``.
 
-    ``data`` is ``(x, y)`` (arrays or array-likes), a ``.npz`` path with ``x`` and ``y``, or
-    a ``tf.data.Dataset`` of ``(x, y)`` (returned as it is, with ``None`` for y). ``what``
-    names the argument in error messages.
+    ``data`` is ``(x, y)`` (arrays or array-likes; for a model with several inputs ``x`` is
+    a list/tuple in input order or a dict by input name), a ``.npz`` path with ``x`` and
+    ``y`` (several inputs: ``x:<input name>`` keys and ``y``), or a ``tf.data.Dataset`` of
+    ``(x, y)`` (returned as it is, with ``None`` for y). ``what`` names the argument in
+    error messages. With ``model``, arrays are checked before any work
+    (:func:`check_labelled`: shapes, numbers, finite values, label range).
 
     Example:
         >>> x, y = labelled("train.npz")
@@ -51,20 +54,98 @@ def labelled(data, what: str = "training data"):
     from edgeflow._keras import tf
 
     if isinstance(data, (str, os.PathLike)):
-        x, y = load_arrays(data)
-        if y is None:
-            raise EdgeflowError(
-                f"{what} {str(data)!r} holds no labels: save it with np.savez(path, x=x, y=y)"
-            )
-        return x, y
-    if isinstance(data, tf.data.Dataset):
+        x, y = _load_labelled(Path(data), what)
+    elif isinstance(data, tf.data.Dataset):
         return data, None
-    if isinstance(data, (tuple, list)) and len(data) == 2:
-        return np.asarray(data[0]), np.asarray(data[1])
-    raise EdgeflowError(
-        f"{what} must be (x, y) arrays, a .npz file with x and y, or a tf.data.Dataset of "
-        f"(x, y) batches, not {type(data).__name__}"
-    )
+    elif isinstance(data, (tuple, list)) and len(data) == 2:
+        x, y = data
+        x = ({k: np.asarray(v) for k, v in x.items()} if isinstance(x, dict)
+             else [np.asarray(v) for v in x] if isinstance(x, (list, tuple)) else np.asarray(x))
+        y = [np.asarray(v) for v in y] if isinstance(y, (list, tuple)) else np.asarray(y)
+    else:
+        raise EdgeflowError(
+            f"{what} must be (x, y) arrays, a .npz file with x and y, or a tf.data.Dataset of "
+            f"(x, y) batches, not {type(data).__name__}"
+        )
+    if model is not None:
+        x = check_labelled(model, x, y, what)
+    return x, y
+
+
+def _load_labelled(path: Path, what: str):
+    if path.suffix == ".npz" and path.exists():
+        with np.load(path, allow_pickle=False) as f:
+            named = {k[2:]: f[k] for k in f.files if k.startswith("x:")}
+            if named:
+                if "y" not in f.files:
+                    raise EdgeflowError(f"{what} {str(path)!r} holds no labels: save them as 'y'")
+                return named, f["y"]
+    x, y = load_arrays(path)
+    if y is None:
+        raise EdgeflowError(
+            f"{what} {str(path)!r} holds no labels: save it with np.savez(path, x=x, y=y)"
+        )
+    return x, y
+
+
+def check_labelled(model, x, y, what: str = "training data"):
+    """Check labelled arrays against a Keras model before any training; returns ``x`` in the
+    form ``fit`` takes (a list in input order for several inputs).
+
+    Checks: one array per model input (a dict is taken by input name), sample shapes,
+    numbers only, no NaN or infinity (in x and y), as many labels as samples, and integer
+    class labels within ``[0, output width)`` for a model whose output has more than one unit
+    (one-hot labels must have that width).
+
+    Raises:
+        EdgeflowError: one line naming the input or output and what to do.
+    """
+    names = [t.name.split(":")[0] for t in model.inputs]
+    shapes = [tuple(t.shape[1:]) for t in model.inputs]
+    if isinstance(x, dict):
+        missing = [n for n in names if n not in x]
+        if missing:
+            raise EdgeflowError(f"{what} has no array for input(s) {', '.join(missing)}: the "
+                                f"model's inputs are {', '.join(names)}")
+        x = [x[n] for n in names]
+    xs = list(x) if isinstance(x, (list, tuple)) else [x]
+    if len(xs) != len(names):
+        raise EdgeflowError(f"the model has {len(names)} input(s) ({', '.join(names)}) but {what} "
+                            f"gives {len(xs)} array(s)")
+    ys = list(y) if isinstance(y, (list, tuple)) else [y]
+    outputs = [tuple(t.shape[1:]) for t in model.outputs]
+    if len(ys) != len(outputs):
+        raise EdgeflowError(f"the model has {len(outputs)} output(s) but {what} gives "
+                            f"{len(ys)} label array(s)")
+    count = None
+    for name, shape, arr in zip(names, shapes, xs, strict=True):
+        arr = np.asarray(arr)
+        label = f"{what} for input {name!r}" if len(names) > 1 else what
+        check_values(arr, label)
+        _check_input_shape(arr.shape[1:], shape, name, what)
+        count = len(arr) if count is None else count
+        if len(arr) != count:
+            raise EdgeflowError(f"{what}: the inputs hold different numbers of samples")
+    for i, (shape, labels) in enumerate(zip(outputs, ys, strict=True)):
+        labels = np.asarray(labels)
+        label = f"{what} labels" + (f" of output {i}" if len(outputs) > 1 else "")
+        check_values(labels, label)
+        if len(labels) != count:
+            raise EdgeflowError(f"{what} has {count} samples but {len(labels)} labels: they "
+                                "must match")
+        width = shape[-1] if shape else 1
+        sparse = labels.ndim == 1 or (labels.ndim == 2 and labels.shape[1] == 1 and width != 1)
+        if width and width > 1 and sparse and len(shape) == 1:
+            if labels.size and (labels.min() < 0 or labels.max() >= width
+                                or not np.all(labels == np.round(labels))):
+                raise EdgeflowError(
+                    f"{label} range from {labels.min():g} to {labels.max():g} but the output has "
+                    f"{width} units: class labels must be whole numbers in [0, {width - 1}]"
+                )
+        elif width and len(shape) == 1 and labels.ndim == 2 and labels.shape[1] != width:
+            raise EdgeflowError(f"{label} have {labels.shape[1]} columns but the output has "
+                                f"{width} units: one-hot labels need one column per unit")
+    return xs if len(xs) > 1 else xs[0]
 
 
 def load_image_dir(

@@ -529,7 +529,7 @@ def distill(
         hard_loss = default_loss(student, hard_loss)
     distiller.compile(optimizer, loss=hard_loss, metrics=list(metrics) if metrics else None)
     input_rank = len(student.inputs[0].shape)
-    x, y = _fit_data(data, batch_size, input_rank, "data")
+    x, y = _fit_data(data, batch_size, input_rank, "data", student)
     fit_kwargs = {"epochs": epochs, "verbose": verbose, "callbacks": callbacks}
     if validation_data is not None:
         vx, vy = _fit_data(validation_data, batch_size, input_rank, "validation_data")
@@ -547,11 +547,11 @@ def distill(
     return DistillResult(trained, hist, names, kept, lost)
 
 
-def _fit_data(data, batch_size: int, input_rank: int, what: str):
+def _fit_data(data, batch_size: int, input_rank: int, what: str, model=None):
     """``(x, y)`` for ``fit``: arrays, or ``(dataset, None)`` for a batched tf.data pipeline."""
     from edgeflow.data import labelled
 
-    data, y = labelled(data, what)
+    data, y = labelled(data, what, model)
     if y is not None:
         return data, y
     spec = data.element_spec

@@ -40,23 +40,25 @@ def has_loss(model: keras.Model, loss=None, y=None) -> bool:
     return True
 
 
-def training_data(data, batch_size: int):
+def training_data(data, batch_size: int, model=None):
     """``(fit_kwargs, steps_per_epoch)`` for ``model.fit`` from any labelled data that
     ``edgeflow.data.labelled`` reads (``(x, y)``, a ``.npz`` file, a tf.data.Dataset).
 
-    ``steps_per_epoch`` is None when a dataset's length is unknown.
+    ``steps_per_epoch`` is None when a dataset's length is unknown. With ``model`` the
+    arrays are checked first (``edgeflow.data.check_labelled``).
     """
     from edgeflow.data import labelled
 
-    x, y = labelled(data)
+    x, y = labelled(data, model=model)
     if y is None:  # a tf.data.Dataset of (x, y) batches
         card = int(x.cardinality().numpy())
         return {"x": x}, (card if card > 0 else None)
-    if len(x) != len(y):
-        raise EdgeflowError(f"data x has {len(x)} samples but y has {len(y)}: they must match")
-    if len(x) == 0:
+    count = len(x[0]) if isinstance(x, list) else len(x)
+    if model is None and count != len(y):
+        raise EdgeflowError(f"data x has {count} samples but y has {len(y)}: they must match")
+    if count == 0:
         raise EdgeflowError("the training data holds no samples")
-    return {"x": x, "y": y, "batch_size": batch_size}, math.ceil(len(x) / batch_size)
+    return {"x": x, "y": y, "batch_size": batch_size}, math.ceil(count / batch_size)
 
 
 def labels(data):

@@ -132,7 +132,7 @@ def magnitude(
     factory = schedules.get(schedule)
     pair = _parse_m_by_n(m_by_n)
     fit_kwargs, steps_per_epoch = (
-        _util.training_data(data, batch_size) if data is not None else ({}, None)
+        _util.training_data(data, batch_size, model) if data is not None else ({}, None)
     )
     if end_step is None and steps_per_epoch is not None:
         # Reach the target half-way so that the second half of fine-tuning recovers accuracy

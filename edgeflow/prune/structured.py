@@ -681,7 +681,7 @@ def structured(
         if can_compile:
             _util.compile_like(candidate, model, optimizer=optimizer, loss=loss, metrics=metrics, y=y)
         if epochs:
-            fit_kwargs, _ = _util.training_data(data, batch_size)
+            fit_kwargs, _ = _util.training_data(data, batch_size, model)
             h = candidate.fit(**fit_kwargs, epochs=epochs, verbose=verbose,
                               callbacks=list(callbacks or ()))
             for name, values in h.history.items():

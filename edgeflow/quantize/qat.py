@@ -139,7 +139,7 @@ def qat(
     keep = _kept_zeros(qat_model, preserve_sparsity)
     result = QatResult(qat_model, float_layers, notes)
     if data is not None:
-        x, y = _fit_data(data)
+        x, y = _fit_data(data, model)
         samples = _calibrate_ranges(qat_model, x if y is not None else _first_batch(x))
         notes.append(f"activation ranges initialised from {samples} calibration samples "
                      "(not TF-MOT's [-6, 6])")
@@ -182,7 +182,9 @@ def _calibrate_ranges(qat_model, x, passes: int = 2) -> int:
     """
     import numpy as np
 
-    batch = np.asarray(x[:CALIBRATION_SAMPLES], np.float32)
+    several = isinstance(x, (list, tuple))  # a model with several inputs
+    batch = ([np.asarray(a[:CALIBRATION_SAMPLES], np.float32) for a in x] if several
+             else np.asarray(x[:CALIBRATION_SAMPLES], np.float32))
     pairs = _moving_average_ranges(qat_model)
     ranges = [v for pair in pairs for v in pair]
     bound = [np.minimum, np.maximum] * len(pairs)  # TFLite: 0 lies in every range
@@ -198,7 +200,7 @@ def _calibrate_ranges(qat_model, x, passes: int = 2) -> int:
             v.assign(limit(v0 + (v.numpy() - v0) / (1.0 - _EMA_DECAY), 0.0))
         for v, value in zip(others, saved, strict=True):
             v.assign(value)
-    return len(batch)
+    return len(batch[0]) if several else len(batch)
 
 
 def _moving_average_ranges(qat_model) -> list[tuple]:
@@ -220,7 +222,12 @@ def _moving_average_ranges(qat_model) -> list[tuple]:
 def _first_batch(dataset):
     """The inputs of a ``tf.data.Dataset`` of ``(x, y)`` batches, first batch."""
     for element in dataset.take(1):
-        return element[0].numpy()
+        x = element[0]
+        if isinstance(x, (tuple, list)):
+            return [a.numpy() for a in x]
+        if isinstance(x, dict):
+            return list(x.values())[0].numpy() if len(x) == 1 else [a.numpy() for a in x.values()]
+        return x.numpy()
     return None
 
 
@@ -269,10 +276,10 @@ def _strip_pruning(model) -> tuple[keras.Model, list[str]]:
     return stripped, [f"stripped pruning wrappers from {len(wrapped)} layers"]
 
 
-def _fit_data(data):
+def _fit_data(data, model=None):
     from edgeflow.data import labelled
 
-    return labelled(data, "QAT data")
+    return labelled(data, "QAT data", model)
 
 
 def _validation(data):

@@ -63,19 +63,25 @@ def score(pred, y, *, task: str = "auto") -> dict:
 
     Returns:
         ``{"task": "classification", "accuracy": float, "n": N}`` or
-        ``{"task": "regression", "mae": float, "mse": float, "n": N}``.
+        ``{"task": "regression", "mae": float, "mse": float, "n": N}``. For a model with
+        several outputs (``pred`` and ``y`` lists, one entry per output) the first output's
+        figures plus ``"outputs"``: one such dict per output, in output order.
 
     Example:
         >>> score(np.array([[0.1, 0.9], [0.8, 0.2]]), np.array([1, 1]))["accuracy"]
         0.5
     """
     task = get_task(task)
-    if isinstance(pred, (list, tuple)):
-        if len(pred) != 1:
+    if isinstance(pred, (list, tuple)) and len(pred) > 1:
+        if not isinstance(y, (list, tuple)) or len(y) != len(pred):
             raise EdgeflowError(
-                f"the model has {len(pred)} outputs; evaluate scores single-output models"
+                f"the model has {len(pred)} outputs: pass one target array per output, as a list"
             )
+        per_output = [score(p, t, task=task) for p, t in zip(pred, y, strict=True)]
+        return {**per_output[0], "outputs": per_output}
+    if isinstance(pred, (list, tuple)):
         pred = pred[0]
+        y = y[0] if isinstance(y, (list, tuple)) and len(y) == 1 else y
     pred = np.asarray(pred)
     y = np.asarray(y)
     n = len(pred)
@@ -115,7 +121,9 @@ def evaluate_keras(model, x, y, *, task: str = "auto", batch_size: int = 256) ->
     from edgeflow._keras import ensure_keras2
 
     model = ensure_keras2(model)
-    pred = model.predict(np.asarray(x, dtype=np.float32), batch_size=batch_size, verbose=0)
+    x = ([np.asarray(a, dtype=np.float32) for a in x] if isinstance(x, (list, tuple))
+         else np.asarray(x, dtype=np.float32))
+    pred = model.predict(x, batch_size=batch_size, verbose=0)
     return score(pred, y, task=task)
 
 
