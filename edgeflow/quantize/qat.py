@@ -182,9 +182,15 @@ def _calibrate_ranges(qat_model, x, passes: int = 2) -> int:
     """
     import numpy as np
 
-    several = isinstance(x, (list, tuple))  # a model with several inputs
-    batch = ([np.asarray(a[:CALIBRATION_SAMPLES], np.float32) for a in x] if several
-             else np.asarray(x[:CALIBRATION_SAMPLES], np.float32))
+    if isinstance(x, dict):  # several inputs by name (a Keras model takes them so)
+        batch = {k: np.asarray(a[:CALIBRATION_SAMPLES], np.float32) for k, a in x.items()}
+        count = len(next(iter(batch.values())))
+    elif isinstance(x, (list, tuple)):  # several inputs in order
+        batch = [np.asarray(a[:CALIBRATION_SAMPLES], np.float32) for a in x]
+        count = len(batch[0])
+    else:
+        batch = np.asarray(x[:CALIBRATION_SAMPLES], np.float32)
+        count = len(batch)
     pairs = _moving_average_ranges(qat_model)
     ranges = [v for pair in pairs for v in pair]
     bound = [np.minimum, np.maximum] * len(pairs)  # TFLite: 0 lies in every range
@@ -200,7 +206,7 @@ def _calibrate_ranges(qat_model, x, passes: int = 2) -> int:
             v.assign(limit(v0 + (v.numpy() - v0) / (1.0 - _EMA_DECAY), 0.0))
         for v, value in zip(others, saved, strict=True):
             v.assign(value)
-    return len(batch[0]) if several else len(batch)
+    return count
 
 
 def _moving_average_ranges(qat_model) -> list[tuple]:
@@ -226,7 +232,7 @@ def _first_batch(dataset):
         if isinstance(x, (tuple, list)):
             return [a.numpy() for a in x]
         if isinstance(x, dict):
-            return list(x.values())[0].numpy() if len(x) == 1 else [a.numpy() for a in x.values()]
+            return {k: a.numpy() for k, a in x.items()}
         return x.numpy()
     return None
 
