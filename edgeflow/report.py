@@ -27,11 +27,14 @@ __all__ = [
 #:   (``runtime.tflm.measure_arena``); a 32-bit board needs somewhat less.
 #: - ``configured``: what a generated firmware project allocates (``deploy mcu``): the
 #:   measured arena plus a margin.
+#: - ``firmware``: ``arena_used_bytes()`` of the board's firmware run under QEMU
+#:   (``edgeflow.firmware``): the 32-bit target's own figure.
 ARENA_FIGURES = {
     "plan": "activation plan peak",
     "estimated": "arena (estimated, {bits}-bit)",
     "measured": "arena (measured, host TFLM {bits}-bit)",
     "configured": "arena (configured in firmware)",
+    "firmware": "arena (measured, firmware {bits}-bit)",
 }
 
 
@@ -279,6 +282,21 @@ def check_table(report) -> str:
         "flash need = model + runtime and application code. Shares are estimates from the "
         "profiles (edgeflow devices --json shows their sources).",
     ]
+    built = [r for r in report.results if r.ram_source == "firmware"]
+    if built:
+        lines.append(
+            f"{', '.join(r.device for r in built)}: firmware built and run under QEMU: RAM need = data + bss "
+            "of the linked image (arena from the run; stack not counted) + the application share; flash need "
+            "= the linked image + the application code; --json 'figures' names each figure's source.")
+        for r in built:
+            lat = r.figures.get("latency_ms")
+            if lat:
+                lines.append(f"  {r.device}: {r.figures['instructions']['value']:,} instructions per inference, "
+                             f"{lat['value']:.2f} ms ({lat['source']})")
+    for r in report.results:
+        for note in r.notes:
+            if note.startswith(("flash and RAM are profile estimates", "TFLM agrees with LiteRT")):
+                lines.append(f"  {r.device}: {note}")
     lines.append("verdict: " + ("fits every device" if report.fits else "does NOT fit every device"))
     return "\n".join(lines)
 

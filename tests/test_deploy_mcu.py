@@ -200,12 +200,13 @@ def _expected_methods(int8_bytes: bytes) -> list[str]:
 @needs_gxx
 @pytest.mark.parametrize("board", ["arduino-nano-33-ble", "stm32f746g-disco"])
 def test_project_for_board_compiles_and_registers_exactly_the_models_ops(board, int8_cnn, tmp_path):
+    from edgeflow import firmware
     from edgeflow.devices import check
 
     out = tmp_path / "digits_fw"
     lines: list[str] = []
     p = generate_mcu_project(int8_cnn, board, out, log=lines.append)
-    measured = check(int8_cnn, devices=[board]).results[0].arena_bytes
+    measured = check(int8_cnn, devices=[board], firmware=firmware.available()).results[0].arena_bytes
     assert p.arena_measured_bytes == measured
     assert p.arena_bytes == arena_with_margin(measured) and p.arena_bytes >= measured * 1.25 + 1024
 

@@ -12,14 +12,18 @@ from edgeflow.cli._output import finish, json_option
 @click.option("-d", "--device", "device_names", multiple=True, required=True,
               help="Device name or profile .yaml; repeat it, or 'all' for every board.")
 @click.option("--devices-dir", help="Extra device profiles: a YAML file or a directory of them.")
-@click.option("--no-measure", is_flag=True, help="Skip the tflite-micro arena measurement.")
+@click.option("--no-measure", is_flag=True, help="Skip the tflite-micro arena measurement (and the firmware).")
+@click.option("--firmware/--no-firmware", default=True, show_default=True,
+              help="Build and emulate each microcontroller's firmware (needs arm-none-eabi-gcc and qemu-system-arm; "
+                   "without them the figures stay estimates and a note says so).")
 @json_option
-def check(model, device_names, devices_dir, no_measure, as_json):
+def check(model, device_names, devices_dir, no_measure, firmware, as_json):
     """Check MODEL (.tflite) against devices: RAM, flash, operators, dtypes."""
     from edgeflow.devices import check as run_check
     from edgeflow.report import check_table
 
-    report = run_check(model, list(device_names), devices_dir=devices_dir, measure=not no_measure)
+    report = run_check(model, list(device_names), devices_dir=devices_dir, measure=not no_measure,
+                       firmware=firmware)
     fitting = sum(r.fits for r in report.results)
     finish("check", {"fits": report.fits, "measurement": report.measurement},
            text=check_table(report), exit_code=report.exit_code, model=report.model,

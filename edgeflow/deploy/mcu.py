@@ -209,15 +209,22 @@ def generate_mcu_project(
         margin: arena margin as a fraction of the measured arena (plus 1 KiB), see module doc.
         arena_bytes: use this measured arena instead of running ``check`` (e.g. from a report).
         dry_run: print every step; measure and write nothing.
-        force: update the files of a project edgeflow generated in ``out_dir`` before.
+        force: update the files of a project edgeflow generated in ``out_dir`` before, and
+            write the project even when the model fails its check on the board.
         log: called with one line per step.
 
     Returns:
         :class:`MCUProject`. Side effect: writes ``out_dir`` (unless ``dry_run``).
 
+    Without ``arena_bytes`` the model is checked on the board first (with its firmware
+    built and run under QEMU when arm-none-eabi-gcc and qemu-system-arm are installed); the
+    check's figures and their sources go into ``edgeflow_figures.json`` in the project.
+
     Raises:
         EdgeflowError: before any work, for an unknown board or an ``out_dir`` that may not
             be written (:func:`edgeflow._io.check_dir`).
+        CheckFailed: the model does not fit or fails its check on the board and ``force``
+            is False (exit status 1).
 
     Example:
         >>> p = generate_mcu_project("digits_int8.tflite", "arduino-nano-33-ble", "fw/digits")
@@ -246,6 +253,7 @@ def generate_mcu_project(
     calls = resolver_calls(ops)
     out_dir = Path(out_dir)
     steps: list[str] = []
+    figures: dict = {}
 
     def step(msg: str) -> None:
         line = f"[{len(steps) + 1}] {msg}"
@@ -264,7 +272,7 @@ def generate_mcu_project(
         step(f"arena: would measure the minimal TFLM arena with edgeflow.devices.check(model, devices=[{board!r}]) "
              f"and add a {margin:.0%} + {MARGIN_FIXED_BYTES} B margin")
     else:
-        measured, source = _measured_arena(data, board)
+        measured, source, figures = _checked_arena(data, board, force)
         step(f"{source}: {measured:,} bytes + {margin:.0%} + {MARGIN_FIXED_BYTES} B margin")
     arena = arena_with_margin(measured, margin) if measured is not None else 0
     if measured is not None:
@@ -273,6 +281,10 @@ def generate_mcu_project(
     header, source_cc = to_c_array(data, MODEL_ARRAY, header_name="model_data.h")
     sketch = Path(os.path.abspath(out_dir)).name  # "-o ." names the sketch after the folder
     files = _render(spec, board, device, info, calls, arena, measured, source, margin, header, source_cc, sketch)
+    if figures:
+        import json
+
+        files["edgeflow_figures.json"] = json.dumps(figures, indent=2) + "\n"
     if spec.kind == "arduino":
         step(f"write an Arduino sketch {out_dir}/{sketch}.ino for {spec.fqbn} "
              f"(build: arduino-cli compile --fqbn {spec.fqbn} {out_dir})")
@@ -292,16 +304,38 @@ def generate_mcu_project(
                       arena_bytes=arena, model_bytes=len(data), dry_run=dry_run, steps=steps)
 
 
-def _measured_arena(data: bytes, board: str) -> tuple[int, str]:
-    """The minimal arena from ``edgeflow.devices.check`` and its name (``report.ARENA_FIGURES``):
-    measured by TFLM, or its estimate."""
+class CheckFailed(EdgeflowError):
+    """``deploy mcu`` refuses a model whose check does not pass on the board (exit status 1)."""
+
+    exit_code = 1
+
+
+def _checked_arena(data: bytes, board: str, force: bool) -> tuple[int, str, dict]:
+    """The arena to configure, its name (``report.ARENA_FIGURES``) and the check's figures.
+
+    Runs ``edgeflow.devices.check`` on the board, with its firmware built and emulated when
+    the toolchain is installed (the arena is then the target's own). A model that does not
+    fit or has a problem is refused unless ``force``; an arena is never taken from a failed
+    measurement: then it is the estimate, named so.
+
+    Raises:
+        CheckFailed: the check fails and ``force`` is False (exit status 1).
+        EdgeflowError: the check gave no arena size.
+    """
+    from edgeflow import firmware
     from edgeflow.devices import check
     from edgeflow.report import device_arena_name
 
-    res = check(data, devices=[board]).results[0]
+    res = check(data, devices=[board], firmware=firmware.available()).results[0]
+    if not res.fits and not force:
+        why = (res.problems or [res.verdict])[0]
+        raise CheckFailed(f"{board}: the model fails its check ({why}); fix the model, or pass --force to "
+                          "write the project anyway")
     if not res.arena_bytes:
         raise EdgeflowError(f"check gave no arena size for {board}; pass --arena-bytes N")
-    return int(res.arena_bytes), device_arena_name(res)
+    figures = {"device": board, "verdict": res.verdict, "fits": res.fits, "arena_figure": device_arena_name(res),
+               "figures": res.figures, "problems": res.problems}
+    return int(res.arena_bytes), device_arena_name(res), figures
 
 
 # -- rendering -----------------------------------------------------------------------

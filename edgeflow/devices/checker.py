@@ -19,7 +19,7 @@ from edgeflow.report import arena_name, format_bytes
 __all__ = ["check"]
 
 
-def check(model, devices="all", *, devices_dir=None, measure: bool = True) -> Report:
+def check(model, devices="all", *, devices_dir=None, measure: bool = True, firmware: bool = False) -> Report:
     """Check whether a ``.tflite`` model fits each device: RAM, flash, operators, dtypes.
 
     RAM needed = tensor arena + runtime share + application share (+ the model on Linux
@@ -35,7 +35,15 @@ def check(model, devices="all", *, devices_dir=None, measure: bool = True) -> Re
         model: ``.tflite`` bytes or a path to a ``.tflite`` file.
         devices: ``"all"``, a name, a profile path, a ``Device``, or a list of these.
         devices_dir: extra profiles (a YAML file or directory), see ``load_devices``.
-        measure: measure the arena with tflite-micro (a child process; a few seconds).
+        measure: measure the arena with tflite-micro (a child process; a few seconds) and
+            compare TFLM's outputs with LiteRT's builtin kernels on a few fixed inputs: a difference beyond
+            one quantization step of the output is a problem.
+        firmware: with ``measure``, build each TFLM board's firmware and run it under QEMU
+            (:mod:`edgeflow.firmware`; needs arm-none-eabi-gcc, qemu-system-arm and the TFLM
+            sources, else a note says the figures stay estimates): flash = the linked image
+            + the application share of the profile, RAM = its data + bss with the arena from
+            the emulated run + the application share. ``figures`` of each result names
+            every figure's source.
 
     Returns:
         A ``Report``; ``report.fits`` and ``report.exit_code`` sum it up. Nothing is written.
@@ -61,8 +69,12 @@ def check(model, devices="all", *, devices_dir=None, measure: bool = True) -> Re
     if measure and any(d.runtime == "tflm" for d in targets):
         measurement = _measure(data)
     loads = _litert_probe(data, estimates["plan"])
+    agreement = _agreement(data, info) if measure and loads.ok and measurement and measurement["status"] == "ok" \
+        and any(d.runtime == "tflm" for d in targets) else None
+    built = _firmware(data, info, targets) if firmware and measure else {}
     results = [
-        _check_device(d, facts, estimates, measurement, loads, devices_dir) for d in targets
+        _check_device(d, facts, estimates, measurement, loads, devices_dir, built.get(d.name), agreement)
+        for d in targets
     ]
     return Report(model=facts["summary"], results=results, measurement=measurement)
 
@@ -150,6 +162,71 @@ def _litert_probe(data: bytes, plan_bytes: int):
     return probe(data, timeout=30)
 
 
+def _agreement(data: bytes, info, samples: int = 4) -> dict | None:
+    """Host TFLM vs LiteRT's builtin (reference) kernels, without XNNPACK, whose int8 rounding
+    differs by a step or two, on ``samples`` fixed inputs (the firmware's default inputs, as floats):
+    the largest output difference in quantization steps of the output (one int8 step of the
+    output's range when the output is float), and the top-1 agreement for 2-D outputs."""
+    import numpy as np
+
+    from edgeflow.firmware import default_inputs
+    from edgeflow.runtime import litert, tflm
+    from edgeflow.runtime._quant import dequantize
+
+    if len(info.inputs) != 1 or len(info.outputs) != 1:
+        return None
+    t = info.inputs[0]
+    raw = np.frombuffer(default_inputs(info, samples), np.dtype(t.dtype)).reshape((samples, *t.shape[1:]))
+    details = {"dtype": t.dtype, "quantization": (t.scale[0] if t.scale else 0.0, t.zero_point[0] if t.zero_point else 0)}
+    x = dequantize(raw, details) if np.dtype(t.dtype).kind in "iu" else raw
+    try:
+        ref = np.asarray(litert.predict(data, x, delegates=False), np.float64)
+        got = np.asarray(tflm.predict(data, x), np.float64)
+    except EdgeflowError as err:
+        return {"error": str(err).splitlines()[0]}
+    out = info.outputs[0]
+    span = float(np.ptp(ref)) or 1.0
+    step = out.scale[0] if out.scale and out.scale[0] > 0 else span / 255
+    diff = float(np.abs(ref - got).max())
+    result = {"samples": samples, "max_abs_diff": diff, "steps": diff / step, "step": step, "span": span}
+    if ref.ndim == 2 and ref.shape[1] > 1:
+        result["top1_agreement"] = float((ref.argmax(1) == got.argmax(1)).mean())
+    return result
+
+
+def _firmware(data: bytes, info, devices: list[Device]) -> dict:
+    """Firmware built and emulated once per core: ``{device name: FirmwareResult | note str}``."""
+    from edgeflow import firmware
+    from edgeflow.firmware import targets as _targets
+
+    out: dict = {}
+    by_target: dict = {}
+    for d in devices:
+        if d.runtime != "tflm":
+            continue
+        if d.firmware is None or d.firmware.cpu is None:
+            why = d.firmware.note if d.firmware is not None and d.firmware.note else "no firmware core in its profile"
+            out[d.name] = f"flash and RAM are profile estimates: no firmware build ({why})"
+            continue
+        by_target.setdefault(_targets.for_profile(d.firmware), []).append(d)
+    if by_target and not firmware.available():
+        for ds in by_target.values():
+            for d in ds:
+                out[d.name] = ("flash and RAM are profile estimates: arm-none-eabi-gcc or qemu-system-arm "
+                               "is not installed, so no firmware was built")
+        return out
+    for target, ds in by_target.items():
+        try:
+            built = firmware.build_for(data, info, target)
+        except EdgeflowError as err:
+            for d in ds:
+                out[d.name] = f"flash and RAM are profile estimates: the firmware build failed ({err})"
+            continue
+        for d in ds:
+            out[d.name] = firmware.for_device(built, d)
+    return out
+
+
 def _facts(info, data: bytes, label: str) -> dict:
     """What the check needs from a parsed model (``edgeflow.tflite.ModelInfo``), as plain values."""
     graph_outputs = {t.index for t in info.outputs}
@@ -188,7 +265,7 @@ class _Findings:
 @dataclass
 class _Arena:
     bytes: int
-    source: str  # "measured" | "estimated"
+    source: str  # "measured" | "estimated" | "firmware"
     pointer_bytes: int
 
 
@@ -201,12 +278,29 @@ class _Budget:
     ok: bool = True
 
 
-def _check_device(device: Device, facts: dict, estimates: dict, measurement, loads, devices_dir) -> DeviceResult:
+def _check_device(device: Device, facts: dict, estimates: dict, measurement, loads, devices_dir,
+                  fw=None, agreement=None) -> DeviceResult:
     found = _Findings()
     _litert(device, loads, measurement, found)
-    arena = _arena(device, facts, estimates, measurement, devices_dir, found)
-    ram = _ram(device, arena.bytes, facts["summary"]["size_bytes"], found)
-    flash = _flash(device, facts["summary"]["size_bytes"], found)
+    _agrees(device, agreement, found)
+    emulated = fw is not None and not isinstance(fw, str) and fw.emulated
+    if isinstance(fw, str):
+        found.notes.append(fw)
+    elif fw is not None:
+        found.problems.extend(fw.problems)
+    if emulated:
+        arena = _Arena(fw.arena_used, "firmware", 4)
+        found.notes.append(f"{arena_name('firmware', 4)} {format_bytes(arena.bytes)} from the emulated run on "
+                           f"{fw.target.cpu}" + (f"; {arena_name('measured', measurement['pointer_bytes'])} "
+                                                  f"{format_bytes(measurement['arena_bytes'])}"
+                                                  if measurement and measurement.get("arena_bytes") else ""))
+        ram = _ram(device, arena.bytes, facts["summary"]["size_bytes"], found, image=fw.firmware.static_ram)
+        flash = _flash(device, facts["summary"]["size_bytes"], found, image=fw.firmware.flash)
+    else:
+        arena = _arena(device, facts, estimates, measurement, devices_dir, found)
+        ram = _ram(device, arena.bytes, facts["summary"]["size_bytes"], found)
+        flash = _flash(device, facts["summary"]["size_bytes"], found)
+    figures = _figures(device, arena, ram, flash, fw if emulated else None)
     unsupported = _unsupported(device, facts, devices_dir, found.notes)
     _dtypes_and_shapes(device, facts, found)
 
@@ -227,7 +321,56 @@ def _check_device(device: Device, facts: dict, estimates: dict, measurement, loa
         notes=found.notes,
         verdict=verdict(fits, ram.ok, flash.ok, unsupported, found.problems, ram.required,
                         ram.available),
+        figures=figures,
     )
+
+
+def _agrees(device: Device, agreement, found: _Findings) -> None:
+    """TFLM boards: host TFLM must compute what LiteRT computes (within one quantization step)."""
+    if device.runtime != "tflm" or not agreement:
+        return
+    if "error" in agreement:
+        found.notes.append(f"TFLM's outputs were not compared with LiteRT's: {agreement['error']}")
+        return
+    top1 = agreement.get("top1_agreement")
+    where = (f"max |TFLM - LiteRT| = {agreement['max_abs_diff']:.4g} = {agreement['steps']:.1f} quantization "
+             f"steps of the output (outputs span {agreement['span']:.3g}) on {agreement['samples']} fixed inputs"
+             + (f", top-1 agrees on {100 * top1:.0f}%" if top1 is not None else ""))
+    if agreement["steps"] > 1.0 + 1e-6:
+        found.problems.append(f"TFLM computes something else than LiteRT for this model: {where}; "
+                              "the firmware runs TFLM's kernels, so it would answer wrongly")
+    else:
+        found.notes.append(f"TFLM agrees with LiteRT: {where}")
+
+
+def _figures(device: Device, arena: _Arena, ram: _Budget, flash: _Budget, fw) -> dict:
+    """Each figure of a result with its source: linked image, emulated run, host or profile."""
+    app = device.overhead.application
+    app_src = "profile " + ("estimate" if app.estimate else "figure")
+    if fw is not None:
+        out = {
+            "flash_required_bytes": {"value": flash.required, "source": f"linked image (text + rodata + data "
+                                     f"{fw.firmware.flash:,} B) + application share ({app_src})"},
+            "ram_required_bytes": {"value": ram.required, "source": f"linked image (data + bss "
+                                   f"{fw.firmware.static_ram:,} B, arena from the emulated run; stack not "
+                                   f"counted) + application share ({app_src})"},
+            "arena_bytes": {"value": arena.bytes, "source": f"emulated run on {fw.target.cpu} (QEMU)"},
+        }
+        for name, figure in fw.figures().items():
+            if name in ("instructions", "latency_ms"):
+                out[name] = figure
+        return out
+    kind = {"measured": "host TFLM (tflite-micro Python interpreter, 64-bit)",
+            "estimated": "estimate (static memory plan)"}.get(arena.source, arena.source)
+    if device.runtime != "tflm":
+        kind = "estimate (activation plan peak)"
+    return {
+        "flash_required_bytes": {"value": flash.required, "source": "model + runtime and application shares "
+                                 "(profile estimates)"},
+        "ram_required_bytes": {"value": ram.required, "source": f"arena ({kind}) + runtime and application "
+                               "shares (profile estimates)"},
+        "arena_bytes": {"value": arena.bytes, "source": kind},
+    }
 
 
 def _litert(device: Device, loads, measurement, found: _Findings) -> None:
@@ -296,12 +439,16 @@ def _arena(device: Device, facts: dict, estimates: dict, measurement, devices_di
     return arena
 
 
-def _ram(device: Device, arena: int, model_bytes: int, found: _Findings) -> _Budget:
-    """RAM needed (arena + runtime and application share, + the model on Linux) vs available."""
+def _ram(device: Device, arena: int, model_bytes: int, found: _Findings, image: int | None = None) -> _Budget:
+    """RAM needed (arena + runtime and application share, + the model on Linux) vs available;
+    with a linked firmware ``image`` (its data + bss, the arena included): image + application share."""
     ov = device.overhead
     overhead = ov.runtime.ram_bytes + ov.application.ram_bytes
     on_linux = device.runtime in ("litert", "edgetpu")
     required = arena + overhead + (model_bytes if on_linux else 0)
+    if image is not None:
+        overhead = image - arena + ov.application.ram_bytes
+        required = image + ov.application.ram_bytes
     if device.ram_bytes is None:
         found.notes.append("RAM is the host's, not part of this profile: check the host too")
         return _Budget(None, None)
@@ -330,11 +477,15 @@ def _ram(device: Device, arena: int, model_bytes: int, found: _Findings) -> _Bud
     return _Budget(required, device.ram_bytes, ok=False)
 
 
-def _flash(device: Device, model_bytes: int, found: _Findings) -> _Budget:
-    """Flash needed (model + runtime code + application code) vs available."""
+def _flash(device: Device, model_bytes: int, found: _Findings, image: int | None = None) -> _Budget:
+    """Flash needed (model + runtime code + application code) vs available; with a linked
+    firmware ``image`` (text + rodata + data, the model included): image + application code."""
     ov = device.overhead
     overhead = ov.runtime.flash_bytes + ov.application.flash_bytes
     required = model_bytes + overhead
+    if image is not None:
+        overhead = image - model_bytes + ov.application.flash_bytes
+        required = image + ov.application.flash_bytes
     if device.flash_bytes is None:
         found.notes.append("storage is not checked for this board (microSD/NVMe or the host's)")
         return _Budget(None, None)

@@ -25,7 +25,7 @@ class DeviceResult:
     arena_bytes: int
     ram_required_bytes: int | None
     ram_available_bytes: int | None
-    ram_source: Literal["measured", "estimated"]
+    ram_source: Literal["measured", "estimated", "firmware"]
     pointer_bytes: int
     flash_required_bytes: int | None
     flash_available_bytes: int | None
@@ -33,6 +33,7 @@ class DeviceResult:
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     verdict: str = ""
+    figures: dict = field(default_factory=dict)
 
     @property
     def arena_figure(self) -> str:
@@ -60,6 +61,7 @@ class DeviceResult:
             "problems": list(self.problems),
             "notes": list(self.notes),
             "verdict": self.verdict,
+            "figures": {k: dict(v) for k, v in self.figures.items()},
         }
 
 

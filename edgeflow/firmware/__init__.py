@@ -31,7 +31,7 @@ import numpy as np
 
 from edgeflow.errors import EdgeflowError
 
-__all__ = ["FirmwareResult", "available", "build", "default_inputs", "encode_inputs"]
+__all__ = ["FirmwareResult", "available", "build", "build_for", "default_inputs", "encode_inputs", "for_device"]
 
 
 @dataclass
@@ -173,10 +173,8 @@ def build(model, board: str | None = None, *, cpu: str | None = None, inputs: by
         EdgeflowError: bad model, unknown board/core, a board without a firmware target,
             an operator TFLM lacks, no toolchain, no TFLM sources, a compile/link error.
     """
-    from edgeflow.deploy.mcu import resolver_calls
     from edgeflow.devices.profiles import get_device
-    from edgeflow.firmware import emulator, sources, targets, toolchain
-    from edgeflow.firmware import image as _build
+    from edgeflow.firmware import targets
     from edgeflow.tflite import reader
 
     t0 = time.monotonic()
@@ -197,6 +195,36 @@ def build(model, board: str | None = None, *, cpu: str | None = None, inputs: by
     elif board is None:
         raise EdgeflowError("name a board (--board) or a core (--cpu) to build firmware for")
     data, info = reader.load(model)
+    result = build_for(data, info, target, inputs=inputs, tflm_root=tflm_root, emulate=emulate, jobs=jobs)
+    if device is not None:
+        result = for_device(result, device)
+    result.seconds = time.monotonic() - t0
+    return result
+
+
+def for_device(result: FirmwareResult, device) -> FirmwareResult:
+    """A copy of a core's result with a board's limits, clock and profile notes."""
+    from dataclasses import replace
+
+    out = replace(result, board=device.name, clock_mhz=device.clock_mhz, flash_limit=device.flash_bytes,
+                  ram_limit=device.ram_bytes, problems=list(result.problems), notes=list(result.notes))
+    if device.firmware is not None and device.firmware.note:
+        out.notes.append(device.firmware.note)
+    if device.firmware is not None and device.firmware.cpi is not None:
+        from edgeflow.firmware.targets import for_profile
+
+        out.target = for_profile(device.firmware)
+    return out
+
+
+def build_for(data: bytes, info, target, *, inputs: bytes | None = None, tflm_root=None, emulate: bool = True,
+              jobs: int | None = None) -> FirmwareResult:
+    """:func:`build` for a :class:`~edgeflow.firmware.targets.Target` and a loaded model (no board)."""
+    from edgeflow.deploy.mcu import resolver_calls
+    from edgeflow.firmware import emulator, sources, toolchain
+    from edgeflow.firmware import image as _build
+
+    t0 = time.monotonic()
     if info.subgraphs < 1 or not info.inputs:
         raise EdgeflowError("the model has no inputs to run")
     calls = resolver_calls(dict.fromkeys(op.name for op in info.ops))
@@ -208,12 +236,7 @@ def build(model, board: str | None = None, *, cpu: str | None = None, inputs: by
     src = sources.locate(tflm_root)
     can_run = emulate and toolchain.qemu(required=False) is not None
     prepared = _build.prepare(data, calls, target, src, tc, jobs=jobs)
-    result = FirmwareResult(device.name if device else None, target, None, None, None, "",
-                            device.clock_mhz if device else None,
-                            device.flash_bytes if device else None,
-                            (device.ram_bytes if device else None))
-    if device is not None and device.firmware is not None and device.firmware.note:
-        result.notes.append(device.firmware.note)
+    result = FirmwareResult(None, target, None, None, None, "", None)
     samples = inputs if inputs is not None else default_inputs(info)
     if can_run:
         probe = _build.link_image(prepared, name="measure")

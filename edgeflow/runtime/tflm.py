@@ -86,7 +86,10 @@ class ArenaMeasurement:
         breakdown: what TFLM's RecordingMicroAllocator printed at that size: ``total``,
             ``non_persistent`` (arena head: tensors and scratch, planned),
             ``persistent`` (arena tail) and ``kinds`` ({name: {used, requested, count}}).
-        message: one line: for ``aborted`` the signal and the cause when known.
+        message: one line: for ``aborted`` the signal and the cause when known; for ``ok``
+            after crashes, that TFLM crashes instead of failing cleanly below the arena.
+        crashes: arena sizes at which TFLM crashed during the search (each below a size that
+            ran, so counted as too small).
         seconds: wall-clock time of the measurement.
     """
 
@@ -96,6 +99,7 @@ class ArenaMeasurement:
     breakdown: dict = field(default_factory=dict)
     message: str = ""
     seconds: float = 0.0
+    crashes: list[int] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -197,8 +201,10 @@ def measure_arena(model, *, timeout: float = 300) -> ArenaMeasurement:
     started = time.monotonic()
     lo, hi = 0, None
     notes = []
+    crashes: list[int] = []
+    signal = ""
     with _Workdir(data, len(info.inputs)) as work:
-        for _attempt in range(4):
+        while True:  # a restart after each crash; each one narrows the bisection, so it ends
             remaining = timeout - (time.monotonic() - started)
             req = {
                 "command": "search",
@@ -211,17 +217,25 @@ def measure_arena(model, *, timeout: float = 300) -> ArenaMeasurement:
             seconds = time.monotonic() - started
             if proc is None:
                 return ArenaMeasurement(
-                    "timeout", message=f"TFLM did not finish within {timeout:g} s (child killed)",
+                    "timeout", message=f"TFLM did not finish within {timeout:g} s (child killed)"
+                    + (f" after {len(crashes)} crashes below a working arena" if crashes else ""),
                     seconds=seconds,
                 )
             if result is not None:
-                return _from_result(result, seconds, notes)
+                if crashes:
+                    notes.append(f"TFLM crashes ({signal}) instead of failing cleanly with a smaller arena: "
+                                 f"{len(crashes)} crash(es) while bisecting, at {min(crashes):,} to "
+                                 f"{max(crashes):,} bytes")
+                found = _from_result(result, seconds, notes)
+                found.crashes = sorted(crashes)
+                return found
             # The child died: find the arena size it was trying.
             tried, lo_log, hi_log = work.read_log()
             crashed_at = tried[-1] if tried else None
             if hi_log is not None and crashed_at is not None and crashed_at < hi_log:
                 # It ran with a larger arena: this size counts as too small; go on.
-                notes.append(f"TFLM crashed ({_child.signal_name(proc.returncode)}) at arena {crashed_at}")
+                crashes.append(crashed_at)
+                signal = _child.signal_name(proc.returncode)
                 lo, hi = max(lo_log, crashed_at), hi_log
                 continue
             return ArenaMeasurement(
@@ -229,10 +243,6 @@ def measure_arena(model, *, timeout: float = 300) -> ArenaMeasurement:
                 message=_crash_message(data, proc.returncode, work.captured()),
                 seconds=seconds,
             )
-    return ArenaMeasurement(
-        "aborted", message="TFLM crashed repeatedly: " + "; ".join(notes),
-        seconds=time.monotonic() - started,
-    )
 
 
 def probe(model, arena_size: int, *, timeout: float = 60) -> ArenaMeasurement:

@@ -1,0 +1,131 @@
+"""check with real figures: TFLM's outputs against LiteRT's, the firmware's flash/RAM/arena, and
+LiteRT boards that must run the model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from test_firmware import _missing
+
+from edgeflow._keras import keras
+from edgeflow.devices import check
+
+
+@pytest.fixture(scope="module")
+def dilated():
+    """A dilated Conv1D converted with a dynamic batch by the plain converter: it becomes
+    SPACE_TO_BATCH_ND + CONV_2D + BATCH_TO_SPACE_ND, which TFLM computes wrongly."""
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((32, 3))
+    h = keras.layers.Conv1D(8, 3, dilation_rate=2, activation="relu")(inp)
+    model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling1D()(h)))
+    x = np.random.default_rng(0).normal(size=(64, 32, 3)).astype("float32")
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([x[i:i + 1]] for i in range(64))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    return converter.convert()
+
+
+def test_dilated_conv1d_mismatch_on_tflm_is_a_problem(dilated):
+    report = check(dilated, ["arduino-nano-33-ble", "raspberry-pi-4"])
+    mcu = report["arduino-nano-33-ble"]
+    assert not mcu.fits
+    [problem] = [p for p in mcu.problems if p.startswith("TFLM computes something else than LiteRT")]
+    assert "quantization steps of the output" in problem and "on 4 fixed inputs" in problem
+    assert report["raspberry-pi-4"].fits  # LiteRT computes it right
+
+
+def test_int16x8_model_litert_cannot_run_does_not_fit_a_pi(tmp_path):
+    """LayerNormalization in int16x8 aborts LiteRT (RSQRT/MEAN int16 kernels): a Pi must not fit.
+    The check runs in its own process, as a user runs it."""
+    from edgeflow.convert import convert
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8,), batch_size=1)
+    model = keras.Model(inp, keras.layers.LayerNormalization()(keras.layers.Dense(8)(inp)))
+    path = tmp_path / "ln16.tflite"
+    path.write_bytes(convert(model, "int16x8", np.random.default_rng(0).normal(size=(32, 8)).astype("float32")))
+    proc = subprocess.run([sys.executable, "-m", "edgeflow", "check", str(path), "-d", "raspberry-pi-4", "--json"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1, proc.stderr
+    [device] = json.loads(proc.stdout)["devices"]
+    assert not device["fits"]
+    assert any(p.startswith("LiteRT crashed on the model") for p in device["problems"])
+
+
+@pytest.mark.skipif(_missing() is not None, reason=str(_missing()))
+def test_check_takes_flash_ram_and_arena_from_the_firmware(int8_cnn):
+    from edgeflow.devices.profiles import get_device
+    from edgeflow.firmware import build
+
+    report = check(int8_cnn, ["arduino-nano-33-ble", "esp32-s3-devkitc-1"], firmware=True)
+    r = report["arduino-nano-33-ble"]
+    fw = build(int8_cnn, "arduino-nano-33-ble")
+    app = get_device("arduino-nano-33-ble").overhead.application
+    assert r.ram_source == "firmware" and r.arena_figure == "arena (measured, firmware 32-bit)"
+    assert r.arena_bytes == fw.arena_used
+    assert r.flash_required_bytes == fw.firmware.flash + app.flash_bytes
+    assert r.ram_required_bytes == fw.firmware.static_ram + app.ram_bytes
+    assert r.figures["flash_required_bytes"]["source"].startswith("linked image (text + rodata + data")
+    assert r.figures["arena_bytes"]["source"] == "emulated run on cortex-m4f (QEMU)"
+    assert r.figures["instructions"]["value"] == fw.instructions
+    assert "estimate" in r.figures["latency_ms"]["source"]
+    esp = report["esp32-s3-devkitc-1"]
+    assert esp.ram_source == "measured"
+    assert any(n.startswith("flash and RAM are profile estimates: no firmware build (Xtensa LX7") for n in esp.notes)
+    assert esp.figures["flash_required_bytes"]["source"] == "model + runtime and application shares (profile estimates)"
+
+
+def test_lstm_arena_search_survives_crashes_and_finds_the_true_minimum():
+    """TFLM's LSTM kernels crash (SIGSEGV) instead of failing cleanly with too small an arena
+    (tflite-micro #2686): every crash below a size that ran counts as too small."""
+    from edgeflow.convert import convert
+    from edgeflow.runtime import tflm
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((10, 4), batch_size=1)
+    model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.LSTM(16)(inp)))
+    data = convert(model, "int8", np.random.default_rng(0).normal(size=(64, 10, 4)).astype("float32"))
+    m = tflm.measure_arena(data)
+    assert m.status == "ok" and m.crashes
+    assert m.message.startswith("TFLM crashes (SIGSEGV) instead of failing cleanly with a smaller arena")
+    assert tflm.probe(data, m.arena_bytes).status == "ok"
+    assert tflm.probe(data, m.arena_bytes - 16).status in ("aborted", "failed")  # the true minimum
+
+
+def test_deploy_mcu_refuses_a_failing_model_and_a_folder_it_did_not_create(dilated, int8_cnn, tmp_path):
+    from click.testing import CliRunner
+
+    from edgeflow.cli import main
+
+    model = tmp_path / "dilated.tflite"
+    model.write_bytes(dilated)
+    out = tmp_path / "fw"
+    result = CliRunner().invoke(main, ["deploy", "mcu", str(model), "--board", "esp32-s3-devkitc-1", "-o", str(out)])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: esp32-s3-devkitc-1: the model fails its check (TFLM computes something "
+                                    "else than LiteRT")
+    assert not out.exists()
+    result = CliRunner().invoke(main, ["deploy", "mcu", str(model), "--board", "esp32-s3-devkitc-1", "-o", str(out),
+                                       "--force"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads((out / "edgeflow_figures.json").read_text())
+    assert not figures["fits"] and figures["problems"][0].startswith("TFLM computes something else")
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my work")
+    (tmp_path / "cnn.tflite").write_bytes(int8_cnn)
+    for extra in ([], ["--force"]):
+        result = CliRunner().invoke(main, ["deploy", "mcu", str(tmp_path / "cnn.tflite"), "--board",
+                                           "nucleo-h743zi", "-o", str(mine), "--arena-bytes", "6000", *extra])
+        assert result.exit_code == 2 and result.stderr.startswith("error: ")
+        assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+        assert (mine / "notes.txt").read_text() == "my work"
