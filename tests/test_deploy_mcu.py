@@ -4,6 +4,7 @@ op resolver function against a small stub of TFLM's MicroMutableOpResolver API).
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -214,7 +215,9 @@ def test_project_for_board_compiles_and_registers_exactly_the_models_ops(board, 
         assert p.kind == "arduino"
         assert sorted(x.name for x in out.iterdir()) == sorted(
             ["digits_fw.ino", "model_data.h", "model_data.cc", "edgeflow_config.h", "op_resolver.h", "README.md",
-             MARKER])
+             "edgeflow_figures.json", MARKER])
+        figures = json.loads((out / "edgeflow_figures.json").read_text())
+        assert figures["fits"] and figures["figures"]["arena_bytes"]["value"] == measured
         src = include = out
         main = (out / "digits_fw.ino").read_text()
     else:
