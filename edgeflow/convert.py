@@ -142,7 +142,8 @@ def convert(
         if result["status"] != "ok":
             raise EdgeflowError(f"the TFLite converter failed ({mode.name}): "
                                 + _advice(result["message"]))
-        tflite = (work.path / "model.tflite").read_bytes()
+        tflite = _inputs_in_model_order((work.path / "model.tflite").read_bytes(),
+                                        [name for name, _ in prep.inputs])
     from edgeflow.runtime.litert import made_here
 
     return made_here(tflite)  # LiteRT may run what edgeflow made in-process
@@ -427,6 +428,37 @@ def _export_signature(prep: _Prepared, path: Path) -> Path:
                             f"{', '.join(_shape_text(s) for _, s in prep.inputs)}: "
                             f"{first_line(err)}") from err
     return path
+
+
+def _inputs_in_model_order(tflite: bytes, names: list[str]) -> bytes:
+    """The flatbuffer with its subgraph inputs in the Keras model's input order.
+
+    The converter may order a model's inputs its own way (seen on QAT models: the second
+    Keras input first), and runtimes feed a list of arrays by position; the signature
+    (``serving_default``, keyed by input name) says which tensor is which input, so the
+    input list is rewritten in the model's order. Nothing else changes.
+    """
+    if len(names) < 2:
+        return tflite
+    import flatbuffers
+
+    from edgeflow.tflite._schema import schema
+
+    obj = schema.ModelT.InitFromObj(schema.Model.GetRootAs(tflite, 0))
+    if not obj.signatureDefs:
+        return tflite
+    by_name = {(m.name.decode() if isinstance(m.name, bytes) else m.name): m.tensorIndex
+               for m in obj.signatureDefs[0].inputs or []}
+    graph = obj.subgraphs[obj.signatureDefs[0].subgraphIndex or 0]
+    if set(by_name) != set(names) or sorted(by_name.values()) != sorted(graph.inputs):
+        return tflite
+    wanted = [by_name[n] for n in names]
+    if list(graph.inputs) == wanted:
+        return tflite
+    graph.inputs = np.array(wanted, dtype=np.int32)
+    builder = flatbuffers.Builder(len(tflite) + 1024)
+    builder.Finish(obj.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
 
 
 def _crash_message(prep: _Prepared, returncode: int, work) -> str:

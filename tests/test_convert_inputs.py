@@ -119,4 +119,8 @@ def test_qat_with_two_inputs_converts_to_full_int8(fusion):
                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     tflite = convert(result.model, "int8")
     assert verify_int8(tflite).ok
+    # in the Keras model's order (the converter puts the QAT model's second input first)
     assert [t.shape for t in parse(tflite).inputs] == [(1, 8, 8, 1), (1, 3)]
+    keras_out = result.model.predict([IMG[:8], FEAT[:8]], verbose=0)
+    lite = litert.predict(tflite, [IMG[:8], FEAT[:8]])
+    assert np.abs(lite - keras_out).max() <= 0.1 * np.ptp(keras_out)
