@@ -50,3 +50,16 @@ def test_bad_input_is_an_edgeflow_error(probs):
         score(probs, np.zeros(10))
     with pytest.raises(EdgeflowError, match="2 outputs"):
         score([probs, probs], np.zeros(200))
+
+
+def test_score_gives_figures_per_output_for_several_outputs():
+    cls = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+    reg = np.array([[1.0], [2.0], [4.0]])
+    result = score([cls, reg], [np.array([0, 1, 1]), np.array([1.0, 2.0, 3.0])])
+    assert result["outputs"] == [
+        {"task": "classification", "accuracy": 2 / 3, "n": 3},
+        {"task": "regression", "mae": 1 / 3, "mse": 1 / 3, "n": 3},
+    ]
+    assert result["accuracy"] == 2 / 3
+    with pytest.raises(EdgeflowError, match="pass one target array per output"):
+        score([cls, reg], np.array([0, 1, 1]))
