@@ -81,7 +81,7 @@ def test_a_crash_of_litert_is_contained_and_named(int8_cnn, foreign):
     thread = threading.Thread(target=kill_child)
     thread.start()
     with pytest.raises(RuntimeCrash) as err:
-        litert.benchmark(int8_cnn, runs=10**9, warmup=0)
+        litert.benchmark(int8_cnn, runs=10**9, warmup=0, timeout=120)
     thread.join()
     assert killed and str(err.value) == (
         "LiteRT crashed on the model (SIGSEGV in a child process; edgeflow is unharmed): "
