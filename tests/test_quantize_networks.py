@@ -180,3 +180,26 @@ def test_batchnorm_after_conv2d_transpose_is_quantized_not_left_float():
     assert "up_bn: BatchNormalization not after Conv2D/DepthwiseConv2D → frozen multiply, add" in result.notes
     check = verify_int8(convert(result.model, "int8"))
     assert check.ok, check.summary()
+
+
+def test_multi_head_attention_quantized_from_the_calibration_data_after_qat():
+    """TF-MOT has no QAT config for MultiHeadAttention or LayerNormalization (TF-MOT #718,
+    #942); quantize_to_tflite calibrates them with the training data at hand: full int8."""
+    from edgeflow.quantize import quantize_to_tflite
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 96)
+    x = rng.normal(0, 1, (96, 8, 6)).astype(np.float32)
+    x[y == 1, :, :2] += 1.5
+    inputs = keras.Input((8, 6))
+    h = keras.layers.Dense(8, name="embed")(inputs)
+    a = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4, name="mha")(h, h)
+    h = keras.layers.LayerNormalization(name="ln")(keras.layers.Add(name="res")([h, a]))
+    h = keras.layers.GlobalAveragePooling1D(name="gap")(h)
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax", name="out")(h))
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    outcome = quantize_to_tflite(model, "qat", (x, y), epochs=1, max_drop=100)
+    assert outcome.int8_check.ok, outcome.int8_check.summary()
+    assert outcome.float_layers == [] and outcome.exit_code == 0
+    assert "layers without a QAT config quantized from the calibration data" in outcome.notes
