@@ -418,15 +418,24 @@ def _export_signature(prep: _Prepared, path: Path) -> Path:
     """Save the traced inference function as a SavedModel the child converts."""
     from edgeflow._keras import tf
 
-    module = tf.Module()
-    module.model = prep.keras_model
     serve = _signature(prep)
     try:
+        module = tf.Module()
+        module.model = prep.keras_model
         tf.saved_model.save(module, str(path), signatures={"serving_default": serve.get_concrete_function()})
     except Exception as err:
-        raise EdgeflowError(f"cannot trace the model on input shapes "
-                            f"{', '.join(_shape_text(s) for _, s in prep.inputs)}: "
-                            f"{first_line(err)}") from err
+        # Saving the model also saves every layer's own call functions; some cannot be
+        # saved (a QAT Conv2DTranspose captures its transposed kernel). The signature alone
+        # needs only the variables.
+        try:
+            module = tf.Module()
+            module.weights = list(prep.keras_model.variables)
+            tf.saved_model.save(module, str(path),
+                                signatures={"serving_default": serve.get_concrete_function()})
+        except Exception:
+            raise EdgeflowError(f"cannot trace the model on input shapes "
+                                f"{', '.join(_shape_text(s) for _, s in prep.inputs)}: "
+                                f"{first_line(err)}") from err
     return path
 
 
