@@ -120,8 +120,8 @@ def test_training_commands_pick_the_loss_for_logits_and_sigmoid_heads(data, tmp_
         ("distill", "--teacher", tmp_path / "teacher.keras", "--student", tmp_path / "logits.keras", "--data",
          train, "-o", tmp_path / "d.keras", "--epochs", "1", "--hard-loss", "sparse_categorical_crossentropy"),
     ]
-    for args in runs:
-        result = _invoke(*args)
+    for args in runs:  # one epoch on random labels: the accuracy drop is not what is tested here
+        result = _invoke(*args, "--max-drop", "100")
         assert result.exit_code == 0, (args, result.output)
     assert _error_line(_invoke("prune", tmp_path / "logits.keras", "-o", tmp_path / "x.keras", "--data", train,
                                "--loss", "msee")) == (
@@ -163,5 +163,6 @@ def test_binary_sigmoid_pair_distills_with_two_class_soft_labels(data, tmp_path)
     save_model(teacher, tmp_path / "t.keras")
     save_model(student, tmp_path / "s.keras")
     result = _invoke("distill", "--teacher", tmp_path / "t.keras", "--student", tmp_path / "s.keras",
-                     "--data", data / "binary.npz", "-o", tmp_path / "d.keras", "--epochs", "1")
+                     "--data", data / "binary.npz", "-o", tmp_path / "d.keras", "--epochs", "1",
+                     "--max-drop", "100")
     assert result.exit_code == 0, result.output
