@@ -375,11 +375,12 @@ def _figures(device: Device, arena: _Arena, ram: _Budget, flash: _Budget, fw) ->
 
 def _litert(device: Device, loads, measurement, found: _Findings) -> None:
     """A model LiteRT refuses or crashes on fits no LiteRT board, nor a TFLM board unless
-    tflite-micro itself ran it (TFLM has kernels LiteRT lacks, e.g. DECODE)."""
+    tflite-micro itself ran it (TFLM has kernels LiteRT lacks, e.g. DECODE); one it was not
+    run on (over 1 GiB of activations) fits no board."""
     if loads.ok:
         return
-    if loads.status == "not run":
-        found.notes.append(loads.message)
+    if loads.status == "not run":  # a problem also where RAM is the host's and not checked
+        found.problems.append(loads.message)
         return
     line = loads.message  # "LiteRT cannot load the model: ...", "LiteRT crashed on ..."
     if device.runtime == "tflm" and measurement and measurement["status"] == "ok":
