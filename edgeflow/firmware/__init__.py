@@ -247,6 +247,7 @@ def build_for(data: bytes, info, target, *, inputs: bytes | None = None, tflm_ro
             result.problems.append(f"TFLM on {target.cpu} under QEMU: {first.reason}")
         else:
             final = _build.link_image(prepared, first.arena_used, name="firmware")
+            final.compiled += probe.compiled  # the TFLM sources compiled for this build (cache misses)
             again = emulator.run(final.elf, target.machine, samples)
             result.firmware, result.arena_used, result.arena_source = final, first.arena_used, "emulated run"
             result.run = again if again.ok else first
