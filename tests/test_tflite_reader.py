@@ -221,10 +221,15 @@ def test_builtin_options_follow_the_keras_layers(int8_cnn, cnn_info):
     assert [op.options for op in softmax] == [{"beta": 0.25}]
 
 
-def test_shape_signature_keeps_the_free_batch(cnn_info):
-    (inp,) = cnn_info.inputs
+def test_shape_signature_keeps_the_free_batch(trained_cnn, digits):
+    from edgeflow.convert import convert
+
+    (x_tr, _), _ = digits
+    info = parse(convert(trained_cnn, "int8", x_tr[:50], batch_size=None))  # a variable batch, asked for
+    (inp,) = info.inputs
     assert inp.shape == (1, 8, 8, 1) and inp.shape_signature == (-1, 8, 8, 1)
-    for t in cnn_info.tensors:
+    assert parse(convert(trained_cnn, "int8", x_tr[:50])).inputs[0].shape_signature == (1, 8, 8, 1)
+    for t in info.tensors:
         assert len(t.shape_signature) == len(t.shape)
         assert all(s in (d, -1) for s, d in zip(t.shape_signature, t.shape, strict=True))
 

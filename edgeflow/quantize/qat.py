@@ -140,9 +140,15 @@ def qat(
     result = QatResult(qat_model, float_layers, notes)
     if data is not None:
         x, y = _fit_data(data, model)
-        samples = _calibrate_ranges(qat_model, x if y is not None else _first_batch(x))
-        notes.append(f"activation ranges initialised from {samples} calibration samples "
-                     "(not TF-MOT's [-6, 6])")
+        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+            # each worker would set the ranges from its own samples, outside the all-reduce,
+            # and the workers' models would part: keep TF-MOT's start, the same on every worker
+            notes.append("activation ranges start at TF-MOT's [-6, 6]: ranges calibrated on one "
+                         "worker's samples would differ between workers (multi_worker strategy)")
+        else:
+            samples = _calibrate_ranges(qat_model, x if y is not None else _first_batch(x))
+            notes.append(f"activation ranges initialised from {samples} calibration samples "
+                         "(not TF-MOT's [-6, 6])")
         _compile(qat_model, model, optimizer, learning_rate, loss, metrics, y)
         history = qat_model.fit(
             x, y, epochs=epochs, batch_size=batch_size if y is not None else None,
