@@ -51,7 +51,13 @@ def test_int16x8_model_litert_cannot_run_does_not_fit_a_pi(tmp_path):
     inp = keras.Input((8,), batch_size=1)
     model = keras.Model(inp, keras.layers.LayerNormalization()(keras.layers.Dense(8)(inp)))
     path = tmp_path / "ln16.tflite"
-    path.write_bytes(convert(model, "int16x8", np.random.default_rng(0).normal(size=(32, 8)).astype("float32")))
+    data = convert(model, "int16x8", np.random.default_rng(0).normal(size=(32, 8)).astype("float32"))
+    path.write_bytes(data)
+    # right after convert, in this process: the probe still runs in a child (an abort here
+    # would end pytest)
+    report = check(data, ["raspberry-pi-4"])
+    assert not report["raspberry-pi-4"].fits
+    assert any(p.startswith("LiteRT crashed on the model") for p in report["raspberry-pi-4"].problems)
     proc = subprocess.run([sys.executable, "-m", "edgeflow", "check", str(path), "-d", "raspberry-pi-4", "--json"],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 1, proc.stderr
