@@ -46,6 +46,8 @@ def test_int16x8_model_litert_cannot_run_does_not_fit_a_pi(tmp_path):
     """LayerNormalization in int16x8 aborts LiteRT (RSQRT/MEAN int16 kernels): a Pi must not fit.
     The check runs in its own process, as a user runs it."""
     from edgeflow.convert import convert
+    from edgeflow.errors import RuntimeCrash
+    from edgeflow.runtime import litert
 
     keras.utils.set_random_seed(0)
     inp = keras.Input((8,), batch_size=1)
@@ -58,6 +60,8 @@ def test_int16x8_model_litert_cannot_run_does_not_fit_a_pi(tmp_path):
     report = check(data, ["raspberry-pi-4"])
     assert not report["raspberry-pi-4"].fits
     assert any(p.startswith("LiteRT crashed on the model") for p in report["raspberry-pi-4"].problems)
+    with pytest.raises(RuntimeCrash):  # and predicting it runs in the child too
+        litert.predict(data, np.zeros((1, 8), np.float32))
     proc = subprocess.run([sys.executable, "-m", "edgeflow", "check", str(path), "-d", "raspberry-pi-4", "--json"],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 1, proc.stderr

@@ -1,8 +1,9 @@
 """Running a ``.tflite`` on LiteRT (``ai_edge_litert``): probe, predict, evaluate, benchmark.
 
 Where LiteRT runs: a file that edgeflow converted in this process (its SHA-256 recorded by
-:func:`made_here` when the converter returned it) runs in the calling process. Any other
-file runs in a child process (``edgeflow.runtime._litert_child``, through
+:func:`made_here` when the converter returned it) runs in the calling process once a
+:func:`probe` in a child ran it cleanly (LiteRT aborts on some files edgeflow makes, e.g.
+int16x8 LayerNormalization). Any other file runs in a child process (``edgeflow.runtime._litert_child``, through
 ``edgeflow.runtime._child``): such a file can pass LiteRT's verifier and still crash it in
 ``invoke()``, and a crash must become an error, never take edgeflow down. TFLM always runs
 in a child (``edgeflow.runtime.tflm``). Float inputs are quantized to the model's integer
@@ -84,7 +85,9 @@ def made_here(data: bytes) -> bytes:
 
 
 def _trusted(data: bytes) -> bool:
-    return hashlib.sha256(data).hexdigest() in _MADE
+    """Made by edgeflow's converter in this process and run cleanly once in a child
+    (:func:`probe`, cached per file): only then does LiteRT run it in this process."""
+    return hashlib.sha256(data).hexdigest() in _MADE and probe(data).status == "ok"
 
 
 def probe(model, *, delegates: bool = True, timeout: float = 60) -> Probe:
