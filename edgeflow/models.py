@@ -278,18 +278,8 @@ def _readable(path: Path, kind: str):
 def _code_layers(config) -> list[str]:
     """Names of layers or objects that carry Python code anywhere in a (nested) config."""
     found = _find_layers(config, _CODE_CLASSES)
-
-    def walk(node):
-        if isinstance(node, dict):
-            if "lambda" in (node.get("function_type"), node.get("output_shape_type")):
-                found.append(node.get("name") or "a lambda function")
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(config)
+    found += [node.get("name") or "a lambda function" for node in _config_dicts(config)
+              if "lambda" in (node.get("function_type"), node.get("output_shape_type"))]
     named = [name for name in dict.fromkeys(found) if name != "__lambda__"]
     return named or found[:1]
 
@@ -480,21 +470,23 @@ def _binary(y: np.ndarray) -> bool:
 def _find_layers(config, class_names: tuple[str, ...]) -> list[str]:
     """Names of layers of the given classes anywhere in a (nested) Keras config."""
     found = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            if node.get("class_name") in class_names:
-                inner = node.get("config")
-                name = inner.get("name") if isinstance(inner, dict) else None
-                found.append(name or node.get("name") or node["class_name"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(config)
+    for node in _config_dicts(config):
+        if node.get("class_name") in class_names:
+            inner = node.get("config")
+            name = inner.get("name") if isinstance(inner, dict) else None
+            found.append(name or node.get("name") or node["class_name"])
     return found
+
+
+def _config_dicts(node):
+    """Every dict in a (nested) Keras config, parents before their children, in order."""
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _config_dicts(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _config_dicts(value)
 
 
 def digits_cnn(num_classes: int = 10, input_shape=(8, 8, 1), width: float = 1.0) -> keras.Model:
