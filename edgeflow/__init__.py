@@ -7,6 +7,8 @@ The public API is this short list; everything else is private. Names load lazily
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 
 __version__ = "0.1.0"
 
@@ -53,3 +55,23 @@ def __getattr__(name: str):
 
 def __dir__():
     return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """The package keeps its API functions when a submodule of the same name is imported.
+
+    ``edgeflow.convert`` (and ``edgeflow.search``) is the function even after
+    ``import edgeflow.convert`` or ``from edgeflow.convert import MODES``: the import system
+    binds a freshly imported submodule on its package (``setattr(edgeflow, "convert",
+    module)``), and that one binding is skipped here. The module stays importable by name
+    (``from edgeflow.convert import X``, ``importlib.import_module("edgeflow.convert")``);
+    ``import edgeflow.convert as m`` gives the function, as ``edgeflow.convert`` does.
+    """
+
+    def __setattr__(self, name: str, value) -> None:
+        if isinstance(value, types.ModuleType) and _API.get(name, "").startswith(f"{value.__name__}:"):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

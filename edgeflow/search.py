@@ -32,7 +32,6 @@ import socket
 import subprocess
 import sys
 import time
-import types
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -704,13 +703,3 @@ def _safe_url(url: str) -> str:
         return urlunsplit(parts._replace(netloc=netloc))
     return url
 
-
-class _CallableModule(types.ModuleType):
-    """``edgeflow.search(...)`` calls :func:`search` even once this module is imported (the
-    import system then sets the package's ``search`` attribute to the module)."""
-
-    def __call__(self, *args, **kwargs) -> SearchResult:
-        return search(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

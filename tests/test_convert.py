@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -158,3 +159,21 @@ def test_mobilenet_v2_converts_to_full_int8(mobilenet_v2_int8):
     assert _io_dtypes(mobilenet_v2_int8) == (np.int8, np.int8)
     out = litert.predict(mobilenet_v2_int8, np.zeros((1, 96, 96, 3), np.float32))
     assert out.shape == (1, 2)
+
+
+def test_edgeflow_convert_is_the_function_after_the_module_is_imported():
+    """``import edgeflow.convert`` / ``from edgeflow.convert import X`` first, in a fresh
+    interpreter (the import system binds a submodule on its package only the first time)."""
+    code = (
+        "import sys, edgeflow.convert, edgeflow.search\n"
+        "from edgeflow.convert import convert as fn\n"
+        "import edgeflow\n"
+        "from edgeflow._keras import keras\n"
+        "m = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])\n"
+        "assert edgeflow.convert is fn and edgeflow.search is sys.modules['edgeflow.search'].search\n"
+        "assert edgeflow.convert(m, 'float32') == fn(m, 'float32')\n"
+        "print(type(sys.modules['edgeflow.convert']).__name__, edgeflow.convert.__module__)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout == "module edgeflow.convert\n"

@@ -222,7 +222,7 @@ def test_a_killed_trial_is_failed_not_counted(tmp_path, monkeypatch):
     raw = _recipe(epochs=2, widths=(0.25,))
     (tmp_path / "fit.yaml").write_text(yaml.safe_dump(raw))
     out = tmp_path / "k"
-    code = ("import edgeflow.search as s; s._HEARTBEAT_SECONDS = 1; "
+    code = ("import importlib; s = importlib.import_module('edgeflow.search'); s._HEARTBEAT_SECONDS = 1; "
             f"s.search({str(tmp_path / 'fit.yaml')!r}, {BOARD!r}, trials=1, output_dir={str(out)!r}, verbose=0)")
     child = subprocess.Popen([sys.executable, "-c", code])
     try:
