@@ -318,6 +318,11 @@ def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
     (a QAT model in ``.keras``) is refused, and on any failure nothing is left behind and an
     existing ``path`` is unchanged. Models with QAT wrappers load again from ``.h5``.
 
+    A :class:`~edgeflow.distill.Distiller` saves its student only: the model it predicts
+    with and the one that deploys (the frozen teacher would make the file as large as the
+    teacher, for nothing the board runs). ``distiller.save(path)`` (Keras) keeps the teacher
+    and the losses' adapters, to go on training later.
+
     Example:
         >>> save_model(result.model, "out/pruned.keras")
         PosixPath('out/pruned.keras')
@@ -327,6 +332,10 @@ def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.suffix not in SAVE_SUFFIXES:
         raise EdgeflowError(f"write the model to a .keras or .h5 file, not {path.name!r}")
+    from edgeflow.distill.distiller import Distiller
+
+    if isinstance(model, Distiller):
+        model = model.student
     with _io.atomic_path(path) as tmp, warnings.catch_warnings():
         # .h5 is chosen on purpose (QAT models need it)
         warnings.filterwarnings("ignore", message="You are saving your model as an HDF5")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zipfile
+
 import numpy as np
 import pytest
 
@@ -272,3 +274,23 @@ def test_sequential_student_and_teacher():
                      attention_pairs={"tc": "c"}, epochs=1)
     assert isinstance(result.model, keras.Sequential)
     assert [la.name for la in result.model.layers] == [la.name for la in student.layers]
+
+
+def test_save_model_of_a_distiller_writes_the_student_only(tmp_path):
+    from edgeflow.models import load_model, save_model
+
+    keras.utils.set_random_seed(8)
+    student, teacher = _student(), _teacher()
+    d = Distiller(student, teacher, ["soft"])
+    saved = save_model(d, tmp_path / "d.keras")
+    save_model(student, tmp_path / "student.keras")
+    loaded = load_model(saved)
+    assert not isinstance(loaded, Distiller) and loaded.name == "student"
+    assert [layer.name for layer in loaded.layers] == [layer.name for layer in student.layers]
+    for a, b in zip(loaded.get_weights(), student.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    x, _ = _data(4)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), d.predict(x, verbose=0))
+    with zipfile.ZipFile(saved) as z, zipfile.ZipFile(tmp_path / "student.keras") as s:
+        assert z.read("config.json") == s.read("config.json")
+        assert z.read("model.weights.h5") == s.read("model.weights.h5")
