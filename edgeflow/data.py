@@ -14,6 +14,20 @@ from edgeflow.errors import EdgeflowError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
 
+def _open_arrays(path: Path):
+    """``np.load`` without pickles: an array for ``.npy``, an open ``NpzFile`` for ``.npz``.
+
+    Raises:
+        EdgeflowError: the file does not exist or is not ``.npy``/``.npz`` data.
+    """
+    if not path.exists():
+        raise EdgeflowError(f"data file {str(path)!r} does not exist")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as err:
+        raise EdgeflowError(f"cannot read {path} as .npy/.npz data: {err}") from err
+
+
 def load_arrays(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
     """Read ``(x, y)`` from a ``.npy`` (x only) or ``.npz`` file (keys ``x``/``y``, or the first array).
 
@@ -21,12 +35,7 @@ def load_arrays(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]
         >>> x, y = load_arrays("calib.npz")
     """
     path = Path(path)
-    if not path.exists():
-        raise EdgeflowError(f"data file {str(path)!r} does not exist")
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as err:
-        raise EdgeflowError(f"cannot read {path} as .npy/.npz data: {err}") from err
+    loaded = _open_arrays(path)
     if isinstance(loaded, np.ndarray):
         return loaded, None
     with loaded:
@@ -74,7 +83,7 @@ def labelled(data, what: str = "training data", model=None):
 
 def _load_labelled(path: Path, what: str):
     if path.suffix == ".npz" and path.exists():
-        with np.load(path, allow_pickle=False) as f:
+        with _open_arrays(path) as f:
             named = {k[2:]: f[k] for k in f.files if k.startswith("x:")}
             if named:
                 if "y" not in f.files:
@@ -334,12 +343,7 @@ def _several_inputs(data, inputs, what) -> dict[str, np.ndarray]:
     names = [n for n, _ in inputs]
     if isinstance(data, (str, os.PathLike)):
         path = Path(data)
-        if not path.exists():
-            raise EdgeflowError(f"data file {str(path)!r} does not exist")
-        try:
-            loaded = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as err:
-            raise EdgeflowError(f"cannot read {path} as .npz data: {err}") from err
+        loaded = _open_arrays(path)
         if isinstance(loaded, np.ndarray):
             raise EdgeflowError(
                 f"the model has {len(names)} inputs ({', '.join(names)}): save the {what} as a "

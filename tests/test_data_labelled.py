@@ -31,3 +31,12 @@ def test_missing_labels_and_wrong_types_are_clear(tmp_path):
         labelled(3)
     with pytest.raises(EdgeflowError, match="does not exist"):
         labelled(tmp_path / "missing.npz")
+
+
+def test_a_corrupt_npz_is_one_clear_error(tmp_path):
+    """Every reader of arrays goes through one opener: a damaged .npz is an EdgeflowError, not
+    numpy's ValueError (which the CLI would have reported as an internal error)."""
+    bad = tmp_path / "d.npz"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(EdgeflowError, match=r"^cannot read .*d\.npz as \.npy/\.npz data: "):
+        labelled(bad)
