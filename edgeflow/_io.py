@@ -144,11 +144,13 @@ def _is_empty_dir(path: Path, staging: Path | None = None) -> bool:
     return path.is_dir() and not any(p != staging for p in path.iterdir())
 
 
-def check_dir(path: str | os.PathLike, *, force: bool = False, _staging: Path | None = None) -> Path:
+def check_dir(path: str | os.PathLike, *, force: bool = False, flag: str = "--force",
+              _staging: Path | None = None) -> Path:
     """Check, before any work, that edgeflow may write its files into the folder ``path``.
 
     Allowed: a folder that does not exist or is empty; with ``force``, a folder edgeflow
     created before (it holds :data:`MARKER`). Never a file, never someone else's folder.
+    ``flag`` is the command-line option that gives ``force`` (named in the error).
 
     Raises:
         EdgeflowError: with what to do instead.
@@ -165,21 +167,21 @@ def check_dir(path: str | os.PathLike, *, force: bool = False, _staging: Path | 
         )
     if not force:
         raise _error(
-            f"{path} holds files edgeflow wrote before: pass --force to replace them "
+            f"{path} holds files edgeflow wrote before: pass {flag} to replace them "
             "(other files in it are kept), or choose a new folder"
         )
     return path
 
 
 @contextlib.contextmanager
-def output_dir(path: str | os.PathLike, *, force: bool = False):
+def output_dir(path: str | os.PathLike, *, force: bool = False, flag: str = "--force"):
     """Yield an empty staging folder whose files become the folder ``path`` if the block succeeds.
 
     - ``path`` does not exist: the staging folder (beside it) is renamed to ``path``.
     - ``path`` is empty, or (with ``force``) was created by edgeflow: each staged file is
       renamed into ``path`` (an overwritten file keeps its mode); nothing else in ``path``
       is touched.
-    - otherwise :func:`check_dir` raises before the block runs.
+    - otherwise :func:`check_dir` raises before the block runs (naming ``flag``).
 
     The folder gets the umask's mode and a :data:`MARKER` file listing what edgeflow wrote.
     On any failure the staging folder is removed and ``path`` is unchanged.
@@ -189,7 +191,7 @@ def output_dir(path: str | os.PathLike, *, force: bool = False):
         ...     (tmp / "main.cpp").write_text(source)
     """
     path = Path(os.path.abspath(path))
-    check_dir(path, force=force)
+    check_dir(path, force=force, flag=flag)
     exists = path.exists()
     if exists:  # stage inside: the same file system, and never a rename over the folder itself
         staging = Path(tempfile.mkdtemp(prefix=f".staging.{_TAG}{os.getpid()}-", dir=path))
@@ -204,7 +206,7 @@ def output_dir(path: str | os.PathLike, *, force: bool = False):
             os.chmod(staging, _mode_for(path, directory=True))
             os.replace(staging, path)
         else:
-            check_dir(path, force=force, _staging=staging)  # again: something may have appeared
+            check_dir(path, force=force, flag=flag, _staging=staging)  # again: something may have appeared
             _merge(staging, path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

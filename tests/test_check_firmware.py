@@ -122,9 +122,10 @@ def test_deploy_mcu_refuses_a_failing_model_and_a_folder_it_did_not_create(dilat
     assert result.exit_code == 1
     assert result.stderr.startswith("error: esp32-s3-devkitc-1: the model fails its check (TFLM computes something "
                                     "else than LiteRT")
+    assert result.stderr.endswith("; fix the model, or pass --ignore-check to write the project anyway\n")
     assert not out.exists()
     result = CliRunner().invoke(main, ["deploy", "mcu", str(model), "--board", "esp32-s3-devkitc-1", "-o", str(out),
-                                       "--force"])
+                                       "--ignore-check"])
     assert result.exit_code == 0, result.output
     figures = json.loads((out / "edgeflow_figures.json").read_text())
     assert not figures["fits"] and figures["problems"][0].startswith("TFLM computes something else")
@@ -133,7 +134,7 @@ def test_deploy_mcu_refuses_a_failing_model_and_a_folder_it_did_not_create(dilat
     mine.mkdir()
     (mine / "notes.txt").write_text("my work")
     (tmp_path / "cnn.tflite").write_bytes(int8_cnn)
-    for extra in ([], ["--force"]):
+    for extra in ([], ["--update"], ["--update", "--ignore-check"]):
         result = CliRunner().invoke(main, ["deploy", "mcu", str(tmp_path / "cnn.tflite"), "--board",
                                            "nucleo-h743zi", "-o", str(mine), "--arena-bytes", "6000", *extra])
         assert result.exit_code == 2 and result.stderr.startswith("error: ")

@@ -119,7 +119,7 @@ def test_folder_outputs_never_replace_the_users_work(files, tmp_path, monkeypatc
     mcu = ["deploy", "mcu", "--board", "nucleo-h743zi", "--arena-bytes", "5000"]
     refused = ("is not empty and edgeflow did not create it: choose a new or empty folder "
                "(edgeflow never deletes or replaces files it did not write)")
-    for extra in ([], ["--force"]):
+    for extra in ([], ["--update"], ["--update", "--ignore-check"]):
         result = _invoke(*mcu, project / "model.tflite", "-o", project, *extra)
         assert result.exit_code == 2 and result.output == f"error: {project} {refused}\n"
     monkeypatch.chdir(project / "src")

@@ -275,16 +275,19 @@ def test_arena_margin_formula():
     assert arena_with_margin(1, 0.0) == 1040
 
 
-def test_existing_project_is_updated_only_with_force_and_keeps_other_files(int8_cnn, tmp_path):
+def test_existing_project_is_updated_only_with_update_and_keeps_other_files(int8_cnn, tmp_path):
     out = tmp_path / "fw"
     generate_mcu_project(int8_cnn, "nucleo-h743zi", out, arena_bytes=5000)
     (out / "notes.txt").write_text("mine")
     config = out / "include" / "edgeflow_config.h"
     before = config.read_text()
-    with pytest.raises(EdgeflowError, match="pass --force to replace them"):
-        generate_mcu_project(int8_cnn, "nucleo-h743zi", out, arena_bytes=6000)
+    for kwargs in ({}, {"ignore_check": True}):  # ignoring the check never overwrites a project
+        with pytest.raises(EdgeflowError) as err:
+            generate_mcu_project(int8_cnn, "nucleo-h743zi", out, arena_bytes=6000, **kwargs)
+        assert str(err.value) == (f"{out} holds files edgeflow wrote before: pass --update to replace them "
+                                  "(other files in it are kept), or choose a new folder")
     assert config.read_text() == before
-    p = generate_mcu_project(int8_cnn, "nucleo-h743zi", out, arena_bytes=6000, force=True)
+    p = generate_mcu_project(int8_cnn, "nucleo-h743zi", out, arena_bytes=6000, update=True)
     assert (out / "notes.txt").read_text() == "mine"
     assert f"#define EDGEFLOW_ARENA_SIZE {p.arena_bytes}" in config.read_text()
     assert p.arena_source == "given"
@@ -308,3 +311,30 @@ def test_cli_mcu(int8_cnn, tmp_path):
     res = CliRunner().invoke(main, ["deploy", "mcu", str(tmp_path / "missing.tflite"), "--board", "nucleo-h743zi",
                                     "-o", str(tmp_path / "x")])
     assert res.exit_code == 2 and res.output.startswith("error: ")
+
+
+def test_cli_mcu_update_and_ignore_check_are_separate_and_force_is_gone(int8_cnn, tmp_path):
+    from click.testing import CliRunner
+
+    from edgeflow.cli import main
+
+    model = tmp_path / "m.tflite"
+    model.write_bytes(int8_cnn)
+    out = tmp_path / "fw"
+    base = ["deploy", "mcu", str(model), "--board", "nucleo-h743zi", "-o", str(out)]
+    assert CliRunner().invoke(main, [*base, "--arena-bytes", "4000"]).exit_code == 0
+    config = out / "include" / "edgeflow_config.h"
+    before = config.read_text()
+    res = CliRunner().invoke(main, [*base, "--arena-bytes", "5000", "--force"])
+    assert res.exit_code == 2
+    assert res.output == ("error: deploy mcu has no --force: pass --update to replace the files of a project edgeflow "
+                          "generated in -o, --ignore-check to write a project whose model fails its check "
+                          "(see 'edgeflow deploy mcu --help')\n")
+    res = CliRunner().invoke(main, [*base, "--arena-bytes", "5000", "--ignore-check"])
+    assert res.exit_code == 2
+    assert res.output == (f"error: {out} holds files edgeflow wrote before: pass --update to replace them "
+                          "(other files in it are kept), or choose a new folder\n")
+    assert config.read_text() == before
+    res = CliRunner().invoke(main, [*base, "--arena-bytes", "5000", "--update"])
+    assert res.exit_code == 0, res.output
+    assert f"#define EDGEFLOW_ARENA_SIZE {arena_with_margin(5000)}" in config.read_text()

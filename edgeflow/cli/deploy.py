@@ -131,25 +131,37 @@ def coral(model, host, out_dir, force, user, port, identity, known_hosts, ssh_co
            summary=f"Edge TPU pre-check: {verdict}")
 
 
+def _no_force(ctx, param, value):
+    if value:
+        raise click.UsageError("deploy mcu has no --force: pass --update to replace the files of a project "
+                               "edgeflow generated in -o, --ignore-check to write a project whose model fails "
+                               "its check", ctx)
+
+
 @deploy.command()
 @click.argument("model")
 @click.option("--board", required=True, help="Microcontroller profile name (see 'edgeflow devices').")
 @click.option("-o", "--out-dir", required=True,
-              help="Project folder to create (new or empty; with --force, one edgeflow generated before).")
+              help="Project folder to create (new or empty; with --update, one edgeflow generated before).")
 @click.option("--arena-margin", type=option_type("arena_margin"), default=0.25, show_default=True,
               help="Arena margin: a fraction of the measured arena (plus 1 KiB).")
 @click.option("--arena-bytes", type=option_type("arena_bytes"),
               help="Use this measured arena instead of running check.")
 @click.option("--dry-run", is_flag=True, help="Print every step and file; measure and write nothing.")
-@force_option
+@click.option("--update", is_flag=True,
+              help="Replace the files of a project edgeflow generated in -o before (other files are kept; "
+                   "a folder edgeflow did not create is always refused).")
+@click.option("--ignore-check", is_flag=True,
+              help="Write the project even when the model does not fit or fails its check on the board.")
+@click.option("--force", is_flag=True, hidden=True, expose_value=False, callback=_no_force)
 @json_option
-def mcu(model, board, out_dir, arena_margin, arena_bytes, dry_run, force, as_json):
+def mcu(model, board, out_dir, arena_margin, arena_bytes, dry_run, update, ignore_check, as_json):
     """Generate an Arduino sketch or PlatformIO project that runs MODEL with TFLM on BOARD."""
     from edgeflow.deploy.mcu import generate_mcu_project
     from edgeflow.report import arena_name
 
     result = generate_mcu_project(model, board, out_dir, margin=arena_margin, arena_bytes=arena_bytes,
-                                  dry_run=dry_run, force=force, log=click.echo)
+                                  dry_run=dry_run, update=update, ignore_check=ignore_check, log=click.echo)
     if dry_run:
         finish("deploy mcu", result.to_dict(), text="dry run: nothing was written", model=model,
                summary="dry run: nothing was written")
