@@ -135,8 +135,9 @@ def check_recipe(recipe: Recipe | str | Path, overrides: tuple[str, ...] | list[
     model file (loaded, with the Lambda refusal), the data file, its array names and that
     its samples fit the model's input and its labels the model's outputs, every teacher
     file, the layer names of feature/attention pairs, and every board name and profile
-    folder of a check stage. Nothing is trained and nothing is written. This is what
-    ``edgeflow validate`` runs.
+    folder of a check stage, and the ``search:`` section's keys, ranges and board
+    (:func:`edgeflow.search.check_section`). Nothing is trained and nothing is written.
+    This is what ``edgeflow validate`` runs.
 
     Returns:
         The validated :class:`~edgeflow.recipe.Recipe`.
@@ -150,6 +151,10 @@ def check_recipe(recipe: Recipe | str | Path, overrides: tuple[str, ...] | list[
     """
     recipe = _recipe(recipe, overrides)
     _prepare(recipe)
+    if recipe.search is not None:
+        from edgeflow.search import check_section
+
+        check_section(recipe)
     return recipe
 
 

@@ -409,8 +409,19 @@ def _resolve_paths(raw: dict, base: Path, overridden: list[str]) -> None:
 
 def _describe(err: ValidationError, raw: dict) -> str:
     """One line for the first validation error: the dotted key, the problem and a hint."""
-    first = err.errors()[0]
-    loc = [str(p) for p in first["loc"] if str(p) not in STAGE_TYPES or first["type"] == "missing"]
+    errors = err.errors()
+    first = errors[0]
+    if first["type"] == "list_type":
+        # a search key is a list of values or a Range: report the branch the input was meant for
+        branches = [e for e in errors if e["loc"][:-1] == first["loc"][:-1]]
+        meant = [e for e in branches if e["type"] not in ("list_type", "model_type")]
+        if meant:
+            first = meant[0]
+        elif any("Range" in str(e["loc"][-1]) for e in branches):
+            first = {**first, "msg": "give a list of values or a range {low: ..., high: ...}"}
+    # pydantic puts union branches ("list[any]", "function-after[...]") in the location
+    loc = [str(p) for p in first["loc"]
+           if (str(p) not in STAGE_TYPES or first["type"] == "missing") and not str(p).endswith("]")]
     # pydantic puts the discriminator value in the location: drop it for a readable key.
     key = ".".join(loc) or "(top level)"
     kind = first["type"]

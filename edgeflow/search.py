@@ -191,15 +191,18 @@ def _spec(recipe: Recipe, device: str | None, devices_dir: str | None) -> tuple[
     }), space
 
 
-def _trial_recipe(base: dict, values: dict[str, Any], device: str, devices_dir: str | None,
+def _trial_recipe(base: dict, values: dict[str, Any], device: str | None, devices_dir: str | None,
                   source: str) -> Recipe:
-    """The recipe of one trial: ``values`` set, the check on ``device``, the C array on."""
+    """The recipe of one trial: ``values`` set, the check on ``device`` (checks as written when
+    ``device`` is None), the C array on."""
     raw = json.loads(json.dumps(base))
     for key, value in values.items():
         _override(raw, f"{key}={json.dumps(value)}", Path(source))
     stages = raw["stages"]
     last_convert = max(i for i, s in enumerate(stages) if s["stage"] == "convert")
     stages[last_convert]["c_array"] = True
+    if device is None:
+        return parse_recipe(raw, source=source)
     checks = [s for s in stages if s["stage"] == "check"]
     if checks:
         for check in checks:
@@ -209,7 +212,30 @@ def _trial_recipe(base: dict, values: dict[str, Any], device: str, devices_dir: 
     return parse_recipe(raw, source=source)
 
 
-def _check_space(base: dict, space: dict, device: str, devices_dir: str | None, source: str) -> None:
+def check_section(recipe: Recipe) -> None:
+    """Check a recipe's ``search:`` section without searching (``edgeflow validate`` runs it).
+
+    Every space key (or the default space's) names a recipe key, both ends of each range
+    give a valid recipe, the recipe has a convert stage and the board, when the section
+    names one, has a profile.
+
+    Raises:
+        EdgeflowError: one line naming the recipe, the key and what is wrong.
+    """
+    if recipe.search is None:
+        return
+    if "convert" not in [s.stage for s in recipe.stages]:
+        raise EdgeflowError(f"recipe {recipe.name!r} has no convert stage: a search needs a .tflite to check")
+    spec = recipe.search
+    devices_dir = spec.devices_dir
+    if devices_dir and Path(recipe.source).is_file():
+        devices_dir = str(Path(recipe.source).parent / Path(devices_dir).expanduser())
+    _check_space(recipe.model_dump(mode="json", exclude={"search"}),
+                 dict(spec.space) or default_space(recipe), spec.device, devices_dir,
+                 f"{recipe.source}: search")
+
+
+def _check_space(base: dict, space: dict, device: str | None, devices_dir: str | None, source: str) -> None:
     """Every key names a recipe key and every end of its range validates: before any work."""
     for key, dim in space.items():
         node: Any = base
@@ -224,9 +250,10 @@ def _check_space(base: dict, space: dict, device: str, devices_dir: str | None, 
         ends = dim if isinstance(dim, list) else [dim.low, dim.high]
         for value in ends:
             _trial_recipe(base, {key: value}, device, devices_dir, f"{source}: search key {key!r} = {value!r}")
-    from edgeflow.devices import get_device
+    if device is not None:
+        from edgeflow.devices import get_device
 
-    get_device(device, devices_dir=devices_dir) if devices_dir else get_device(device)
+        get_device(device, devices_dir=devices_dir) if devices_dir else get_device(device)
 
 
 # --------------------------------------------------------------------------- the study

@@ -244,3 +244,15 @@ def test_a_killed_run_resumes_where_it_stopped(here):
     assert doc["result"]["stages"][0]["resumed"] is True
     assert [s["artifact"] for s in doc["result"]["stages"]] == ARTIFACTS
     assert not [p for p in folder.iterdir() if f"edgeflow-tmp-{proc.pid}-" in p.name]
+
+
+def test_resume_before_the_recipe_names_the_slip(tmp_path, monkeypatch):
+    """``--resume`` takes an optional RUN, so ``run --resume quickstart`` reads the recipe as the
+    run: the error says so and how to write it, and nothing is made."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["run", "--resume", "quickstart"])
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [
+        "error: Missing argument 'RECIPE': --resume took 'quickstart' as the run to continue; put "
+        "the recipe first, edgeflow run quickstart --resume. (see 'edgeflow run --help')"]
+    assert list(tmp_path.iterdir()) == []

@@ -27,7 +27,7 @@ def _distill(**kwargs):
 CASES = [
     ("board", lambda r: r["stages"][4].update(devices=["nucleo-h74"]),
      "stages.4.devices: unknown device 'nucleo-h74' (did you mean 'nucleo-h743zi'?); known "
-     f"devices: {KNOWN} (or give a profile .yaml, or --devices-dir)"),
+     f"devices: {KNOWN} (or give a profile .yaml, or a folder of profiles: --devices-dir, or devices_dir in a recipe)"),
     ("devices_dir", lambda r: r["stages"][4].update(devices_dir="boards"),
      "stages.4.devices_dir: device profile path {d}/boards does not exist"),
     ("model_file", lambda r: r.update(model={"path": "missing.keras"}),
@@ -104,3 +104,30 @@ def test_relative_paths_resolve_against_the_recipe_folder(folder, monkeypatch):
     assert load_recipe(recipe, ["data.path=mine.npz"]).data.path == str(elsewhere / "mine.npz")
     assert load_recipe(recipe, ["data={source: npz, path: mine.npz}"]).data.path == str(
         elsewhere / "mine.npz")
+
+
+SEARCH_CASES = [
+    ("key", {"space": {"stages.9.ratio": [0.1]}},
+     "search: search key 'stages.9.ratio' names no recipe key ('9')"),
+    ("range", {"space": {"stages.0.learning_rate": {"low": 0, "high": 0.1}}},
+     "search: search key 'stages.0.learning_rate' = 0: stages.0.learning_rate: 0.0 is not a finite "
+     "number > 0 (the optimizer's step size)"),
+    ("order", {"space": {"stages.1.epochs": {"low": 2, "high": 1}}},
+     "search.space.stages.1.epochs: high (1) is below low (2)"),
+    ("kind", {"space": {"stages.1.epochs": 3}},
+     "search.space.stages.1.epochs: give a list of values or a range {low: ..., high: ...} (got 3)"),
+    ("board", {"device": "nucleo-h74", "space": {"stages.0.epochs": [1, 2]}},
+     "unknown device 'nucleo-h74' (did you mean 'nucleo-h743zi'?); known "
+     f"devices: {KNOWN} (or give a profile .yaml, or a folder of profiles: --devices-dir, or devices_dir in a recipe)"),
+]
+
+
+@pytest.mark.parametrize(("name", "section", "error"), SEARCH_CASES, ids=[c[0] for c in SEARCH_CASES])
+def test_validate_checks_the_search_section(folder, name, section, error):
+    """`validate` runs the search's own pre-checks: keys, both ends of each range, the board."""
+    d, _ = folder
+    recipe = _write(d, name, lambda r: r.update(search=section))
+    result = CliRunner().invoke(main, ["validate", recipe])
+    assert result.exit_code == 2, result.output
+    prefix = "" if name == "board" else f"{recipe}: "
+    assert result.output.strip() == f"error: {prefix}{error}"

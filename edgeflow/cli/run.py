@@ -8,7 +8,7 @@ from edgeflow.cli._output import finish, force_option, json_option
 
 
 @click.command()
-@click.argument("recipe")
+@click.argument("recipe", required=False)
 @click.option("-o", "--output-dir",
               help="The run folder (default: a new runs/<name>/<run id>, linked as runs/<name>/latest).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
@@ -24,6 +24,10 @@ def run(recipe, output_dir, overrides, resume, force, quiet, as_json):
 
     Exit status 0 when the model fits every checked device, 1 when it does not fit one.
     """
+    if recipe is None:
+        hint = (f": --resume took {resume!r} as the run to continue; put the recipe first, "
+                f"edgeflow run {resume} --resume" if resume not in (None, "latest") else "")
+        raise click.UsageError("Missing argument 'RECIPE'" + hint + ".")
     from edgeflow import report
     from edgeflow.pipeline import run_recipe
 

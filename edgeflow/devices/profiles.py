@@ -352,7 +352,7 @@ def get_device(name_or_path, devices_dir=None) -> Device:
         raise EdgeflowError(
             f"unknown device {text!r}{hint}; known devices: "
             + ", ".join(devices)
-            + " (or give a profile .yaml, or --devices-dir)"
+            + " (or give a profile .yaml, or a folder of profiles: --devices-dir, or devices_dir in a recipe)"
         )
     return devices[text]
 
