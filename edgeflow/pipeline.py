@@ -695,7 +695,8 @@ def _convert(state: _State, spec, index: int, label: str, verbose: int) -> Stage
 def _check(state: _State, spec, index: int, label: str, verbose: int) -> StageRecord:
     from edgeflow.devices import check
 
-    report = check(state.tflite_path or state.tflite, spec.devices, devices_dir=spec.devices_dir, measure=spec.measure)
+    report = check(state.tflite_path or state.tflite, spec.devices, devices_dir=spec.devices_dir, measure=spec.measure,
+                   firmware=spec.firmware)
     state.check = report
     fits = sum(1 for r in report.results if r.fits)
     record = StageRecord(index, "check", label)

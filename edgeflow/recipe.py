@@ -176,12 +176,18 @@ class ConvertStage(_Strict):
 
 
 class CheckStage(_Strict):
-    """Check the .tflite against device profiles ("all" for every shipped board)."""
+    """Check the .tflite against device profiles ("all" for every shipped board).
+
+    ``firmware: true`` builds each TFLM board's firmware and runs it under QEMU, as
+    ``edgeflow check`` does by default (needs arm-none-eabi-gcc, qemu-system-arm and the
+    TFLM sources; the first build of a core takes minutes, later ones seconds).
+    """
 
     stage: Literal["check"]
     devices: list[str] | Literal["all"] = "all"
     devices_dir: str | None = None
     measure: bool = True
+    firmware: bool = False
 
 
 StageSpec = Annotated[
