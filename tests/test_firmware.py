@@ -126,3 +126,69 @@ def test_cli_json_and_errors(built, tmp_path, int8_cnn):
     assert result.stderr.startswith("error: esp32-s3-devkitc-1: no firmware build (Xtensa LX7: ")
     result = CliRunner().invoke(main, ["firmware", str(model), "--board", "raspberry-pi-4"])
     assert result.exit_code == 2 and "runs litert, not TensorFlow Lite Micro" in result.stderr
+
+
+def test_tflm_abort_ends_the_run_at_once_with_the_operator(tmp_path, digits):
+    """TFLM's abort is an endless loop on the target (AbortImpl); the image stops QEMU instead
+    and names the operator. The softmax-scale check of an int8 SOFTMAX trips it."""
+    import time
+
+    from test_runtime_tflm import softmax_head
+
+    from edgeflow.convert import convert
+    from edgeflow.firmware import build
+
+    (x_tr, _), _ = digits
+    model = tmp_path / "collapsed.tflite"
+    model.write_bytes(convert(softmax_head(10, 1e-6), "int8", x_tr[:64]))
+    t0 = time.monotonic()
+    fw = build(model, cpu="cortex-m4f", timeout=60)
+    assert time.monotonic() - t0 < 60 and fw.run.exit_status is not None  # QEMU ended, not killed
+    line = ("TFLM on cortex-m4f under QEMU: TFLM aborted (TFLITE_ABORT) in Prepare of SOFTMAX (operator 3): "
+            "int8 input scale 1.07e-08 gives beta·scale·2^26 = 0.72 ≤ 1, which TFLM's softmax Prepare rejects "
+            "with abort() (QuantizeMultiplierGreaterThanOne); the logits span less than 3.8e-06 on the "
+            "calibration data (typical of untrained weights=None networks): calibrate a trained model with "
+            "real data or export the logits without softmax")
+    assert fw.problems == [line]
+    assert (fw.run.exit_status, fw.run.aborted) == (6, ("Prepare", "SOFTMAX", 3))
+    assert not fw.fits and fw.arena_used is None
+    assert fw.to_dict()["problems"] == [line]
+
+
+def test_an_endless_loop_is_a_timeout_problem():
+    """A WHILE whose condition stays true runs forever: a problem naming the timeout, no exception."""
+    import tensorflow as tf
+
+    from edgeflow.firmware import build
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32)])
+    def endless(x):
+        return tf.while_loop(lambda v, go: go, lambda v, go: (v, go), [x, tf.constant(True)])[0]
+
+    model = tf.lite.TFLiteConverter.from_concrete_functions([endless.get_concrete_function()], endless).convert()
+    fw = build(model, cpu="cortex-m4f", timeout=3)
+    assert fw.problems == ["TFLM on cortex-m4f under QEMU: timed out after 3 s: the firmware neither finished "
+                           "nor stopped (an endless loop?)"]
+    assert fw.run.console.splitlines() == ["EF arena_used 352", "EF prepare_events 0"]
+    assert not fw.fits
+
+
+def test_a_fault_stops_qemu_with_the_stacked_pc(tmp_path):
+    """The image's fault handler prints the faulting PC and CFSR and ends QEMU (exit status 8):
+    an undefined instruction (__builtin_trap) in main, on the Cortex-M4 machine."""
+    from importlib.resources import files
+
+    from edgeflow.firmware import elf, emulator, image, targets, toolchain
+
+    target = targets.target("cortex-m4f")
+    (tmp_path / "link.ld").write_text(image.link_script(target))
+    (tmp_path / "trap.c").write_text("int main(int argc, char **argv) { __builtin_trap(); }\n")
+    startup = files("edgeflow").joinpath("_data/firmware/startup.c")
+    out = tmp_path / "trap.elf"
+    subprocess.run([toolchain.find().gcc, *target.flags(), "-DEF_HAS_FPU", "-O2", "-nostartfiles",
+                    "--specs=rdimon.specs", f"-T{tmp_path / 'link.ld'}", "-o", str(out), str(startup),
+                    str(tmp_path / "trap.c")], check=True)
+    pc = elf.read(out).address("main") & ~1
+    run = emulator.run(out, target.machine, count=False, timeout=60)
+    assert (run.ok, run.exit_status) == (False, 8)
+    assert run.reason == f"the firmware faulted (HardFault) at pc 0x{pc:08x} in main (CFSR 0x00010000: UNDEFINSTR)"

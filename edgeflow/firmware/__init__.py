@@ -152,7 +152,8 @@ def encode_inputs(info, data, limit: int = 4) -> bytes:
 
 
 def build(model, board: str | None = None, *, cpu: str | None = None, inputs: bytes | None = None,
-          tflm_root=None, devices_dir=None, emulate: bool = True, jobs: int | None = None) -> FirmwareResult:
+          tflm_root=None, devices_dir=None, emulate: bool = True, jobs: int | None = None,
+          timeout: float = 300) -> FirmwareResult:
     """Build ``model`` into firmware for ``board`` (a profile name/path) or a bare ``cpu``.
 
     Args:
@@ -165,9 +166,11 @@ def build(model, board: str | None = None, *, cpu: str | None = None, inputs: by
         emulate: run the image under QEMU (arena, outputs, instruction counts); without
             QEMU or with False the arena comes from the host interpreter.
         jobs: parallel compiler processes.
+        timeout: seconds each emulated run may take before QEMU is killed.
 
     Returns:
-        A :class:`FirmwareResult`; a crash or hang under emulation is one of its problems.
+        A :class:`FirmwareResult`; a TFLM abort, a fault or a hang (``timeout``) under
+        emulation is one of its problems (:mod:`edgeflow.firmware.emulator`).
 
     Raises:
         EdgeflowError: bad model, unknown board/core, a board without a firmware target,
@@ -195,7 +198,8 @@ def build(model, board: str | None = None, *, cpu: str | None = None, inputs: by
     elif board is None:
         raise EdgeflowError("name a board (--board) or a core (--cpu) to build firmware for")
     data, info = reader.load(model)
-    result = build_for(data, info, target, inputs=inputs, tflm_root=tflm_root, emulate=emulate, jobs=jobs)
+    result = build_for(data, info, target, inputs=inputs, tflm_root=tflm_root, emulate=emulate, jobs=jobs,
+                       timeout=timeout)
     if device is not None:
         result = for_device(result, device)
     result.seconds = time.monotonic() - t0
@@ -218,7 +222,7 @@ def for_device(result: FirmwareResult, device) -> FirmwareResult:
 
 
 def build_for(data: bytes, info, target, *, inputs: bytes | None = None, tflm_root=None, emulate: bool = True,
-              jobs: int | None = None) -> FirmwareResult:
+              jobs: int | None = None, timeout: float = 300) -> FirmwareResult:
     """:func:`build` for a :class:`~edgeflow.firmware.targets.Target` and a loaded model (no board)."""
     from edgeflow.deploy.mcu import resolver_calls
     from edgeflow.firmware import emulator, sources, toolchain
@@ -240,15 +244,15 @@ def build_for(data: bytes, info, target, *, inputs: bytes | None = None, tflm_ro
     samples = inputs if inputs is not None else default_inputs(info)
     if can_run:
         probe = _build.link_image(prepared, name="measure")
-        first = emulator.run(probe.elf, target.machine, samples)
+        first = emulator.run(probe.elf, target.machine, samples, timeout=timeout)
         if not first.ok or first.arena_used is None:
             result.firmware, result.run = probe, first
             result.arena_source = "not measured: the emulated run failed"
-            result.problems.append(f"TFLM on {target.cpu} under QEMU: {first.reason}")
+            result.problems.append(f"TFLM on {target.cpu} under QEMU: {first.reason}{_known_cause(data, first)}")
         else:
             final = _build.link_image(prepared, first.arena_used, name="firmware")
             final.compiled += probe.compiled  # the TFLM sources compiled for this build (cache misses)
-            again = emulator.run(final.elf, target.machine, samples)
+            again = emulator.run(final.elf, target.machine, samples, timeout=timeout)
             result.firmware, result.arena_used, result.arena_source = final, first.arena_used, "emulated run"
             result.run = again if again.ok else first
             if not again.ok:
@@ -267,3 +271,17 @@ def build_for(data: bytes, info, target, *, inputs: bytes | None = None, tflm_ro
                             + "): arena from the host interpreter, no instruction count")
     result.seconds = time.monotonic() - t0
     return result
+
+
+def _known_cause(data: bytes, run) -> str:
+    """``": <cause>"`` when :func:`edgeflow.runtime.tflm.known_aborts` explains the run's abort."""
+    if run.aborted is None:
+        return ""
+    from edgeflow.runtime.tflm import known_aborts
+
+    _, op, index = run.aborted
+    for cause in known_aborts(data):
+        head, _, why = cause.partition(": ")
+        if head == f"{op} (operator {index})":
+            return f": {why}"
+    return ""

@@ -77,6 +77,14 @@ class Image:
     def address(self, symbol: str) -> int:
         return self.symbols[symbol][0]
 
+    def function_at(self, address: int) -> str | None:
+        """The symbol whose ``[value, value + size)`` holds ``address`` (Thumb bit ignored), or None."""
+        address &= ~1
+        for name, (value, size) in self.symbols.items():
+            if size and value & ~1 <= address < (value & ~1) + size:
+                return name
+        return None
+
 
 def read(path: str | Path) -> Image:
     """Parse the section headers and the symbol table of a little-endian ELF32 file.

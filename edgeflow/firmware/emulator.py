@@ -9,6 +9,16 @@ operator (TFLM's profiler hooks). QEMU does not model cycles (the DWT cycle coun
 0), so an instruction count is what it measures exactly; the counts are repeatable run to
 run. A fault, a hang (``timeout``) or a failed ``AllocateTensors``/``Invoke`` is a
 :class:`RunResult` with ``ok`` False and the reason, never an exception.
+
+Nothing in the image spins until the timeout: TFLM's abort (``TFLITE_ABORT``, an endless
+loop in TFLM's ``AbortImpl``, reached e.g. from a failed ``TFLITE_CHECK``) is caught in the
+image's ``DebugLog`` and printed as ``EF abort <stage> [<operator> <index> <subgraph>]``;
+a fault (HardFault and the configurable faults) prints ``EF fault <exception> pc=… lr=…
+cfsr=… hfsr=… mmfar=… bfar=…`` (the stacked registers and the fault status registers,
+Armv7-M Architecture Reference Manual B3.2.15–B3.2.18); newlib's ``abort()`` prints
+``EF abort abort()``. Each then ends QEMU at once with the exit status in
+:data:`EXIT_STATUS` (semihosting ``SYS_EXIT_EXTENDED``). Only a real endless loop in the
+model's code still runs into the timeout ("timed out after N s").
 """
 
 from __future__ import annotations
@@ -33,6 +43,15 @@ __all__ = ["RunResult", "plugin", "run"]
 
 _MARKERS = ("ef_invoke", "ef_begin", "ef_end")
 
+#: QEMU's exit status for each way the measurement image ends (main.cc, startup.c).
+EXIT_STATUS = {0: "ok", 3: "AllocateTensors failed", 4: "Invoke failed", 5: "cannot write output.bin",
+               6: "TFLM aborted", 7: "abort() called", 8: "fault"}
+
+# Configurable Fault Status Register bits (Armv7-M ARM B3.2.15), lowest first.
+_CFSR = {0: "IACCVIOL", 1: "DACCVIOL", 3: "MUNSTKERR", 4: "MSTKERR", 5: "MLSPERR", 8: "IBUSERR",
+         9: "PRECISERR", 10: "IMPRECISERR", 11: "UNSTKERR", 12: "STKERR", 13: "LSPERR", 16: "UNDEFINSTR",
+         17: "INVSTATE", 18: "INVPC", 19: "NOCP", 20: "STKOF", 24: "UNALIGNED", 25: "DIVBYZERO"}
+
 
 @dataclass
 class RunResult:
@@ -51,6 +70,8 @@ class RunResult:
     operators: list[tuple[str, int]] = field(default_factory=list)
     counted: bool = False
     console: str = ""
+    exit_status: int | None = None
+    aborted: tuple[str, str, int] | None = None  # (stage, operator, index) of a TFLM abort in an operator
 
     def to_dict(self) -> dict:
         return {"ok": self.ok, "reason": self.reason, "arena_used": self.arena_used, "samples": self.samples,
@@ -102,8 +123,10 @@ def run(elf_path: str | Path, machine: str, inputs: bytes | None = None, *, coun
             cmd += ["-plugin", f"{so},out={work / 'marks.txt'},{marks}"]
         try:
             p = subprocess.run(cmd, cwd=work, capture_output=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return RunResult(False, f"the firmware did not finish within {timeout:.0f} s under QEMU (hang)")
+        except subprocess.TimeoutExpired as err:
+            console = (err.stdout or b"").decode("utf-8", "replace") + (err.stderr or b"").decode("utf-8", "replace")
+            return RunResult(False, f"timed out after {timeout:g} s: the firmware neither finished nor stopped "
+                                    f"(an endless loop?)", console=console)
         console = p.stdout.decode("utf-8", "replace") + p.stderr.decode("utf-8", "replace")
         facts: dict[str, str] = {}
         events: list[str] = []
@@ -114,11 +137,14 @@ def run(elf_path: str | Path, machine: str, inputs: bytes | None = None, *, coun
                     events.append(value.split(" ", 1)[1])
                 else:
                     facts[key] = value
-        result = RunResult(facts.get("status") == "ok", console=console)
+        result = RunResult(facts.get("status") == "ok", console=console, exit_status=p.returncode)
         if "arena_used" in facts:
             result.arena_used = int(facts["arena_used"])
         if not result.ok:
-            result.reason = _reason(facts, console, p.returncode)
+            abort = facts.get("abort", "").split()
+            if len(abort) >= 3:
+                result.aborted = (abort[0], abort[1], int(abort[2]))
+            result.reason = _reason(facts, console, p.returncode, elf_path)
             return result
         result.samples = int(facts.get("samples", 0))
         result.outputs = (work / "output.bin").read_bytes()
@@ -128,13 +154,39 @@ def run(elf_path: str | Path, machine: str, inputs: bytes | None = None, *, coun
         return result
 
 
-def _reason(facts: dict, console: str, returncode: int) -> str:
+def _reason(facts: dict, console: str, returncode: int, elf_path) -> str:
+    """One line: why the image stopped without ``EF status ok``."""
     if "error" in facts:
         return facts["error"]
-    if "EF fault" in console:
-        return "the firmware faulted (HardFault) under QEMU"
+    if "abort" in facts:
+        words = facts["abort"].split()
+        if words == ["abort()"]:
+            return "the firmware called abort() (a failed assert() or the C++ runtime giving up)"
+        where = f"TFLM aborted (TFLITE_ABORT) in {words[0]}"
+        if len(words) >= 4:
+            where += f" of {words[1]} (operator {words[2]}" + (f", subgraph {words[3]})" if words[3] != "0" else ")")
+        return where
+    if "fault" in facts:
+        kind, _, rest = facts["fault"].partition(" ")
+        regs = dict(kv.split("=", 1) for kv in rest.split() if "=" in kv)
+        pc = int(regs.get("pc", "0"), 16)
+        cfsr = int(regs.get("cfsr", "0"), 16)
+        bits = [name for bit, name in _CFSR.items() if cfsr >> bit & 1]
+        where = _function_at(elf_path, pc)
+        return (f"the firmware faulted ({kind}) at pc 0x{pc:08x}" + (f" in {where}" if where else "")
+                + (f" (CFSR 0x{cfsr:08x}: {', '.join(bits)})" if cfsr else ""))
     tail = [ln for ln in console.splitlines() if ln.strip()][-1:] or [f"QEMU exit status {returncode}"]
     return f"the firmware stopped without finishing: {tail[0][:200]}"
+
+
+def _function_at(elf_path, address: int) -> str | None:
+    """The (demangled, when ``c++filt`` is installed) function of the image holding ``address``."""
+    name = _elf.read(elf_path).function_at(address)
+    filt = shutil.which("arm-none-eabi-c++filt") or shutil.which("c++filt")
+    if name is None or filt is None:
+        return name
+    p = subprocess.run([filt, name], capture_output=True, text=True)
+    return p.stdout.strip() or name if p.returncode == 0 else name
 
 
 def _counts(log: str, events: list[str]) -> tuple[list[int], list[tuple[str, int]]]:

@@ -23,7 +23,7 @@ from edgeflow.firmware.sources import TflmSources
 from edgeflow.firmware.targets import MACHINES, Target
 from edgeflow.firmware.toolchain import Toolchain
 
-__all__ = ["HEAP_BYTES", "STACK_BYTES", "Firmware", "link_image", "prepare"]
+__all__ = ["HEAP_BYTES", "STACK_BYTES", "Firmware", "link_image", "link_script", "prepare"]
 
 STACK_BYTES = 32 << 10
 HEAP_BYTES = 16 << 10
@@ -87,6 +87,19 @@ def _template(name: str) -> str:
     return files("edgeflow").joinpath("_data/firmware/" + name).read_text("utf-8")
 
 
+def link_script(target: Target) -> str:
+    """The linker script of the measurement image for the QEMU machine of ``target``."""
+    machine = MACHINES[target.machine]
+    separate = machine.rodata != machine.code
+    return (_template("link.ld")
+            .replace("EF_CODE_ORIGIN", hex(machine.code[0])).replace("EF_CODE_LENGTH", hex(machine.code[1]))
+            .replace("EF_RAM_ORIGIN", hex(machine.ram[0])).replace("EF_RAM_LENGTH", hex(machine.ram[1]))
+            .replace("EF_RODATA_MEMORY", f"RODATA (r) : ORIGIN = {hex(machine.rodata[0])}, "
+                                         f"LENGTH = {hex(machine.rodata[1])}" if separate else "")
+            .replace("EF_RODATA_ALIAS", "" if separate else 'REGION_ALIAS("RODATA", CODE);')
+            .replace("EF_HEAP_SIZE", hex(HEAP_BYTES)).replace("EF_STACK_SIZE", hex(STACK_BYTES)))
+
+
 def prepare(data: bytes, calls: list[str], target: Target, sources: TflmSources, toolchain: Toolchain,
             *, jobs: int | None = None) -> _Build:
     """Write and compile the application for a model (everything but the arena)."""
@@ -94,21 +107,12 @@ def prepare(data: bytes, calls: list[str], target: Target, sources: TflmSources,
     keep = _io.temporary_dir("edgeflow-fw-")
     work = Path(keep.name)
     library = Library(sources, target, toolchain, jobs)
-    machine = MACHINES[target.machine]
     (work / "model.tflite").write_bytes(data)
     main = _template("main.cc").replace("EF_RESOLVER_CALLS", "\n".join(f"  resolver.{c}();" for c in calls))
     (work / "main.cc").write_text(main.replace("EF_OP_COUNT", str(max(1, len(calls)))))
     (work / "startup.c").write_text(_template("startup.c"))
     (work / "model.S").write_text(_template("model.S").replace("EF_MODEL_PATH", f'"{work / "model.tflite"}"'))
-    separate = machine.rodata != machine.code
-    script = (_template("link.ld")
-              .replace("EF_CODE_ORIGIN", hex(machine.code[0])).replace("EF_CODE_LENGTH", hex(machine.code[1]))
-              .replace("EF_RAM_ORIGIN", hex(machine.ram[0])).replace("EF_RAM_LENGTH", hex(machine.ram[1]))
-              .replace("EF_RODATA_MEMORY", f"RODATA (r) : ORIGIN = {hex(machine.rodata[0])}, "
-                                           f"LENGTH = {hex(machine.rodata[1])}" if separate else "")
-              .replace("EF_RODATA_ALIAS", "" if separate else 'REGION_ALIAS("RODATA", CODE);')
-              .replace("EF_HEAP_SIZE", hex(HEAP_BYTES)).replace("EF_STACK_SIZE", hex(STACK_BYTES)))
-    (work / "link.ld").write_text(script)
+    (work / "link.ld").write_text(link_script(target))
     fpu = ["-DEF_HAS_FPU"] if target.fpu else []
     objects = []
     for name in ("main.cc", "startup.c", "model.S"):

@@ -5,12 +5,23 @@
 // working folder, runs one Invoke() per sample and appends the output tensors to
 // output.bin. Prints "EF <key> <value>" lines. ef_invoke/ef_begin/ef_end are markers an
 // instruction-count plugin watches: around each Invoke() and each operator.
+//
+// TFLM's abort (TFLITE_ABORT; with TF_LITE_MCU_DEBUG_LOG it is AbortImpl() in
+// tensorflow/lite/kernels/op_macros.h: MicroPrintf("HALTED") and an endless loop, also
+// where a TFLITE_CHECK fails) would spin until QEMU is killed. This file is the platform's
+// DebugLog, so it sees "HALTED" first: it prints "EF abort <stage> [<operator> <index>
+// <subgraph>]" (stage AllocateTensors, Prepare or Invoke; the operator where TFLM's graph
+// says one runs) and ends the program with the exit status EF_EXIT_TFLM_ABORT.
+#include <cstdarg>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
+#include "tensorflow/lite/micro/debug_log.h"
+#include "tensorflow/lite/micro/micro_context.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
+#include "tensorflow/lite/micro/micro_interpreter_graph.h"
 #include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
 #include "tensorflow/lite/micro/micro_profiler_interface.h"
 #include "tensorflow/lite/schema/schema_generated.h"
@@ -21,18 +32,96 @@ extern "C" __attribute__((noinline, used)) void ef_invoke(void) { __asm__ volati
 extern "C" __attribute__((noinline, used)) void ef_begin(void) { __asm__ volatile("" ::: "memory"); }
 extern "C" __attribute__((noinline, used)) void ef_end(void) { __asm__ volatile("" ::: "memory"); }
 
+extern "C" void _exit(int status);
+
 namespace {
 
 constexpr int kMaxEvents = 1024;
+constexpr int EF_EXIT_TFLM_ABORT = 6;
+
+// What the program is doing, for the abort report.
+const char* ef_stage = "start";
+int ef_operator_depth = 0;  // >0 while an operator's Invoke runs (the profiler's events)
+tflite::MicroInterpreterGraph* ef_graph = nullptr;
+
+// Each registration's own Prepare; ef_prepare wraps them to learn the graph and the stage.
+const TFLMRegistration* ef_wrapped[EF_OP_COUNT];
+TfLiteStatus (*ef_prepare_of[EF_OP_COUNT])(TfLiteContext*, TfLiteNode*);
+int ef_wrapped_count = 0;
+
+const TFLMRegistration* ef_current_registration() {
+  if (ef_graph == nullptr) return nullptr;
+  tflite::SubgraphAllocations* allocations = ef_graph->GetAllocations();
+  if (allocations == nullptr) return nullptr;
+  return allocations[ef_graph->GetCurrentSubgraphIndex()]
+      .node_and_registrations[ef_graph->GetCurrentOperatorIndex()]
+      .registration;
+}
+
+TfLiteStatus ef_prepare(TfLiteContext* context, TfLiteNode* node) {
+  ef_graph = static_cast<tflite::MicroInterpreterGraph*>(&tflite::GetMicroContext(context)->graph());
+  const TFLMRegistration* registration = ef_current_registration();
+  for (int i = 0; i < ef_wrapped_count; ++i) {
+    if (ef_wrapped[i] == registration) {
+      const char* outer = ef_stage;
+      ef_stage = "Prepare";
+      TfLiteStatus status = ef_prepare_of[i] == nullptr ? kTfLiteOk : ef_prepare_of[i](context, node);
+      ef_stage = outer;
+      return status;
+    }
+  }
+  return kTfLiteError;
+}
+
+// Routes the Prepare of every registration the model uses through ef_prepare.
+void ef_wrap_prepare(const tflite::Model* model, const tflite::MicroOpResolver& resolver) {
+  const auto* codes = model->operator_codes();
+  for (flatbuffers::uoffset_t i = 0; codes != nullptr && i < codes->size(); ++i) {
+    const tflite::OperatorCode* code = codes->Get(i);
+    tflite::BuiltinOperator op = static_cast<tflite::BuiltinOperator>(
+        code->builtin_code() > code->deprecated_builtin_code() ? code->builtin_code()
+                                                               : code->deprecated_builtin_code());
+    const TFLMRegistration* found =
+        op == tflite::BuiltinOperator_CUSTOM
+            ? (code->custom_code() == nullptr ? nullptr : resolver.FindOp(code->custom_code()->c_str()))
+            : resolver.FindOp(op);
+    bool seen = found == nullptr || ef_wrapped_count == EF_OP_COUNT;
+    for (int j = 0; j < ef_wrapped_count && !seen; ++j) seen = ef_wrapped[j] == found;
+    if (seen) continue;
+    auto* registration = const_cast<TFLMRegistration*>(found);
+    ef_wrapped[ef_wrapped_count] = registration;
+    ef_prepare_of[ef_wrapped_count++] = registration->prepare;
+    registration->prepare = ef_prepare;
+  }
+}
+
+__attribute__((noreturn)) void ef_tflm_abort() {
+  printf("EF abort %s", ef_stage);
+  bool in_operator = strcmp(ef_stage, "Prepare") == 0 || (strcmp(ef_stage, "Invoke") == 0 && ef_operator_depth > 0);
+  const TFLMRegistration* registration = in_operator ? ef_current_registration() : nullptr;
+  if (registration != nullptr) {
+    const char* name = registration->builtin_code == tflite::BuiltinOperator_CUSTOM && registration->custom_name
+                           ? registration->custom_name
+                           : tflite::EnumNameBuiltinOperator(static_cast<tflite::BuiltinOperator>(registration->builtin_code));
+    printf(" %s %d %d", name, ef_graph->GetCurrentOperatorIndex(), ef_graph->GetCurrentSubgraphIndex());
+  }
+  printf("\n");
+  fflush(stdout);
+  _exit(EF_EXIT_TFLM_ABORT);
+}
 
 class MarkerProfiler : public tflite::MicroProfilerInterface {
  public:
   uint32_t BeginEvent(const char* tag) override {
+    ++ef_operator_depth;
     ef_begin();
     if (count_ < kMaxEvents) tags_[count_] = tag;
     return count_++;
   }
-  void EndEvent(uint32_t) override { ef_end(); }
+  void EndEvent(uint32_t) override {
+    ef_end();
+    --ef_operator_depth;
+  }
   int count() const { return count_; }
   const char* tag(int i) const { return i < kMaxEvents ? tags_[i] : "?"; }
 
@@ -43,6 +132,17 @@ class MarkerProfiler : public tflite::MicroProfilerInterface {
 
 }  // namespace
 
+// TFLM's platform log (tensorflow/lite/micro/debug_log.h), as its reference debug_log.cc, but
+// an abort ends the program instead of spinning.
+extern "C" void DebugLog(const char* format, va_list args) {
+  if (strcmp(format, "HALTED") == 0) ef_tflm_abort();
+  vfprintf(stderr, format, args);
+}
+
+extern "C" int DebugVsnprintf(char* buffer, size_t buf_size, const char* format, va_list args) {
+  return vsnprintf(buffer, buf_size, format, args);
+}
+
 // The arena is its own object (edgeflow relinks it to resize it without recompiling).
 extern "C" uint8_t g_arena[];
 extern "C" const int ef_arena_size;
@@ -51,8 +151,10 @@ int main(int, char**) {
   const tflite::Model* model = tflite::GetModel(g_model);
   static tflite::MicroMutableOpResolver<EF_OP_COUNT> resolver;
 EF_RESOLVER_CALLS
+  ef_wrap_prepare(model, resolver);
   static MarkerProfiler profiler;
   static tflite::MicroInterpreter interpreter(model, resolver, g_arena, ef_arena_size, nullptr, &profiler);
+  ef_stage = "AllocateTensors";
   if (interpreter.AllocateTensors() != kTfLiteOk) {
     printf("EF error AllocateTensors failed with an arena of %d bytes\n", ef_arena_size);
     return 3;
@@ -82,9 +184,11 @@ EF_RESOLVER_CALLS
     }
     if (!got) break;
     int first = profiler.count();
+    ef_stage = "Invoke";
     ef_invoke();
     TfLiteStatus status = interpreter.Invoke();
     ef_invoke();
+    ef_stage = "main";
     if (status != kTfLiteOk) {
       printf("EF error Invoke failed on sample %d\n", samples);
       return 4;
