@@ -23,6 +23,7 @@ from edgeflow.report import (
     device_arena_name,
     findings,
     format_bytes,
+    output_rows,
 )
 
 esc = html.escape
@@ -212,8 +213,20 @@ def _stages(result) -> str:
     ]
     return ("<h2>Stages</h2><table><tr><th>stage</th><th>keras acc</th><th>tflite acc</th>"
             "<th>size B</th><th>gzip B</th><th>sparsity</th><th>seconds</th><th>notes</th>"
-            f"<th>artifact</th></tr>{rows}</table>"
+            f"<th>artifact</th></tr>{rows}</table>" + _outputs(recs) +
             '<div class="charts">' + "".join(charts) + "</div>")
+
+
+def _outputs(records) -> str:
+    """The per-output table of a model with several outputs (empty for one output)."""
+    headers, rows = output_rows(records)
+    if not rows:
+        return ""
+    cells = "".join("<tr>" + "".join(f"<td{' class=n' if i > 2 else ''}>{esc(c)}</td>"
+                                     for i, c in enumerate(row)) + "</tr>" for row in rows)
+    return ("<h3>Per output</h3><p class=muted>accuracy for a classification output, mean "
+            "absolute error for a regression one.</p><table><tr>"
+            + "".join(f"<th>{esc(h)}</th>" for h in headers) + f"</tr>{cells}</table>")
 
 
 def _tflite_path(result) -> Path | None:

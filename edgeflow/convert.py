@@ -142,8 +142,8 @@ def convert(
         if result["status"] != "ok":
             raise EdgeflowError(f"the TFLite converter failed ({mode.name}): "
                                 + _advice(result["message"]))
-        tflite = _inputs_in_model_order((work.path / "model.tflite").read_bytes(),
-                                        [name for name, _ in prep.inputs])
+        tflite = _io_in_model_order((work.path / "model.tflite").read_bytes(),
+                                    [name for name, _ in prep.inputs])
     from edgeflow.runtime.litert import made_here
 
     return made_here(tflite)  # LiteRT may run what edgeflow made in-process
@@ -439,16 +439,17 @@ def _export_signature(prep: _Prepared, path: Path) -> Path:
     return path
 
 
-def _inputs_in_model_order(tflite: bytes, names: list[str]) -> bytes:
-    """The flatbuffer with its subgraph inputs in the Keras model's input order.
+def _io_in_model_order(tflite: bytes, names: list[str]) -> bytes:
+    """The flatbuffer with its subgraph inputs and outputs in the Keras model's order.
 
     The converter may order a model's inputs its own way (seen on QAT models: the second
-    Keras input first), and runtimes feed a list of arrays by position; the signature
-    (``serving_default``, keyed by input name) says which tensor is which input, so the
-    input list is rewritten in the model's order. Nothing else changes.
+    Keras input first), and its outputs too (seen on a model with outputs ``zz_cls``,
+    ``aa_reg``: ``aa_reg`` first), while runtimes feed and read lists of arrays by position.
+    The signature (``serving_default``) says which tensor is which: inputs keyed by input
+    name, outputs keyed ``output_<i>`` with ``i`` the Keras output's position (the traced
+    function returns a tuple). The input and output lists are rewritten in the model's
+    order; nothing else changes.
     """
-    if len(names) < 2:
-        return tflite
     import flatbuffers
 
     from edgeflow.tflite._schema import schema
@@ -456,15 +457,25 @@ def _inputs_in_model_order(tflite: bytes, names: list[str]) -> bytes:
     obj = schema.ModelT.InitFromObj(schema.Model.GetRootAs(tflite, 0))
     if not obj.signatureDefs:
         return tflite
-    by_name = {(m.name.decode() if isinstance(m.name, bytes) else m.name): m.tensorIndex
-               for m in obj.signatureDefs[0].inputs or []}
-    graph = obj.subgraphs[obj.signatureDefs[0].subgraphIndex or 0]
-    if set(by_name) != set(names) or sorted(by_name.values()) != sorted(graph.inputs):
+    sig = obj.signatureDefs[0]
+    graph = obj.subgraphs[sig.subgraphIndex or 0]
+    listed = {a: [int(i) for i in getattr(graph, a)] if getattr(graph, a) is not None else []
+              for a in ("inputs", "outputs")}
+    changed = False
+    for attr, maps, wanted_names in (("inputs", sig.inputs, names),
+                                     ("outputs", sig.outputs, [f"output_{i}" for i in range(len(listed["outputs"]))])):
+        current = listed[attr]
+        by_name = {(m.name.decode() if isinstance(m.name, bytes) else m.name): m.tensorIndex
+                   for m in maps or []}
+        if len(wanted_names) < 2 or set(by_name) != set(wanted_names) \
+                or sorted(by_name.values()) != sorted(current):
+            continue
+        wanted = [by_name[n] for n in wanted_names]
+        if current != wanted:
+            setattr(graph, attr, np.array(wanted, dtype=np.int32))
+            changed = True
+    if not changed:
         return tflite
-    wanted = [by_name[n] for n in names]
-    if list(graph.inputs) == wanted:
-        return tflite
-    graph.inputs = np.array(wanted, dtype=np.int32)
     builder = flatbuffers.Builder(len(tflite) + 1024)
     builder.Finish(obj.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())

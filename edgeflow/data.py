@@ -47,6 +47,12 @@ def load_arrays(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]
         return loaded[x_key], (loaded[y_key] if y_key else None)
 
 
+def as_labels(y):
+    """Labels as one array, or a list of arrays for a model with several outputs (one per
+    output, in output order); never stacked into one array."""
+    return [np.asarray(v) for v in y] if isinstance(y, (list, tuple)) else np.asarray(y)
+
+
 def labelled(data, what: str = "training data", model=None):
     """Labelled data for ``keras.Model.fit``: ``(x, y)`` arrays, or ``(dataset, None)``.
 
@@ -70,7 +76,7 @@ def labelled(data, what: str = "training data", model=None):
         x, y = data
         x = ({k: np.asarray(v) for k, v in x.items()} if isinstance(x, dict)
              else [np.asarray(v) for v in x] if isinstance(x, (list, tuple)) else np.asarray(x))
-        y = [np.asarray(v) for v in y] if isinstance(y, (list, tuple)) else np.asarray(y)
+        y = as_labels(y)
     else:
         raise EdgeflowError(
             f"{what} must be (x, y) arrays, a .npz file with x and y, or a tf.data.Dataset of "

@@ -33,12 +33,14 @@ __all__ = ["check_recipe", "run_recipe", "run_stages", "RunResult", "StageRecord
 
 @dataclass
 class _Data:
+    """The run's arrays; labels are one array, or a list in output order (several outputs)."""
+
     x_train: np.ndarray
-    y_train: np.ndarray
+    y_train: np.ndarray | list[np.ndarray]
     x_val: np.ndarray | None
-    y_val: np.ndarray | None
+    y_val: np.ndarray | list[np.ndarray] | None
     x_test: np.ndarray
-    y_test: np.ndarray
+    y_test: np.ndarray | list[np.ndarray]
     calibration: np.ndarray
 
     @property
@@ -57,6 +59,7 @@ class _State:
     models_after: dict[str, Any] = field(default_factory=dict)  # stage kind -> model after it
     teachers: dict[str, Any] = field(default_factory=dict)  # teacher file -> model (loaded up front)
     check: Any = None
+    output_names: list[str] = field(default_factory=list)  # the first model's, for per-output figures
 
 
 def run_recipe(
@@ -192,14 +195,17 @@ def run_stages(
         >>> result = run_stages(recipe, model, (x, y), (x_test, y_test))
         >>> result.stage("convert").tflite_accuracy
     """
+    from edgeflow.data import as_labels as _labels
     from edgeflow.models import load_model
 
-    x, y = (np.asarray(a) for a in data)
-    xt, yt = (np.asarray(a) for a in test_data)
-    xv, yv = (None, None) if validation_data is None else (np.asarray(a) for a in validation_data)
+    x, y = np.asarray(data[0]), _labels(data[1])
+    xt, yt = np.asarray(test_data[0]), _labels(test_data[1])
+    xv, yv = (None, None) if validation_data is None else (np.asarray(validation_data[0]),
+                                                            _labels(validation_data[1]))
     calibration = x[: recipe.data.calibration_samples]
     state = _State(recipe=recipe, out=None, data=_Data(x, y, xv, yv, xt, yt, calibration))
     state.model = load_model(model)
+    state.output_names = list(state.model.output_names)
     return _run(state, resume=False, verbose=verbose, say=echo if verbose else (lambda _msg: None))
 
 
@@ -399,8 +405,9 @@ def _prepare(recipe: Recipe, *, seed: bool = False) -> _State:
         with distribute.scope(recipe.distribute) if seed else contextlib.nullcontext():
             model = _build_model(recipe)
     with _Where(recipe, "data.path" if recipe.data.source == "npz" else "data"):
-        _check_fit(model, data)
-    state = _State(recipe=recipe, out=None, data=data, model=model)
+        data = _check_fit(model, data)
+    state = _State(recipe=recipe, out=None, data=data, model=model,
+                   output_names=list(model.output_names))
     for i, spec in enumerate(recipe.stages):
         if spec.stage != "distill":
             continue
@@ -427,22 +434,44 @@ def _check_devices(recipe: Recipe, index: int, spec) -> None:
                 get_device(name, spec.devices_dir)
 
 
-def _check_fit(model, data: _Data) -> None:
-    """The samples fit the model's input; integer labels fit its output units."""
+def _check_fit(model, data: _Data) -> _Data:
+    """The samples fit the model's input; integer labels fit its output units. Labels by
+    output name (``y:<name>`` in a ``.npz``) come back as lists in the model's output order."""
     from edgeflow.data import check_shape
 
     want = tuple(model.inputs[0].shape[1:])
     check_shape(tuple(data.x_train.shape[1:]), want)
     check_shape(tuple(data.x_test.shape[1:]), want)
-    units = model.outputs[0].shape[-1]
-    for y in (data.y_train, data.y_test):
+    names = list(model.output_names)
+    for key in ("y_train", "y_val", "y_test"):
+        y = getattr(data, key)
+        if isinstance(y, dict):
+            if set(y) != set(names):
+                raise EdgeflowError(
+                    f"the labels are for outputs {', '.join(sorted(y))} but the model's outputs "
+                    f"are {', '.join(names)}: save one array per output as y:<output name>")
+            setattr(data, key, [y[n] for n in names])
+        elif y is not None and len(names) > 1:
+            raise EdgeflowError(
+                f"the model has {len(names)} outputs ({', '.join(names)}) but one label array: "
+                "save one array per output in the .npz, as y:<output name>")
+    ys = data.y_train if len(names) > 1 else [data.y_train]
+    for name, tensor, y in zip(names, model.outputs, ys, strict=True):
+        units = tensor.shape[-1]
+        label = f"labels of output {name!r}" if len(names) > 1 else "labels"
         if y.ndim == 1 and np.issubdtype(y.dtype, np.integer) and units and units > 1 and len(y):
             low, high = int(y.min()), int(y.max())
             if low < 0 or high >= units:
                 raise EdgeflowError(
-                    f"labels run from {low} to {high} but the model has {units} outputs: "
+                    f"{label} run from {low} to {high} but the model has {units} outputs: "
                     f"labels must be class indices 0..{units - 1}"
                 )
+    return data
+
+
+def _rows(y, index):
+    """``index``'s rows of labels: an array, or a dict of arrays by output name."""
+    return {k: v[index] for k, v in y.items()} if isinstance(y, dict) else y[index]
 
 
 def _check_pairs(pairs: dict[str, str] | None, teacher, student) -> None:
@@ -482,7 +511,7 @@ def _load_data(recipe: Recipe) -> _Data:
         n_val = max(1, int(len(x_tr) * spec.validation_fraction))
         order = np.random.default_rng(recipe.seed).permutation(len(x_tr))
         val, train = order[:n_val], order[n_val:]
-        x_tr, y_tr, x_val, y_val = x_tr[train], y_tr[train], x_tr[val], y_tr[val]
+        x_tr, y_tr, x_val, y_val = x_tr[train], _rows(y_tr, train), x_tr[val], _rows(y_tr, val)
     return _Data(x_tr, y_tr, x_val, y_val, x_te, y_te, x_tr[: spec.calibration_samples])
 
 
@@ -491,21 +520,28 @@ def _npz_splits(path: Path, test_fraction: float, seed: int):
         raise EdgeflowError(f"data file {str(path)!r} does not exist")
     with np.load(path, allow_pickle=False) as f:
         keys = set(f.keys())
-        if {"x_train", "y_train", "x_test", "y_test"} <= keys:
-            return f["x_train"], f["y_train"], f["x_test"], f["y_test"]
-        if {"x", "y"} <= keys:
-            x, y = f["x"], f["y"]
+
+        def labels(prefix):  # one array, or a dict by output name (y:<name>, y_train:<name>...)
+            named = {k[len(prefix) + 1:]: f[k] for k in sorted(keys) if k.startswith(f"{prefix}:")}
+            return named or (f[prefix] if prefix in keys else None)
+
+        y_train, y_test = labels("y_train"), labels("y_test")
+        if {"x_train", "x_test"} <= keys and y_train is not None and y_test is not None:
+            return f["x_train"], y_train, f["x_test"], y_test
+        if "x" in keys and (y := labels("y")) is not None:
+            x = f["x"]
         else:
             raise EdgeflowError(
-                f"{path} needs arrays x and y (or x_train, y_train, x_test, y_test); it has "
-                + ", ".join(sorted(keys))
+                f"{path} needs arrays x and y (or x_train, y_train, x_test, y_test; several "
+                "outputs: x and one y:<output name> per output); it has " + ", ".join(sorted(keys))
             )
-    if len(x) != len(y):
-        raise EdgeflowError(f"{path}: x has {len(x)} samples but y has {len(y)}")
+    for name, labels in (y.items() if isinstance(y, dict) else [("y", y)]):
+        if len(x) != len(labels):
+            raise EdgeflowError(f"{path}: x has {len(x)} samples but {name} has {len(labels)}")
     order = np.random.default_rng(seed).permutation(len(x))
     n_test = max(1, int(len(x) * test_fraction))
     test, train = order[:n_test], order[n_test:]
-    return x[train], y[train], x[test], y[test]
+    return x[train], _rows(y, train), x[test], _rows(y, test)
 
 
 def _build_model(recipe: Recipe):
@@ -658,13 +694,16 @@ def _convert(state: _State, spec, index: int, label: str, verbose: int) -> Stage
         name = f"{index:02d}-{state.recipe.name}-{spec.mode}"
         state.tflite_path = _io.write_bytes(state.out / f"{name}.tflite", tflite)
         record.artifact = state.tflite_path.name
-    record.keras_accuracy = metrics.evaluate_keras(state.model, d.x_test, d.y_test).get("accuracy")
+    keras_scored = metrics.evaluate_keras(state.model, d.x_test, d.y_test)
     if lut is not None and lut.compressed:  # DECODE is TFLM's own operator: LiteRT has none
         from edgeflow.runtime import tflm
 
-        record.tflite_accuracy = metrics.score(tflm.predict(tflite, d.x_test), d.y_test).get("accuracy")
+        tflite_scored = metrics.score(tflm.predict(tflite, d.x_test), d.y_test)
     else:
-        record.tflite_accuracy = litert.evaluate(tflite, d.x_test, d.y_test).get("accuracy")
+        tflite_scored = litert.evaluate(tflite, d.x_test, d.y_test)
+    record.keras_accuracy = keras_scored.get("accuracy")
+    record.tflite_accuracy = tflite_scored.get("accuracy")
+    record.outputs = metrics.by_output(state.output_names, keras=keras_scored, tflite=tflite_scored)
     record.size_bytes = len(tflite)
     record.gzip_bytes = len(gzip.compress(tflite, 9))
     record.sparsity = _sparsity(state.model)
@@ -721,13 +760,15 @@ def _keras_record(state: _State, index: int, stage: str, label: str, model) -> S
 
     d = state.data
     size, packed = weight_bytes(model)
+    scored = metrics.evaluate_keras(model, d.x_test, d.y_test)
     record = StageRecord(
         index, stage, label,
-        keras_accuracy=metrics.evaluate_keras(model, d.x_test, d.y_test).get("accuracy"),
+        keras_accuracy=scored.get("accuracy"),
         params=int(model.count_params()),
         size_bytes=size,
         gzip_bytes=packed,
         sparsity=_sparsity(model),
+        outputs=metrics.by_output(state.output_names, keras=scored),
     )
 
     # tf_keras cannot load a QAT model back from .keras (TF-MOT's QuantizeLayer finds 3 of its

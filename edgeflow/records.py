@@ -41,6 +41,11 @@ class StageRecord:
         sha256: the SHA-256 of ``artifact``'s bytes (hex), checked before a resume uses it.
         resumed: the artifact of an earlier run was used instead of running the stage.
         extra: figures of one stage kind (JSON-ready).
+        outputs: for a model with several outputs, each output's figure by output name
+            (the Keras model's output names): ``{"metric": "accuracy" | "mae", "keras":
+            float | None, "tflite": float | None}``, accuracy for a classification output
+            and mean absolute error for a regression one, on the same test data as
+            ``keras_accuracy`` (which is the first output's). None for one output.
     """
 
     index: int
@@ -57,6 +62,7 @@ class StageRecord:
     sha256: str | None = None
     resumed: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, dict] | None = None
 
     def to_dict(self) -> dict:
         """The record as a JSON-ready dict (the keys of the attributes)."""
@@ -84,6 +90,10 @@ class StageRecord:
             parts.append(f"sparsity {self.sparsity:.1%}")
         parts.extend(f"{v}" if k == "int8" else f"{k} {v}" for k, v in self.extra.items()
                      if k in SUMMARY_KEYS)
+        for name, figures in (self.outputs or {}).items():
+            values = [f"{side} {figures[side]:.4f}" for side in ("keras", "tflite")
+                      if figures.get(side) is not None]
+            parts.append(f"{name} {figures['metric']} " + " / ".join(values))
         parts.append(f"{self.seconds:.1f} s" + (" (resumed)" if self.resumed else ""))
         return ", ".join(parts) + "".join(f"\n  warning: {w}" for w in self.extra.get("warnings", []))
 

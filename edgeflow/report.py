@@ -98,6 +98,14 @@ def _bytes(value) -> str:
     return "" if value is None else f"{value:,}"
 
 
+def output_rows(records) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows of the per-output table of a model with several outputs: one row per
+    stage and output (``StageRecord.outputs``): accuracy or MAE, Keras and ``.tflite``."""
+    rows = [[f"{r.index}. {r.label}", name, f["metric"], _acc(f["keras"]), _acc(f["tflite"])]
+            for r in records for name, f in (r.outputs or {}).items()]
+    return ["stage", "output", "metric", "keras", "tflite"], rows
+
+
 def render_run_table(result) -> str:
     """The recipe run as a table: one row per stage, then one row per checked device."""
     rows = []
@@ -111,6 +119,8 @@ def render_run_table(result) -> str:
         ["stage", "keras acc", "tflite acc", "size B", "gzip B", "sparsity", "s"], rows,
         "lrrrrrr",
     )
+    if any(r.outputs for r in result.records):
+        text += "\n\n" + table(*output_rows(result.records), "lllrr")
     if result.check is None:
         return text
     return f"{text}\n\n{check_table(result.check)}"

@@ -204,7 +204,7 @@ def quantize_to_tflite(
         kind = "QAT int8" if mode == "qat" else outcome.mode
         outcome.comparison = Comparison(
             outcome.keras_metrics, outcome.tflite_metrics, "float Keras model",
-            f"{kind} .tflite on LiteRT", f"{scored_on}, {len(ex)} samples", max_drop)
+            f"{kind} .tflite on LiteRT", f"{scored_on}, {len(ex[0] if isinstance(ex, list) else ex)} samples", max_drop)
     return outcome
 
 
@@ -245,14 +245,17 @@ def _data_label(data, fallback: bool) -> str:
 
 
 def _arrays(data):
-    """``(x, y)`` from a path, a pair or an array; ``(None, None)`` for no data."""
+    """``(x, y)`` from a path, a pair or an array; ``(None, None)`` for no data. A pair may
+    hold lists: one array per input, one label array per output."""
     if data is None:
         return None, None
+    from edgeflow.data import as_labels, load_arrays
+
     if isinstance(data, (tuple, list)) and len(data) == 2:
-        return np.asarray(data[0], np.float32), (None if data[1] is None else np.asarray(data[1]))
+        x, y = data  # several inputs/outputs: lists, kept apart (each output is scored alone)
+        x = [np.asarray(a, np.float32) for a in x] if isinstance(x, (list, tuple)) else np.asarray(x, np.float32)
+        return x, (None if y is None else as_labels(y))
     if isinstance(data, np.ndarray):
         return data.astype(np.float32), None
-    from edgeflow.data import load_arrays
-
     x, y = load_arrays(data)
     return x.astype(np.float32), y

@@ -111,6 +111,42 @@ def score(pred, y, *, task: str = "auto") -> dict:
     }
 
 
+def headline(scored: dict | None) -> tuple[str, float] | None:
+    """The one figure a table shows for a :func:`score` result: ``("accuracy", value)`` for
+    classification, ``("mae", value)`` for regression; None for no result."""
+    if not scored:
+        return None
+    metric = "accuracy" if scored["task"] == "classification" else "mae"
+    return metric, scored[metric]
+
+
+def by_output(names: list[str], keras: dict | None = None, tflite: dict | None = None) -> dict | None:
+    """Per-output figures of a model with several outputs, keyed by output name.
+
+    ``keras`` and ``tflite`` are :func:`score` results of the same model before and after
+    conversion, on the same data (their ``"outputs"`` list, in the model's output order;
+    ``edgeflow.convert`` writes the ``.tflite`` outputs in that order). Each output gets
+    ``{"metric": "accuracy" | "mae", "keras": float | None, "tflite": float | None}``:
+    accuracy for a classification output, mean absolute error for a regression one
+    (formulas in :func:`score`). None when the results hold no per-output list (one output).
+
+    Example:
+        >>> by_output(["digit", "ink"], keras=scored)
+        {'digit': {'metric': 'accuracy', 'keras': 0.95, 'tflite': None}, 'ink': {...}}
+    """
+    per = {side: (r or {}).get("outputs") for side, r in (("keras", keras), ("tflite", tflite))}
+    if not any(per.values()):
+        return None
+    result = {}
+    for i, name in enumerate(names):
+        entry: dict = {"metric": None, "keras": None, "tflite": None}
+        for side, outputs in per.items():
+            if outputs:
+                entry["metric"], entry[side] = headline(outputs[i])
+        result[name] = entry
+    return result
+
+
 def evaluate_keras(model, x, y, *, task: str = "auto", batch_size: int = 256) -> dict:
     """Score a Keras model on ``(x, y)``; the same dict as ``litert.evaluate``.
 

@@ -1,0 +1,110 @@
+"""Models with several outputs: figures per output (by name) in records and reports."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+from _schema import document
+from click.testing import CliRunner
+
+from edgeflow._keras import keras
+
+
+@pytest.fixture(scope="module")
+def two_heads(digits, tmp_path_factory):
+    """A digits model with a classifier head ``digit`` (10 classes) and a regression head
+    ``ink`` (the image's mean pixel), trained briefly; its file and an .npz of the splits.
+    The heads are declared ``ink`` first in the name order but second in the model, so a
+    converter that orders outputs by name would swap them."""
+    (x_tr, y_tr), (x_te, y_te) = digits
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    h = keras.layers.Dense(32, activation="relu")(keras.layers.Flatten()(inputs))
+    digit = keras.layers.Dense(10, activation="softmax", name="zdigit")(h)
+    ink = keras.layers.Dense(1, name="ink")(h)
+    model = keras.Model(inputs, [digit, ink])
+    model.compile("adam", ["sparse_categorical_crossentropy", "mae"])
+    ink_tr, ink_te = x_tr.mean(axis=(1, 2, 3)), x_te.mean(axis=(1, 2, 3))
+    model.fit(x_tr, [y_tr, ink_tr], epochs=5, batch_size=32, verbose=0)
+    folder = tmp_path_factory.mktemp("two_heads")
+    model.save(folder / "two.keras")
+    np.savez(folder / "data.npz", x_train=x_tr, x_test=x_te, **{
+        "y_train:zdigit": y_tr, "y_train:ink": ink_tr, "y_test:zdigit": y_te, "y_test:ink": ink_te})
+    return model, folder, x_te, y_te, ink_te
+
+
+def _expected(pred, y_digit, y_ink) -> dict:
+    """Accuracy of the classifier head and MAE of the regression head, computed here."""
+    digit, ink = pred
+    acc = float(np.mean(np.argmax(digit, axis=1) == y_digit))
+    mae = float(np.mean(np.abs(ink.reshape(-1).astype(np.float64) - y_ink.astype(np.float64))))
+    return {"zdigit": acc, "ink": mae}
+
+
+def test_a_recipe_run_records_and_reports_each_output(two_heads, tmp_path):
+    from edgeflow.cli import main
+    from edgeflow.runtime import litert
+
+    model, folder, x_te, y_te, ink_te = two_heads
+    recipe = {
+        "name": "two",
+        "model": {"path": str(folder / "two.keras")},
+        "data": {"source": "npz", "path": str(folder / "data.npz"), "validation_fraction": 0},
+        "stages": [{"stage": "train", "epochs": 0}, {"stage": "convert", "mode": "int8"}],
+    }
+    (tmp_path / "two.yaml").write_text(yaml.safe_dump(recipe))
+    out = tmp_path / "run"
+    run = CliRunner().invoke(main, ["run", str(tmp_path / "two.yaml"), "-o", str(out), "--json"])
+    assert run.exit_code == 0, run.output
+    stages = document(run.output)["result"]["stages"]
+    tflite = (out / stages[1]["artifact"]).read_bytes()
+    keras_figures = _expected(model.predict(x_te, verbose=0), y_te, ink_te)
+    tflite_figures = _expected(litert.predict(tflite, x_te), y_te, ink_te)
+    metric = {"zdigit": "accuracy", "ink": "mae"}
+    assert stages[0]["outputs"] == {
+        name: {"metric": metric[name], "keras": keras_figures[name], "tflite": None} for name in metric}
+    assert stages[1]["outputs"] == {
+        name: {"metric": metric[name], "keras": keras_figures[name], "tflite": tflite_figures[name]}
+        for name in metric}
+    assert stages[1]["keras_accuracy"] == keras_figures["zdigit"]
+    assert stages[1]["tflite_accuracy"] == tflite_figures["zdigit"]
+    assert list(stages[1]["outputs"]) == ["zdigit", "ink"]  # the model's output order
+
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["stages"] == stages
+    k, t = keras_figures, tflite_figures
+    rows = [f"1. train (0 epochs)  zdigit  accuracy  {k['zdigit']:.4f}",
+            f"1. train (0 epochs)  ink     mae       {k['ink']:.4f}",
+            f"2. convert (int8)    zdigit  accuracy  {k['zdigit']:.4f}  {t['zdigit']:.4f}",
+            f"2. convert (int8)    ink     mae       {k['ink']:.4f}  {t['ink']:.4f}"]
+    html = (out / "report.html").read_text()
+    assert "<h3>Per output</h3>" in html
+    assert (f"<tr><td>2. convert (int8)</td><td>ink</td><td>mae</td><td class=n>{k['ink']:.4f}</td>"
+            f"<td class=n>{t['ink']:.4f}</td></tr>") in html
+    quiet = CliRunner().invoke(main, ["run", str(tmp_path / "two.yaml"), "-o", str(tmp_path / "q"), "-q"])
+    assert quiet.exit_code == 0, quiet.output
+    table = quiet.output[quiet.output.index("stage  ", quiet.output.index("sparsity")):]
+    assert [line.rstrip() for line in table.splitlines()[2:6]] == rows
+
+
+def test_quantize_scores_each_output_apart(two_heads, digits):
+    """quantize_to_tflite keeps one label array per output (not stacked into one array)."""
+    from edgeflow.quantize.stage import quantize_to_tflite
+    from edgeflow.runtime import litert
+
+    model, folder, x_te, y_te, ink_te = two_heads
+    (x_tr, _), _ = digits
+    outcome = quantize_to_tflite(folder / "two.keras", "int8", x_tr[:100],
+                                 eval_data=(x_te, [y_te, ink_te]))
+    k = _expected(model.predict(x_te, verbose=0), y_te, ink_te)
+    t = _expected(litert.predict(outcome.tflite, x_te), y_te, ink_te)
+    n = len(x_te)
+    assert outcome.keras_metrics["outputs"] == [
+        {"task": "classification", "accuracy": k["zdigit"], "n": n},
+        {"task": "regression", "mae": k["ink"], "mse": outcome.keras_metrics["outputs"][1]["mse"], "n": n}]
+    assert [o.get("accuracy", o.get("mae")) for o in outcome.tflite_metrics["outputs"]] == [
+        t["zdigit"], t["ink"]]
+    assert outcome.comparison.data.endswith(f"{n} samples")
