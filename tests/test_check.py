@@ -271,3 +271,15 @@ def test_a_bad_file_is_named_in_the_error(tmp_path, int8_cnn):
     bad.write_bytes(int8_cnn[: len(int8_cnn) // 2])
     with pytest.raises(EdgeflowError, match=r"half\.tflite is truncated or corrupt"):
         check(bad, "raspberry-pi-pico")
+
+
+def test_a_tflm_only_slim_file_is_compared_with_litert_through_its_twin(int8_cnn):
+    """The C array's file (slim tflm_only: one zero point per per-channel tensor) is one LiteRT
+    refuses; check loads ``litert_twin`` of it in LiteRT and still compares TFLM with LiteRT."""
+    from edgeflow.tflite import slim
+
+    only = slim(int8_cnn, tflm_only=True)[0]
+    r = check(only, "arduino-nano-33-ble").results[0]
+    assert r.fits and not r.problems
+    agreed = [n for n in r.notes if n.startswith("TFLM agrees with LiteRT: max |TFLM - LiteRT| = ")]
+    assert len(agreed) == 1 and not [n for n in r.notes if "LiteRT cannot load" in n]

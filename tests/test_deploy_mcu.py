@@ -234,7 +234,7 @@ def test_project_for_board_compiles_and_registers_exactly_the_models_ops(board, 
     assert registered == _expected_methods(int8_cnn) == p.resolver_calls
     assert f"count {len(registered)}" in stdout
     assert "align 0" in stdout
-    shipped = slim(int8_cnn, for_tflm=True)[0]  # the slim file: what TFLM reads, nothing else
+    shipped = slim(int8_cnn, tflm_only=True)[0]  # the slim file: what TFLM reads, nothing else
     assert f"len {len(shipped)} {len(shipped)}" in stdout
     assert f"arena {p.arena_bytes}" in stdout
     assert back == shipped  # the C array holds the slim model byte for byte

@@ -74,6 +74,21 @@ def test_firmware_runs_bit_identical_to_host_tflm(built, int8_cnn, samples, boar
     assert fw.run.outputs == _host_tflm(int8_cnn, samples)
 
 
+def test_tflm_only_slim_file_runs_bit_identical_in_firmware(built, int8_cnn, samples):
+    """The C-array level of slim (one zero point per per-channel tensor, no bias scales) on
+    the target: the outputs of the converter's file on host TFLM, a smaller model array."""
+    from edgeflow.firmware import build
+    from edgeflow.tflite import slim
+
+    only, result = slim(int8_cnn, tflm_only=True)
+    assert result.zero_points_shortened > 0
+    fw = build(only, "arduino-nano-33-ble", inputs=samples)
+    assert fw.emulated and not fw.problems
+    assert fw.run.outputs == _host_tflm(int8_cnn, samples)
+    assert fw.firmware.image.symbols["g_model"][1] == len(only) < len(int8_cnn)
+    assert fw.firmware.flash < built["arduino-nano-33-ble"].firmware.flash
+
+
 @pytest.mark.parametrize("board", ["arduino-nano-33-ble", "stm32f746g-disco"])
 def test_arena_from_the_run_and_flash_from_the_elf(built, int8_cnn, board):
     fw = built[board]

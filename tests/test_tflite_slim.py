@@ -8,7 +8,8 @@ import pytest
 from _models import small_resnet
 
 from edgeflow._keras import keras
-from edgeflow.tflite import flash_overhead, parse, slim
+from edgeflow.errors import EdgeflowError
+from edgeflow.tflite import flash_overhead, litert_twin, parse, slim
 from edgeflow.tflite._schema import schema
 from edgeflow.tflite.writer import DATA_ALIGNMENT
 
@@ -69,10 +70,18 @@ def test_slim_outputs_are_bit_identical_on_litert_and_tflm(models, name):
     assert result.size_after == len(thin) < len(data)
     assert _equal(litert.predict(thin, x), litert.predict(data, x))
     assert _equal(tflm.predict(thin, x), tflm.predict(data, x))
-    tflm_only, result = slim(data, for_tflm=True)
-    assert result.bias_scales_dropped > 0 and len(tflm_only) < len(thin)
-    assert _equal(tflm.predict(tflm_only, x), tflm.predict(data, x))
-    assert _equal(litert.predict(tflm_only, x, delegates=False), litert.predict(data, x, delegates=False))
+    for_tflm, result = slim(data, for_tflm=True)
+    assert result.bias_scales_dropped > 0 and result.zero_points_shortened == 0 and len(for_tflm) < len(thin)
+    assert _equal(tflm.predict(for_tflm, x), tflm.predict(data, x))
+    assert _equal(litert.predict(for_tflm, x, delegates=False), litert.predict(data, x, delegates=False))
+    only, result = slim(data, tflm_only=True)
+    assert result.zero_points_shortened > 0 and len(only) < len(for_tflm)
+    assert [t.zero_point for t in parse(only).tensors if len(t.scale) > 1] == [[0]] * result.zero_points_shortened
+    assert _equal(tflm.predict(only, x), tflm.predict(data, x))
+    with pytest.raises(EdgeflowError, match=r"^LiteRT cannot load the model: QuantizationParam has 1 "
+                                            r"zero_point values and \d+ scale values\. Must have same number\."):
+        litert.predict(only, x, delegates=False)
+    assert litert_twin(only) == for_tflm and litert_twin(for_tflm) == for_tflm
 
 
 def test_slim_strips_names_and_metadata_and_keeps_one_aligned_copy_of_each_weight(models):
@@ -143,7 +152,7 @@ def test_export_slims_the_c_array_by_default_and_keep_names_keeps_names(models, 
                                   str(tmp_path / "model"), "--json"])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.output)["result"]
-    expected, slimmed = slim(data, for_tflm=True)
+    expected, slimmed = slim(data, tflm_only=True)
     assert payload["slim"] == slimmed.to_dict() and payload["size_bytes"] == len(expected)
     assert payload["reorder"]["method"] == "original" and not payload["reorder"]["written"]  # a chain
     body = (tmp_path / "model.cc").read_text()
@@ -152,3 +161,25 @@ def test_export_slims_the_c_array_by_default_and_keep_names_keeps_names(models, 
                                   "--slim", "--keep-names"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "n.tflite").read_bytes() == slim(data, keep_names=True)[0]
+
+
+def test_byte_breakdown_attributes_every_byte_and_finds_what_each_level_cuts(models):
+    from edgeflow.tflite.layout import CATEGORIES, byte_breakdown
+
+    data, _ = models["resnet"]
+    thin, for_tflm, only = slim(data)[0], slim(data, for_tflm=True)[0], slim(data, tflm_only=True)[0]
+    parts = {name: byte_breakdown(d) for name, d in
+             (("converter", data), ("slim", thin), ("for_tflm", for_tflm), ("tflm_only", only))}
+    for name, d in (("converter", data), ("slim", thin), ("for_tflm", for_tflm), ("tflm_only", only)):
+        assert list(parts[name]) == list(CATEGORIES) and sum(parts[name].values()) == len(d)
+        assert parts[name]["weights"] == parse(d).weights_bytes
+    assert parts["converter"]["names"] > 0 and parts["slim"]["names"] == 0
+    assert parts["converter"]["metadata data"] > 0 and parts["slim"]["metadata data"] == 0
+    # the portable level writes each per-channel zero-point vector once per channel count
+    # (int64: 4 length bytes + 8 per channel); the TFLM-only level keeps none of them
+    counts = {len(t.scale) for t in parse(thin).tensors if len(t.scale) > 1}
+    assert parts["slim"]["zero points per-channel"] == sum(4 + 8 * n for n in counts)
+    assert parts["tflm_only"]["zero points per-channel"] == 0
+    weight_scales = [t.scale for t in parse(only).tensors if len(t.scale) > 1]
+    assert parts["tflm_only"]["scales per-channel"] == sum(4 + 4 * len(s) for s in weight_scales)
+    assert parts["for_tflm"]["scales per-channel"] < parts["slim"]["scales per-channel"]

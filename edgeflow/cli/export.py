@@ -113,8 +113,8 @@ def export(model, output, mode, data, input_type, output_type, num_samples, batc
     if slim if slim is not None else fmt == "c":
         from edgeflow.tflite import slim as slim_model
 
-        # a C array is for TFLM on a microcontroller: bias scales TFLM never reads go too
-        tflite, slimmed = slim_model(tflite, keep_names=keep_names, for_tflm=fmt == "c")
+        # a C array is for TFLM only: bias scales go, per-channel zero points shrink to one (slim tflm_only)
+        tflite, slimmed = slim_model(tflite, keep_names=keep_names, tflm_only=fmt == "c")
     reordered = None
     if reorder if reorder is not None else fmt == "c":
         from edgeflow.tflite.schedule import reorder_for_arena
@@ -126,7 +126,7 @@ def export(model, output, mode, data, input_type, output_type, num_samples, batc
 
         tflite, tables = compress_tables(tflite, max_bits=lut_bits)
         if slimmed is not None:  # the compressor names the tensors it adds
-            tflite = slim_model(tflite, keep_names=keep_names, for_tflm=fmt == "c")[0]
+            tflite = slim_model(tflite, keep_names=keep_names, tflm_only=fmt == "c")[0]
     if fmt == "c":
         header, source = to_c_array(tflite, name, header_name=targets[0].name)
         _io.write_text(targets[0], header)

@@ -254,7 +254,7 @@ def generate_mcu_project(
     if not dry_run:
         _io.check_dir(out_dir, force=update, flag=UPDATE_FLAG)
     data = tfl.read_bytes(model)
-    data, slimmed = tfl.slim(data, for_tflm=True)  # names, metadata, bias scales: TFLM reads none
+    data, slimmed = tfl.slim(data, tflm_only=True)  # names, metadata, bias scales, zero points: TFLM reads none
     info = tfl.parse(data)
     ops = _distinct_ops(info)
     calls = resolver_calls(ops)

@@ -68,8 +68,9 @@ def check(model, devices="all", *, devices_dir=None, measure: bool = True, firmw
     measurement = None
     if measure and any(d.runtime == "tflm" for d in targets):
         measurement = _measure(data)
-    loads = _litert_probe(data, estimates["plan"])
-    agreement = _agreement(data, info) if measure and loads.ok and measurement and measurement["status"] == "ok" \
+    portable = tflite.litert_twin(data)  # a TFLM-only file (slim tflm_only) as LiteRT loads it
+    loads = _litert_probe(portable, estimates["plan"])
+    agreement = _agreement(data, portable, info) if measure and loads.ok and measurement and measurement["status"] == "ok" \
         and any(d.runtime == "tflm" for d in targets) else None
     built = _firmware(data, info, targets) if firmware and measure else {}
     results = [
@@ -162,9 +163,10 @@ def _litert_probe(data: bytes, plan_bytes: int):
     return probe(data, timeout=30)
 
 
-def _agreement(data: bytes, info, samples: int = 4) -> dict | None:
+def _agreement(data: bytes, portable: bytes, info, samples: int = 4) -> dict | None:
     """Host TFLM vs LiteRT's builtin (reference) kernels, without XNNPACK, whose int8 rounding
     differs by a step or two, on ``samples`` fixed inputs (the firmware's default inputs, as floats):
+    ``portable`` is ``data`` as LiteRT loads it (``tflite.litert_twin``). Returns
     the largest output difference in quantization steps of the output (one int8 step of the
     output's range when the output is float), and the top-1 agreement for 2-D outputs."""
     import numpy as np
@@ -180,7 +182,7 @@ def _agreement(data: bytes, info, samples: int = 4) -> dict | None:
     details = {"dtype": t.dtype, "quantization": (t.scale[0] if t.scale else 0.0, t.zero_point[0] if t.zero_point else 0)}
     x = dequantize(raw, details) if np.dtype(t.dtype).kind in "iu" else raw
     try:
-        ref = np.asarray(litert.predict(data, x, delegates=False), np.float64)
+        ref = np.asarray(litert.predict(portable, x, delegates=False), np.float64)
         got = np.asarray(tflm.predict(data, x), np.float64)
     except EdgeflowError as err:
         return {"error": str(err).splitlines()[0]}

@@ -24,7 +24,7 @@ from edgeflow.tflite.reader import (
     read_bytes,
 )
 from edgeflow.tflite.schedule import ReorderResult, best_order, live_set_bound, reorder_for_arena
-from edgeflow.tflite.slim import SlimResult, flash_overhead, slim
+from edgeflow.tflite.slim import SlimResult, flash_overhead, litert_twin, slim
 
 __all__ = [
     "read_bytes",
@@ -40,6 +40,7 @@ __all__ = [
     "PlannedBuffer",
     "ArenaEstimate",
     "slim",
+    "litert_twin",
     "flash_overhead",
     "SlimResult",
     "best_order",

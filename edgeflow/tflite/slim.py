@@ -27,7 +27,7 @@ from edgeflow.tflite._schema import OP_NAMES, schema
 from edgeflow.tflite.reader import load
 from edgeflow.tflite.writer import pack, unpack
 
-__all__ = ["SlimResult", "slim", "flash_overhead"]
+__all__ = ["SlimResult", "slim", "flash_overhead", "litert_twin"]
 
 #: metadata entries a runtime reads (TFLM: offline arena plan); all others are dropped.
 KEPT_METADATA = frozenset({"OfflineMemoryAllocation"})
@@ -50,6 +50,7 @@ class SlimResult:
     opcodes_dropped: int
     names_kept: bool
     bias_scales_dropped: int = 0
+    zero_points_shortened: int = 0
 
     @property
     def overhead_bytes(self) -> int:
@@ -83,6 +84,7 @@ def flash_overhead(model) -> tuple[int, int, float]:
 
 def slim(
     model: bytes | str | os.PathLike, *, keep_names: bool = False, for_tflm: bool = False,
+    tflm_only: bool = False,
 ) -> tuple[bytes, SlimResult]:
     """Rewrite a ``.tflite`` with only what runtimes read; weights 16-byte aligned, once each.
 
@@ -91,12 +93,23 @@ def slim(
         keep_names: keep tensor and subgraph names, signature defs and the description
             (for debugging); unused buffers and operator codes are still dropped and equal
             buffers merged.
-        for_tflm: the file is for TFLM only (microcontrollers): also drop the scales of
+        for_tflm: the file is meant for TFLM (microcontrollers): also drop the scales of
             int32 biases of int8 CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED and
             TRANSPOSE_CONV, which TFLM's kernels recompute and never read (half of the
-            per-channel parameters). LiteRT's XNNPACK delegate checks them and leaves
-            such operators to LiteRT's own kernels, whose int8 rounding can differ from
-            XNNPACK's by one step: keep the default for LiteRT targets.
+            per-channel parameters). LiteRT still loads the file and its builtin kernels
+            compute the same; its XNNPACK delegate checks these scales and leaves such
+            operators to the builtin kernels, whose int8 rounding can differ from
+            XNNPACK's by one step.
+        tflm_only: the bytes go to TFLM and nothing else (a C array, ``deploy mcu``, a
+            firmware image); implies ``for_tflm``. Also store each per-channel zero-point
+            vector whose values are all equal (weights: all 0) as that one value: TFLM's
+            allocator repeats element 0 for every channel ("As a space-saving
+            optimization, zero point arrays for weights can be reduced to a single
+            value", tensorflow/lite/micro/micro_allocator.cc), whereas LiteRT refuses the
+            file ("QuantizationParam has 1 zero_point values and 64 scale values. Must
+            have same number.", tensorflow/lite/core/interpreter_builder.cc). Saves 8
+            bytes per channel of each distinct channel count (int64 zero points).
+            :func:`litert_twin` gives back a file LiteRT loads.
 
     Returns:
         ``(bytes, SlimResult)``. The input is not modified.
@@ -118,7 +131,8 @@ def slim(
     obj.metadata = [m for m in obj.metadata or [] if _text(m.name) in KEPT_METADATA] or None
     if not keep_names:
         _strip_names(obj)
-    bias = _drop_bias_quantization(obj) if for_tflm else 0
+    bias = _drop_bias_quantization(obj) if for_tflm or tflm_only else 0
+    zero_points = _single_zero_points(obj) if tflm_only else 0
     out = pack(obj)
     _, after = load(out)
     return out, SlimResult(
@@ -130,6 +144,7 @@ def slim(
         opcodes_dropped=opcodes,
         names_kept=keep_names,
         bias_scales_dropped=bias,
+        zero_points_shortened=zero_points,
     )
 
 
@@ -244,3 +259,38 @@ def _drop_bias_quantization(obj) -> int:
                 tensor.quantization = None
                 dropped += 1
     return dropped
+
+
+def _single_zero_points(obj) -> int:
+    """Per-channel zero-point vectors with one value repeated, stored as that value (TFLM only)."""
+    shortened = 0
+    for t in _tensors(obj):
+        q = t.quantization
+        zp = None if q is None or q.zeroPoint is None else np.asarray(q.zeroPoint)
+        if zp is not None and len(zp) > 1 and (zp == zp[0]).all():
+            q.zeroPoint = zp[:1]
+            shortened += 1
+    return shortened
+
+
+def litert_twin(model: bytes | str | os.PathLike) -> bytes:
+    """The file LiteRT loads for a ``slim(..., tflm_only=True)`` one: every per-channel
+    zero-point vector stored as one value written out once per channel (what TFLM's
+    allocator does in memory). Outputs are those of the TFLM-only file; a file that needs
+    nothing is returned as it is.
+
+    Example:
+        >>> litert.predict(litert_twin(slim(data, tflm_only=True)[0]), x)
+    """
+    data, info = load(model)
+    if info.subgraphs == 1 and not any(len(t.zero_point) == 1 < len(t.scale) for t in info.tensors):
+        return data
+    obj = unpack(data)
+    widened = 0
+    for t in _tensors(obj):
+        q = t.quantization
+        if q is not None and q.scale is not None and q.zeroPoint is not None \
+                and len(q.zeroPoint) == 1 < len(q.scale):
+            q.zeroPoint = np.repeat(np.asarray(q.zeroPoint), len(q.scale))
+            widened += 1
+    return pack(obj) if widened else data
