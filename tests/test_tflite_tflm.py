@@ -106,6 +106,23 @@ def test_small_cnn_plan_equals_tflm_head(int8_cnn, tmp_path):
     _assert_matches(check_against_tflm(int8_cnn, tmp_path))
 
 
+def test_per_tensor_dense_has_no_per_channel_arrays_in_the_estimate(tmp_path):
+    """TFLM's FULLY_CONNECTED keeps output multipliers and shifts only for a per-channel
+    filter (kernels/fully_connected_common.cc): a per-tensor Dense stack's tail has none."""
+    from edgeflow.convert import convert
+
+    inputs = keras.Input((64,))
+    x = keras.layers.Dense(256, activation="relu")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(256)(keras.layers.Dense(256, activation="relu")(x)))
+    rng = np.random.default_rng(0)
+    data = convert(model, "int8", rng.uniform(-1, 1, (8, 64)).astype(np.float32), num_samples=8,
+                   converter_options={"_experimental_disable_per_channel_quantization_for_dense_layers": True})
+    result = check_against_tflm(data, tmp_path)
+    assert {len(t.scale) for t in result["info"].tensors if t.scale} == {1}
+    _assert_matches(result)
+    assert result["host"].breakdown["op_data"] == 3 * 64
+
+
 def test_int16x8_cnn_plan_and_estimate(trained_cnn, digits, tmp_path):
     """int16 activations: twice the activation bytes, and int16 SOFTMAX look-up tables."""
     from edgeflow.convert import convert

@@ -13,8 +13,8 @@ TFLM keeps, for the model's whole life, in the tail of the arena (``micro_alloca
   zero-point array (``4 + 4·channels``), plus the two arrays of pointers to them;
 - each kernel's op data (``AllocatePersistentBuffer``, every allocation rounded up to
   16 bytes): a per-kernel struct (table below) and, for CONV_2D, DEPTHWISE_CONV_2D,
-  TRANSPOSE_CONV and FULLY_CONNECTED, per-channel output multipliers and shifts
-  (``2 · align16(4 · Cout)``); an int16 SOFTMAX adds two 513-entry int16 look-up tables;
+  TRANSPOSE_CONV and a FULLY_CONNECTED with a per-channel filter, per-channel output
+  multipliers and shifts (``2 · align16(4 · Cout)``); an int16 SOFTMAX adds two 513-entry int16 look-up tables;
 - the parsed builtin options of each operator (about 32 bytes each);
 - variable tensors (e.g. RNN state), ``align16(nbytes)`` each;
 - the allocator, planner and interpreter objects themselves (a fixed ~``64.5·P`` bytes).
@@ -96,7 +96,7 @@ def persistent_bytes(info: ModelInfo, pointer_bytes: int) -> tuple[int, dict[str
         size = plain + pointers * p
         if size:
             op_data += _up(size, 16)
-        if op.name in _PER_CHANNEL and op.dtype in ("int8", "int16"):
+        if op.name in _PER_CHANNEL and op.dtype in ("int8", "int16") and _per_channel_arrays(info, op):
             channels = _out_channels(info, op)
             op_data += 2 * _up(4 * channels, 16)
         if op.name == "SOFTMAX" and op.dtype == "int16":
@@ -119,6 +119,15 @@ def persistent_bytes(info: ModelInfo, pointer_bytes: int) -> tuple[int, dict[str
     if unknown:
         notes.append("op data assumed 32 bytes for " + ", ".join(unknown))
     return sum(parts.values()), parts, notes
+
+
+def _per_channel_arrays(info: ModelInfo, op) -> bool:
+    """Whether the kernel allocates the multiplier/shift arrays: CONV_2D, DEPTHWISE_CONV_2D and
+    TRANSPOSE_CONV always do; FULLY_CONNECTED only for a per-channel filter (input 1 with more
+    than one scale; ``kernels/fully_connected_common.cc``)."""
+    if op.name != "FULLY_CONNECTED":
+        return True
+    return len(op.inputs) > 1 and op.inputs[1] >= 0 and len(info.tensors[op.inputs[1]].scale) > 1
 
 
 def _out_channels(info: ModelInfo, op) -> int:
