@@ -22,6 +22,7 @@ from edgeflow.report import (
     arena_name,
     device_arena_name,
     findings,
+    firmware_cores,
     format_bytes,
     output_rows,
 )
@@ -40,49 +41,73 @@ ol.findings li{margin:.3em 0} .tag{font-size:.85em;padding:0 .4em;border-radius:
 """
 
 BLUE, RED, GREY, GREEN = "#2f81f7", "#cf222e", "#999", "#1a7f37"
+#: Colours of the parts of a stacked bar, in order.
+PALETTE = (BLUE, GREY, "#bf8700", GREEN, "#8250df")
 
 
 # --------------------------------------------------------------------------- plots
 
 
 def bars(title: str, labels: list[str], values: list, *, limits=None, limit_label: str = "",
-         fmt=None, baseline: float = 0.0, width: int = 560) -> str:
+         fmt=None, baseline: float = 0.0, width: int = 560, parts: list[str] | None = None) -> str:
     """A horizontal bar chart as inline SVG.
 
     With ``limits`` each bar is the share value/limit; a dashed line at 100 % carries
-    ``limit_label`` (bars over it are red). ``baseline`` is where the axis starts.
+    ``limit_label`` (bars over it are red). ``baseline`` is where the axis starts. With
+    ``parts`` (their names) each value is a sequence of that many numbers, drawn as one
+    stacked bar in :data:`PALETTE` order, with a legend under the title.
     """
     fmt = fmt or format_bytes
+    stacked = parts is not None
     pairs = [(lab, v, (limits[i] if limits else None))
              for i, (lab, v) in enumerate(zip(labels, values)) if v is not None]
     if not pairs:
         return ""
-    label_w, bar_w, row_h, top_y = 230, width - 230 - 130, 22, 40 if limits else 26
-    top = max((v / lim if lim else v) for _, v, lim in pairs) or 1.0
+
+    def whole(v):
+        return sum(v) if stacked else v
+
+    label_w, bar_w, row_h = 230, width - 230 - 130, 22
+    top_y = (40 if limits else 26) + (18 if stacked else 0)
+    top = max((whole(v) / lim if lim else whole(v)) for _, v, lim in pairs) or 1.0
     scale_max = max(top, 1.0) if limits else top
     span = (scale_max - baseline) or 1.0
     height = top_y + 4 + row_h * len(pairs) + (14 if baseline else 0)
-    parts = [f'<svg width="{width}" height="{height}" role="img" aria-label="{esc(title)}">',
-             f'<text x="0" y="16" font-weight="600">{esc(title)}</text>']
+    out = [f'<svg width="{width}" height="{height}" role="img" aria-label="{esc(title)}">',
+           f'<text x="0" y="16" font-weight="600">{esc(title)}</text>']
+    if stacked:
+        x = 0
+        for name, colour in zip(parts, PALETTE):
+            out.append(f'<rect x="{x}" y="25" width="10" height="10" fill="{colour}"/>'
+                       f'<text x="{x + 14}" y="34">{esc(name)}</text>')
+            x += 24 + 7 * len(name)
     if limits:
         x1 = label_w + bar_w / scale_max
-        parts.append(f'<line x1="{x1:.1f}" x2="{x1:.1f}" y1="{top_y - 10}" y2="{height}" stroke="{GREY}" '
-                     'stroke-dasharray="3,3"/>')
-        parts.append(f'<text x="{x1:.1f}" y="{top_y - 13}" text-anchor="middle" fill="#555">'
-                     f'{esc(limit_label or "limit")} (100%)</text>')
+        out.append(f'<line x1="{x1:.1f}" x2="{x1:.1f}" y1="{top_y - 10}" y2="{height}" stroke="{GREY}" '
+                   'stroke-dasharray="3,3"/>')
+        out.append(f'<text x="{x1:.1f}" y="{top_y - 13}" text-anchor="middle" fill="#555">'
+                   f'{esc(limit_label or "limit")} (100%)</text>')
     for i, (lab, v, lim) in enumerate(pairs):
         y = top_y + i * row_h
-        frac = (v / lim) if lim else v
+        total = whole(v)
+        frac = (total / lim) if lim else total
         w = max(1.0, bar_w * (frac - baseline) / span)
-        colour = RED if (lim and v > lim) else BLUE
-        shown = fmt(v) + (f" ({v / lim:.0%})" if lim else "")
-        parts.append(f'<text x="0" y="{y + 14}">{esc(lab[:34])}</text>')
-        parts.append(f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row_h - 7}" fill="{colour}"/>')
-        parts.append(f'<text x="{label_w + w + 4:.1f}" y="{y + 14}">{esc(shown)}</text>')
+        shown = fmt(total) + (f" ({total / lim:.0%})" if lim else "")
+        out.append(f'<text x="0" y="{y + 14}">{esc(lab[:34])}</text>')
+        if stacked:
+            x = float(label_w)
+            for part, colour in zip(v, PALETTE):
+                seg = w * part / total if total else 0.0
+                out.append(f'<rect x="{x:.1f}" y="{y + 3}" width="{seg:.1f}" height="{row_h - 7}" fill="{colour}"/>')
+                x += seg
+        else:
+            colour = RED if (lim and v > lim) else BLUE
+            out.append(f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row_h - 7}" fill="{colour}"/>')
+        out.append(f'<text x="{label_w + w + 4:.1f}" y="{y + 14}">{esc(shown)}</text>')
     if baseline:
-        parts.append(f'<text x="{label_w}" y="{height - 2}" fill="#777">axis from {baseline:g}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+        out.append(f'<text x="{label_w}" y="{height - 2}" fill="#777">axis from {baseline:g}</text>')
+    out.append("</svg>")
+    return "".join(out)
 
 
 def scatter(title: str, points: list[tuple[str, float, float]], *, x_label: str, y_label: str,
@@ -271,16 +296,12 @@ def _where_it_runs(info, data: bytes, check) -> list[str]:
 def _operators(info, data: bytes, check) -> str:
     places = _where_it_runs(info, data, check)
     rows, totals = [], [0, 0, 0]
-    for op, place in zip(info.ops, places):
-        ins = [info.tensors[i] for i in op.inputs if 0 <= i < len(info.tensors)]
-        outs = [info.tensors[i] for i in op.outputs if 0 <= i < len(info.tensors)]
-        weights = sum(t.nbytes for t in ins if t.is_constant)
-        acts = sum(t.nbytes for t in outs if not t.is_constant)
-        shape = ", ".join("x".join(map(str, t.shape)) or "scalar" for t in outs)
-        totals = [totals[0] + op.macs, totals[1] + weights, totals[2] + acts]
-        rows.append(f"<tr><td class=n>{op.index}</td><td>{esc(op.name)} v{op.version}</td><td>{esc(op.dtype)}</td>"
-                    f"<td>{esc(shape)}</td><td class=n>{op.macs:,}</td><td class=n>{weights:,}</td>"
-                    f"<td class=n>{acts:,}</td><td>{esc(place)}</td></tr>")
+    for op, place in zip(info.op_table(), places):
+        totals = [totals[0] + op["macs"], totals[1] + op["weight_bytes"], totals[2] + op["activation_bytes"]]
+        rows.append(f"<tr><td class=n>{op['index']}</td><td>{esc(op['op'])} v{op['version']}</td>"
+                    f"<td>{esc(op['dtype'])}</td><td>{esc(op['output_shape'])}</td><td class=n>{op['macs']:,}</td>"
+                    f"<td class=n>{op['weight_bytes']:,}</td><td class=n>{op['activation_bytes']:,}</td>"
+                    f"<td>{esc(place)}</td></tr>")
     rows.append(f"<tr><th></th><th>total</th><th></th><th></th><th class=n>{totals[0]:,}</th>"
                 f"<th class=n>{totals[1]:,}</th><th class=n>{totals[2]:,}</th><th></th></tr>")
     return ("<h2>Operators</h2><p class=muted>The converted model in execution order: output shape, "
@@ -313,22 +334,10 @@ def _arena_split(info, check) -> str:
         f"<td class=n>{head + tail:,}</td><td class=muted>{esc(source)}</td></tr>"
         for name, head, tail, source in rows
     )
-    width, label_w, row_h = 640, 260, 22
-    top = max(h + t for _, h, t, _ in rows) or 1
-    svg = [f'<svg width="{width}" height="{40 + row_h * len(rows)}" role="img" aria-label="Arena split">',
-           '<text x="0" y="16" font-weight="600">Arena split: activations (blue) and persistent runtime '
-           'structs (grey)</text>']
-    for i, (name, head, tail, _) in enumerate(rows):
-        y = 26 + i * row_h
-        w_head = (width - label_w - 90) * head / top
-        w_tail = (width - label_w - 90) * tail / top
-        svg.append(f'<text x="0" y="{y + 14}">{esc(name)}</text>')
-        svg.append(f'<rect x="{label_w}" y="{y + 3}" width="{max(w_head, 1):.1f}" height="15" fill="{BLUE}"/>')
-        svg.append(f'<rect x="{label_w + w_head:.1f}" y="{y + 3}" width="{w_tail:.1f}" height="15" fill="{GREY}"/>')
-        svg.append(f'<text x="{label_w + w_head + w_tail + 4:.1f}" y="{y + 14}">{format_bytes(head + tail)}</text>')
-    svg.append("</svg>")
+    svg = bars("Arena split", [name for name, *_ in rows], [(head, tail) for _, head, tail, _ in rows],
+               parts=["activations (and scratch)", "persistent runtime structs"], width=640)
     return ("<h2>Arena split</h2><table><tr><th>figure</th><th>activations B</th><th>persistent B</th>"
-            f"<th>total B</th><th>source</th></tr>{table_rows}</table>" + "".join(svg))
+            f"<th>total B</th><th>source</th></tr>{table_rows}</table>" + svg)
 
 
 def _devices(check, refs: dict[str, list[int]]) -> str:
@@ -360,6 +369,81 @@ def _devices(check, refs: dict[str, list[int]]) -> str:
     )
 
 
+def _cells(values, numeric="") -> str:
+    """Table cells; the columns whose index is in ``numeric`` (a string of digits) right-aligned."""
+    return "".join(f"<td class=n>{esc(str(v))}</td>" if str(i) in numeric else f"<td>{esc(str(v))}</td>"
+                   for i, v in enumerate(values))
+
+
+def _split_section(title: str, key: str, names, cores: dict, what: dict) -> str:
+    """One split (flash or arena) of every core: a table and one stacked bar per core."""
+    have = {core: rs[0].figures[key] for core, rs in cores.items() if key in rs[0].figures}
+    if not have:
+        return ""
+    head = "".join(f"<th>{esc(n)} B</th>" for n in names)
+    rows = "".join(f"<tr><td>{esc(core)}</td>{_cells([format(f['value'][n], ',') for n in names], '0123456789')}"
+                   f"<td class=n>{sum(f['value'].values()):,}</td></tr>" for core, f in have.items())
+    source = next(iter(have.values()))["source"]
+    legend = "".join(f"<li><b>{esc(n)}</b>: {esc(what[n])}</li>" for n in names if n in what)
+    chart = bars(title, list(have), [tuple(f["value"][n] for n in names) for f in have.values()], parts=list(names),
+                 width=640)
+    return (f"<h3>{esc(title)}</h3><p class=muted>{esc(source)}</p><ul>{legend}</ul>"
+            f"<table><tr><th>core</th>{head}<th>total B</th></tr>{rows}</table>{chart}")
+
+
+def _firmware(check) -> str:
+    """The firmware built for the checked microcontrollers: latency per board, then per core the
+    operators with their instructions and share of time, the flash split and the arena split."""
+    from edgeflow.firmware import ARENA_PARTS
+    from edgeflow.firmware.image import FLASH_PARTS
+
+    cores = firmware_cores(check)
+    if not cores:
+        return ""
+    lat = []
+    for core, rs in cores.items():
+        for r in rs:
+            f = r.figures
+            if "instructions" in f:
+                ms = f.get("latency_ms")
+                lat.append(f"<tr><td>{esc(r.device)}</td><td>{esc(core)}</td>"
+                           f"<td class=n>{f['instructions']['value']:,}</td>"
+                           f"<td class=n>{'' if ms is None else format(ms['value'], '.2f')}</td>"
+                           f"<td class=muted>{esc('' if ms is None else ms['source'])}</td></tr>")
+    body = ["<h2>Firmware</h2><p class=muted>Each microcontroller's firmware (TFLM with CMSIS-NN) built for its "
+            "core and run under qemu-system-arm; boards of one core share one image.</p>"]
+    if lat:
+        body.append("<h3>Latency per board</h3><table><tr><th>board</th><th>core</th><th>instructions per "
+                    "inference</th><th>latency ms (estimate)</th><th>source</th></tr>" + "".join(lat) + "</table>")
+    for core, rs in cores.items():
+        ops = rs[0].figures.get("operators")
+        if not ops:
+            continue
+        rows = ops["value"]
+        outside = ops["outside_operators"]
+        total = outside + sum(r["instructions"] for r in rows)
+        cells = "".join(
+            "<tr>" + _cells([r["index"], r["op"], r.get("output_shape", ""), _bytes(r.get("macs")),
+                             f"{r['instructions']:,}", f"{r['share']:.1%}", _bytes(r.get("weight_bytes")),
+                             _bytes(r.get("activation_bytes"))], "034567") + "</tr>" for r in rows)
+        cells += "<tr>" + _cells(["", "outside operators", "", "", f"{outside:,}", f"{outside / total:.1%}", "", ""],
+                                 "034567") + "</tr>"
+        cells += (f"<tr><th></th><th>Invoke() total</th><th></th><th class=n>"
+                  f"{sum(r.get('macs') or 0 for r in rows):,}</th><th class=n>{total:,}</th><th class=n>100.0%</th>"
+                  "<th></th><th></th></tr>")
+        chart = bars(f"Share of the Invoke() instructions on {core}",
+                     [f"{r['index']} {r['op']}" for r in rows] + ["outside operators"],
+                     [r["instructions"] / total for r in rows] + [outside / total], fmt=lambda v: f"{v:.1%}")
+        body.append(f"<h3>Operators on {esc(core)} ({esc(', '.join(r.device for r in rs))})</h3>"
+                    f"<p class=muted>{esc(ops['source'])}</p><table><tr><th>#</th><th>operator</th>"
+                    "<th>output shape</th><th>MACs</th><th>instructions</th><th>share of time</th><th>weight B</th>"
+                    f"<th>activation B</th></tr>{cells}</table>{chart}")
+    body.append(_split_section("Flash split", "flash_split", list(FLASH_PARTS), cores, FLASH_PARTS))
+    body.append(_split_section("Arena split on the target", "arena_split", list(ARENA_PARTS), cores,
+                               ARENA_PARTS))
+    return "".join(body)
+
+
 def _findings(items: list[tuple[str, str, list[str]]]) -> str:
     if not items:
         return "<h2>Notes and problems</h2><p>None.</p>"
@@ -371,17 +455,10 @@ def _findings(items: list[tuple[str, str, list[str]]]) -> str:
     return f'<h2>Notes and problems</h2><ol class="findings">{lis}</ol>'
 
 
-def render(result, *, now: datetime.datetime | None = None) -> str:
-    """The page for an ``edgeflow.records.RunResult`` (see the module docstring for what it holds)."""
-    now = now or datetime.datetime.now().astimezone()
-    check = result.check
-    body = [_header(result, now), _stages(result)]
-    path = _tflite_path(result)
-    if path is not None:
-        from edgeflow import tflite
-
-        data, info = tflite.load(path)
-        body += [_operators(info, data, check), _arena_split(info, check)]
+def _check_sections(check, info, data: bytes | None) -> list[str]:
+    """The model's operators and arena split (with ``info``), the devices, the firmware and
+    every note and problem of a check ``Report`` (or none without one)."""
+    body = [] if info is None else [_operators(info, data, check), _arena_split(info, check)]
     items = findings(check) if check is not None else []
     if check is not None and check.measurement and check.measurement.get("status") != "ok":
         meas = check.measurement
@@ -393,11 +470,42 @@ def render(result, *, now: datetime.datetime | None = None) -> str:
         for number, (_, _, devices) in enumerate(items, 1):
             for device in devices:
                 refs.setdefault(device, []).append(number)
-        body.append(_devices(check, refs))
+        body += [_devices(check, refs), _firmware(check)]
     body.append(_findings(items))
-    return ("<!doctype html><html><head><meta charset=utf-8>"
-            f"<title>edgeflow: {esc(result.recipe)}</title><style>{CSS}</style></head><body>"
-            + "\n".join(body) + "</body></html>")
+    return body
+
+
+def _page(title: str, body: list[str]) -> str:
+    return (f"<!doctype html><html><head><meta charset=utf-8><title>{esc(title)}</title><style>{CSS}</style>"
+            "</head><body>" + "\n".join(body) + "</body></html>")
+
+
+def render(result, *, now: datetime.datetime | None = None) -> str:
+    """The page for an ``edgeflow.records.RunResult`` (see the module docstring for what it holds)."""
+    now = now or datetime.datetime.now().astimezone()
+    body = [_header(result, now), _stages(result)]
+    path = _tflite_path(result)
+    data = info = None
+    if path is not None:
+        from edgeflow import tflite
+
+        data, info = tflite.load(path)
+    return _page(f"edgeflow: {result.recipe}", body + _check_sections(result.check, info, data))
+
+
+def render_check(report, model: bytes, *, now: datetime.datetime | None = None) -> str:
+    """The page of ``edgeflow check --html``: the model's operators and arena split, the devices,
+    the firmware built for them (latency per board; per core the operators with their
+    instructions and share of time, the flash split and the arena split) and every note and
+    problem. ``model`` is the checked ``.tflite``'s bytes."""
+    from edgeflow import tflite
+
+    now = now or datetime.datetime.now().astimezone()
+    made = ", ".join(f"{name} {v}" for name, v in versions().items())
+    data, info = tflite.load(model)
+    head = [f"<h1>edgeflow check: {esc(report.model['path'])}</h1>",
+            f"<p class=muted>Made {now:%Y-%m-%d %H:%M %Z} with {esc(made)}.</p>"]
+    return _page(f"edgeflow check: {report.model['path']}", head + _check_sections(report, info, data))
 
 
 # --------------------------------------------------------------------------- search
@@ -457,6 +565,4 @@ def render_search(result, *, now: datetime.datetime | None = None) -> str:
         "<h2>Every trial</h2><p class=muted>Each trial's whole recipe is trials/NNNN/recipe.yaml.</p>"
         + _trials_table(result),
     ]
-    return ("<!doctype html><html><head><meta charset=utf-8>"
-            f"<title>edgeflow search: {esc(result.recipe)}</title><style>{CSS}</style></head><body>"
-            + "\n".join(body) + "</body></html>")
+    return _page(f"edgeflow search: {result.recipe}", body)

@@ -8,8 +8,11 @@ __all__ = [
     "check_table",
     "devices_table",
     "findings",
+    "firmware_breakdown",
+    "firmware_cores",
     "format_bytes",
     "inspect_payload",
+    "render_check_html",
     "render_run_html",
     "render_run_table",
     "table",
@@ -137,6 +140,16 @@ def render_run_html(result) -> str:
     from edgeflow import _html
 
     return _html.render(result)
+
+
+def render_check_html(report, model: bytes) -> str:
+    """A self-contained HTML page for a check ``Report`` (``edgeflow check --html``): the
+    model's operators and arena split, the devices, the firmware figures (latency per board,
+    operators with instructions and share of time, flash and arena splits) and every note and
+    problem. ``model`` is the checked ``.tflite``'s bytes. Layout in :mod:`edgeflow._html`."""
+    from edgeflow import _html
+
+    return _html.render_check(report, model)
 
 
 # ---------------------------------------------------------------- search
@@ -307,9 +320,51 @@ def check_table(report) -> str:
         for note in r.notes:
             if note.startswith(("flash and RAM are profile estimates", "TFLM agrees with LiteRT")):
                 lines.append(f"  {r.device}: {note}")
+    for core, rs in firmware_cores(report).items():
+        lines += ["", f"firmware for {core} ({', '.join(r.device for r in rs)}; {rs[0].figures['core']['source']}):",
+                  *firmware_breakdown(rs[0].figures), ""]
     lines.append("verdict: " + ("fits every device" if report.fits else "does NOT fit every device"))
     return "\n".join(lines)
 
+
+
+def firmware_cores(report) -> dict[str, list]:
+    """The results of a check ``Report`` whose firmware was built, by core: ``{cpu: [DeviceResult]}``
+    (boards of one core share one image, so one breakdown)."""
+    cores: dict[str, list] = {}
+    for r in report.results:
+        if r.ram_source == "firmware" and "core" in r.figures:
+            cores.setdefault(r.figures["core"]["value"], []).append(r)
+    return cores
+
+
+def firmware_breakdown(figures: dict) -> list[str]:
+    """Text lines of a firmware's breakdown figures (``FirmwareResult.figures()`` or a check
+    result's ``figures``): the operator table with instructions and share of the Invoke()
+    total, then the flash split and the arena split, each summed; empty when absent."""
+    from edgeflow.firmware import ARENA_PARTS
+    from edgeflow.firmware.image import FLASH_PARTS
+
+    lines = []
+    ops = figures.get("operators")
+    if ops:
+        rows = [[str(r["index"]), r["op"], r.get("output_shape", ""), _bytes(r.get("macs")), f"{r['instructions']:,}",
+                 f"{r['share']:.1%}", _bytes(r.get("weight_bytes")), _bytes(r.get("activation_bytes"))]
+                for r in ops["value"]]
+        outside = ops["outside_operators"]
+        total = outside + sum(r["instructions"] for r in ops["value"])
+        rows.append(["", "outside operators", "", "", f"{outside:,}", f"{outside / total:.1%}", "", ""])
+        rows.append(["", "Invoke() total", "", _bytes(sum(r.get("macs") or 0 for r in ops["value"])), f"{total:,}",
+                     "100.0%", "", ""])
+        lines += ["", table(["#", "operator", "output shape", "MACs", "instructions", "share", "weight B",
+                             "activation B"], rows, "lllrrrrr")]
+    for key, names, whole in (("flash_split", FLASH_PARTS, "flash"),
+                              ("arena_split", ARENA_PARTS, "arena")):
+        split = figures.get(key)
+        if split:
+            parts = " + ".join(f"{name} {split['value'][name]:,}" for name in names)
+            lines.append(f"{whole} split: {parts} = {sum(split['value'].values()):,} B ({split['source']})")
+    return lines
 
 
 # --------------------------------------------------------------------------- inspect
@@ -398,10 +453,7 @@ def firmware_table(result) -> str:
         rows.append(["latency", f"{result.latency_ms:.2f} ms", "",
                      f"estimate: instructions x CPI {t.cpi} / {result.clock_mhz:g} MHz"])
     lines.append(table(["figure", "value", "limit", "source"], rows, "lrrl"))
-    if result.emulated and result.run.operators:
-        total = sum(n for _, n in result.run.operators) or 1
-        ops = [[str(i), op, f"{n:,}", f"{100 * n / total:.1f}%"] for i, (op, n) in enumerate(result.run.operators)]
-        lines += ["", table(["#", "operator", "instructions", "share"], ops, "llrr")]
+    lines += firmware_breakdown(result.figures())
     for p in result.problems:
         lines.append(f"problem: {p}")
     for n in result.notes:

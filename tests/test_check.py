@@ -165,10 +165,21 @@ def test_cli_exit_codes_and_json(int8_cnn, gelu_int8, tmp_path):
     good, bad = tmp_path / "good.tflite", tmp_path / "gelu.tflite"
     good.write_bytes(int8_cnn)
     bad.write_bytes(gelu_int8)
+    page = tmp_path / "check.html"
     result = runner.invoke(main, ["check", str(good), "-d", "raspberry-pi-pico",
-                                  "-d", "raspberry-pi-4", "--json", "--no-firmware"])
+                                  "-d", "raspberry-pi-4", "--json", "--no-firmware", "--html", str(page)])
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
+    assert document["outputs"] == [str(page)]
+    html = page.read_text()
+    assert html.startswith("<!doctype html>") and "<h2>Operators</h2>" in html and "<h2>Devices</h2>" in html
+    assert "<h2>Firmware</h2>" not in html  # none built
+    for target, expected in ((page, f"error: {page} exists: pass --force to overwrite it, or choose another output\n"),
+                             (tmp_path, f"error: {tmp_path} is a folder: name the output file, e.g. "
+                                        f"{tmp_path / 'model.tflite'}\n")):
+        again = runner.invoke(main, ["check", str(good), "-d", "raspberry-pi-4", "--html", str(target)])
+        assert again.exit_code == 2 and again.output == expected
+    assert page.read_text() == html
     assert document["command"] == "check" and document["verdict"] == "pass"
     rows = document["devices"]
     assert [r["device"] for r in rows] == ["raspberry-pi-pico", "raspberry-pi-4"]

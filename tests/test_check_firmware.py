@@ -9,10 +9,14 @@ import sys
 
 import numpy as np
 import pytest
+from _schema import document
 from test_firmware import _missing
+from test_report_html import CHROMIUM, _page_text
 
 from edgeflow._keras import keras
+from edgeflow.cli._output import envelope
 from edgeflow.devices import check
+from edgeflow.report import render_check_html
 
 
 @pytest.fixture(scope="module")
@@ -71,11 +75,11 @@ def test_int16x8_model_litert_cannot_run_does_not_fit_a_pi(tmp_path):
 
 
 @pytest.mark.skipif(_missing() is not None, reason=str(_missing()))
-def test_check_takes_flash_ram_and_arena_from_the_firmware(int8_cnn):
+def test_check_takes_flash_ram_and_arena_from_the_firmware(int8_cnn, tmp_path):
     from edgeflow.devices.profiles import get_device
     from edgeflow.firmware import build
 
-    report = check(int8_cnn, ["arduino-nano-33-ble", "esp32-s3-devkitc-1"], firmware=True)
+    report = check(int8_cnn, ["arduino-nano-33-ble", "stm32f746g-disco", "esp32-s3-devkitc-1"], firmware=True)
     r = report["arduino-nano-33-ble"]
     fw = build(int8_cnn, "arduino-nano-33-ble")
     app = get_device("arduino-nano-33-ble").overhead.application
@@ -91,6 +95,37 @@ def test_check_takes_flash_ram_and_arena_from_the_firmware(int8_cnn):
     assert esp.ram_source == "measured"
     assert any(n.startswith("flash and RAM are profile estimates: no firmware build (Xtensa LX7") for n in esp.notes)
     assert esp.figures["flash_required_bytes"]["source"] == "model + runtime and application shares (profile estimates)"
+    # the breakdown of each core's image, as the firmware build reports it
+    m7 = report["stm32f746g-disco"]
+    assert r.figures["core"]["value"] == "cortex-m4f" and m7.figures["core"]["value"] == "cortex-m7"
+    for name in ("operators", "flash_split", "arena_split"):
+        assert r.figures[name] == fw.figures()[name]
+    # --json: the document with these figures is valid against the schema
+    doc = document(json.dumps(envelope("check", {"fits": report.fits, "measurement": report.measurement},
+                                       exit_code=report.exit_code, model=report.model,
+                                       devices=[d.to_dict() for d in report.results])))
+    assert doc["devices"][0]["figures"]["arena_split"] == r.figures["arena_split"]
+    # the HTML page, as a browser shows it: latency per board, per core the operators with their
+    # instructions and share of time (and a plot of it), the flash and arena splits (tables and bars)
+    if CHROMIUM is None:
+        return
+    text = _page_text(render_check_html(report, int8_cnn), tmp_path)
+    for d in (r, m7):
+        f, core = d.figures, d.figures["core"]["value"]
+        lat = f["latency_ms"]
+        assert f"{d.device}\t{core}\t{f['instructions']['value']:,}\t{lat['value']:.2f}\t{lat['source']}" in text
+        rows = f["operators"]["value"]
+        for row in rows:
+            assert (f"{row['index']}\t{row['op']}\t{row['output_shape']}\t{row['macs']:,}\t{row['instructions']:,}\t"
+                    f"{row['share']:.1%}\t{row['weight_bytes']:,}\t{row['activation_bytes']:,}") in text
+        outside = f["operators"]["outside_operators"]
+        assert f"\toutside operators\t\t\t{outside:,}\t" in text
+        assert f"Invoke() total\t\t{sum(x['macs'] for x in rows):,}\t{f['instructions']['value']:,}\t100.0%" in text
+        assert f"Share of the Invoke() instructions on {core}" in text
+        flash, arena = f["flash_split"]["value"], f["arena_split"]["value"]
+        assert "\t".join([core, *(f"{v:,}" for v in flash.values()), f"{sum(flash.values()):,}"]) in text
+        assert "\t".join([core, *(f"{v:,}" for v in arena.values()), f"{sum(arena.values()):,}"]) in text
+    assert text.count("Flash split") == 2 and text.count("Arena split on the target") == 2  # heading + plot title
 
 
 def test_lstm_arena_search_survives_crashes_and_finds_the_true_minimum():

@@ -207,3 +207,68 @@ def test_a_fault_stops_qemu_with_the_stacked_pc(tmp_path):
     run = emulator.run(out, target.machine, count=False, timeout=60)
     assert (run.ok, run.exit_status) == (False, 8)
     assert run.reason == f"the firmware faulted (HardFault) at pc 0x{pc:08x} in main (CFSR 0x00010000: UNDEFINSTR)"
+
+
+@pytest.mark.parametrize("board", ["arduino-nano-33-ble", "stm32f746g-disco"])
+def test_breakdown_per_operator_flash_and_arena(built, int8_cnn, board):
+    from edgeflow.report import firmware_table
+    from edgeflow.runtime import tflm
+    from edgeflow.tflite import plan_memory, reader
+
+    fw = built[board]
+    info = reader.parse(int8_cnn)
+    figures = fw.figures()
+    # per operator: the model's rows, with the instructions between the operator's profiler events;
+    # with what Invoke() runs outside them (TFLM's loop, the hooks) they sum to the Invoke() total
+    ops = figures["operators"]
+    rows = ops["value"]
+    assert [{k: r[k] for k in r if k not in ("instructions", "share")} for r in rows] == info.op_table()
+    assert [(r["op"], r["instructions"]) for r in rows] == fw.run.operators
+    assert sum(r["instructions"] for r in rows) + ops["outside_operators"] == fw.instructions == fw.run.instructions[0]
+    assert 0 < ops["outside_operators"] < min(r["instructions"] for r in rows if r["op"] == "CONV_2D")
+    assert [r["share"] for r in rows] == [round(r["instructions"] / fw.instructions, 6) for r in rows]
+    assert sum(r["macs"] for r in rows) == info.total_macs
+    # flash by origin (linker map) sums to the ELF's text + rodata + data; the model part is the
+    # .tflite (its 16-byte alignment falls into padding, with the linker's other fill)
+    image = fw.firmware.image
+    split = figures["flash_split"]["value"]
+    assert sum(split.values()) == image.text + image.rodata + image.data == fw.firmware.flash
+    assert split["model"] == len(int8_cnn) == image.symbols["g_model"][1]
+    assert 0 <= split["padding"] < 256  # the linker's alignment fill
+    assert split["tflm"] > split["libraries"] > split["application"] > 0
+    # the arena by use sums to the arena the run used; its activations are the tensors' plan,
+    # which is also what host TFLM (reference kernels, no scratch) plans as its head
+    arena = figures["arena_split"]["value"]
+    assert sum(arena.values()) == fw.arena_used == fw.run.arena_head + fw.run.arena_tail
+    assert arena["activations"] == plan_memory(info, scratch=False).peak_bytes
+    assert arena["activations"] == tflm.measure_arena(int8_cnn).breakdown["non_persistent"]
+    # scratch: CMSIS-NN's im2col of the second 3x3 conv, two int16 columns of 3*3*16
+    # (arm_convolve_s8_get_buffer_size); the first conv's 48 B fit a gap of the plan
+    assert arena["scratch"] == fw.run.arena_head - arena["activations"] == 2 * (3 * 3 * 16) * 2
+    text = firmware_table(fw)
+    assert "Invoke() total" in text and f"{fw.instructions:,}" in text
+    assert (f"flash split: model {split['model']:,} + tflm {split['tflm']:,} + application "
+            f"{split['application']:,} + libraries {split['libraries']:,} + padding {split['padding']:,} = "
+            f"{fw.firmware.flash:,} B") in text
+    assert (f"arena split: activations {arena['activations']:,} + scratch {arena['scratch']:,} + persistent "
+            f"{arena['persistent']:,} = {fw.arena_used:,} B") in text
+
+
+def test_compiling_tflm_shows_progress_on_stderr(monkeypatch, tmp_path, capsys):
+    """Which core, and how many TFLM sources of how many are compiled; EDGEFLOW_PROGRESS=0 silences it."""
+    from edgeflow.firmware import sources, targets, toolchain
+    from edgeflow.firmware.library import Library
+
+    src, tc = sources.locate(online=False), toolchain.find()
+    files = ["tensorflow/lite/micro/micro_log.cc", "tensorflow/lite/micro/debug_log.cc"]
+    for setting, cache in (("1", "on"), ("0", "off")):
+        monkeypatch.setenv("EDGEFLOW_PROGRESS", setting)
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / cache))  # an empty cache: both compile
+        library = Library(src, targets.target("cortex-m3"), tc, jobs=1)
+        assert [p.exists() for p in library.compile(files)] == [True, True]
+        assert library.compiled == files
+        err = capsys.readouterr().err
+        if setting == "1":
+            assert "\rcompiling TFLM for cortex-m3:   0%|          | 0/2 [" in err  # redrawn as they finish
+        else:
+            assert err == ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from edgeflow.cli._output import finish, json_option
+from edgeflow.cli._output import finish, force_option, json_option
 
 
 @click.command()
@@ -16,16 +16,28 @@ from edgeflow.cli._output import finish, json_option
 @click.option("--firmware/--no-firmware", default=True, show_default=True,
               help="Build and emulate each microcontroller's firmware (needs arm-none-eabi-gcc and qemu-system-arm; "
                    "without them the figures stay estimates and a note says so).")
+@click.option("--html", "html_path", help="Also write the report as one HTML page (operators, arena and flash "
+                                         "splits, latency per board, plots).")
+@force_option
 @json_option
-def check(model, device_names, devices_dir, no_measure, firmware, as_json):
+def check(model, device_names, devices_dir, no_measure, firmware, html_path, force, as_json):
     """Check MODEL (.tflite) against devices: RAM, flash, operators, dtypes."""
+    from edgeflow import _io
     from edgeflow.devices import check as run_check
-    from edgeflow.report import check_table
+    from edgeflow.report import check_table, render_check_html
 
+    if html_path:
+        _io.check_file(html_path, force=force)
     report = run_check(model, list(device_names), devices_dir=devices_dir, measure=not no_measure,
                        firmware=firmware)
+    outputs = []
+    if html_path:
+        from pathlib import Path
+
+        _io.write_text(html_path, render_check_html(report, Path(model).read_bytes()))
+        outputs.append(html_path)
     fitting = sum(r.fits for r in report.results)
     finish("check", {"fits": report.fits, "measurement": report.measurement},
            text=check_table(report), exit_code=report.exit_code, model=report.model,
-           devices=[r.to_dict() for r in report.results],
+           devices=[r.to_dict() for r in report.results], outputs=outputs,
            summary=f"fits {fitting} of {len(report.results)} devices")

@@ -43,7 +43,9 @@ def check(model, devices="all", *, devices_dir=None, measure: bool = True, firmw
             sources, else a note says the figures stay estimates): flash = the linked image
             + the application share of the profile, RAM = its data + bss with the arena from
             the emulated run + the application share. ``figures`` of each result names
-            every figure's source.
+            every figure's source; a built board's also hold its ``core``, ``instructions``,
+            ``latency_ms`` (estimate) and the breakdown of its image: ``operators``,
+            ``flash_split`` and ``arena_split`` (``FirmwareResult.figures``).
 
     Returns:
         A ``Report``; ``report.fits`` and ``report.exit_code`` sum it up. Nothing is written.
@@ -357,9 +359,11 @@ def _figures(device: Device, arena: _Arena, ram: _Budget, flash: _Budget, fw) ->
                                    f"{fw.firmware.static_ram:,} B, arena from the emulated run; stack not "
                                    f"counted) + application share ({app_src})"},
             "arena_bytes": {"value": arena.bytes, "source": f"emulated run on {fw.target.cpu} (QEMU)"},
+            "core": {"value": fw.target.cpu, "source": f"board profile (firmware.cpu), run on qemu-system-arm -M "
+                                                       f"{fw.target.machine}"},
         }
         for name, figure in fw.figures().items():
-            if name in ("instructions", "latency_ms"):
+            if name in ("instructions", "latency_ms", "flash_split", "arena_split", "operators"):
                 out[name] = figure
         return out
     kind = {"measured": "host TFLM (tflite-micro Python interpreter, 64-bit)",

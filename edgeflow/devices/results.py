@@ -16,7 +16,10 @@ class DeviceResult:
     the application's share (and, on Linux boards, the model itself, which LiteRT loads into
     RAM). ``ram_source`` says whether the arena was measured by the runtime or estimated from
     the static memory plan, ``pointer_bytes`` which pointer width it is for, and
-    ``arena_figure`` its name in every output.
+    ``arena_figure`` its name in every output. ``figures`` gives every figure with its
+    source (``{"value": ..., "source": ...}``; the schema's ``figures`` definition), on a
+    board whose firmware was built also the per-operator instructions and the flash and
+    arena splits.
     """
 
     device: str

@@ -11,7 +11,11 @@ and reports what it really takes:
 * **instructions** of one ``Invoke()`` and of each operator, counted exactly by a QEMU
   plugin, and the **latency** estimate ``instructions × CPI ÷ clock`` (CPI per core,
   :mod:`edgeflow.firmware.targets`; an estimate, its basis is reported with it);
-* the **output bytes** for the given inputs (or fixed pseudo-random ones).
+* the **output bytes** for the given inputs (or fixed pseudo-random ones);
+* the **breakdown** of those figures: instructions per operator beside its output shape,
+  MACs and bytes (:meth:`FirmwareResult.operators`), the flash by origin (model, TFLM,
+  application, libraries; :func:`edgeflow.firmware.image.flash_split`) and the arena by use
+  (activations, scratch, persistent; :meth:`FirmwareResult.arena_split`).
 
 Sources: :mod:`edgeflow.firmware.sources`; compiled TFLM objects are cached per (TFLM
 revision, compiler, core, flags) in the user cache folder (:mod:`edgeflow.firmware.library`).
@@ -31,7 +35,15 @@ import numpy as np
 
 from edgeflow.errors import EdgeflowError
 
-__all__ = ["FirmwareResult", "available", "build", "build_for", "default_inputs", "encode_inputs", "for_device"]
+__all__ = ["ARENA_PARTS", "FirmwareResult", "available", "build", "build_for", "default_inputs", "encode_inputs", "for_device"]
+
+
+#: The parts of a firmware's arena split (:meth:`FirmwareResult.arena_split`), with what each holds.
+ARENA_PARTS = {
+    "activations": "the model's tensors, as TFLM's greedy planner places them (the head without scratch)",
+    "scratch": "what kernels' scratch buffers (e.g. CMSIS-NN's im2col) add to the head",
+    "persistent": "the tail: tensor structs, node data and kernels' persistent buffers",
+}
 
 
 @dataclass
@@ -50,6 +62,10 @@ class FirmwareResult:
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: the model's operators (``ModelInfo.op_table()``) and its activation plan without
+    #: kernel scratch buffers (``plan_memory(info, scratch=False).peak_bytes``)
+    model_ops: list[dict] = field(default_factory=list)
+    activation_plan: int | None = None
 
     @property
     def emulated(self) -> bool:
@@ -72,8 +88,49 @@ class FirmwareResult:
         ok_ram = self.ram_limit is None or self.firmware.static_ram <= self.ram_limit
         return not self.problems and ok_flash and ok_ram
 
+    def operators(self) -> dict | None:
+        """Instructions per operator of the first ``Invoke()`` (None when not counted).
+
+        Returns:
+            ``{"rows": [...], "outside_operators": n, "invoke": total}``; a row is a row of
+            ``ModelInfo.op_table()`` (index, op, version, dtype, output_shape, macs,
+            weight_bytes, activation_bytes) with ``instructions`` (between the operator's
+            profiler BeginEvent and EndEvent) and ``share`` (of the Invoke() total, 0..1).
+            ``outside_operators`` is the rest of the Invoke() total: TFLM's graph loop and
+            the profiler hooks between operators, so rows + outside = total exactly. Where
+            the run's operators are not the model's (names or count differ) a row holds only
+            ``index``, ``op``, ``instructions`` and ``share``.
+        """
+        if self.instructions is None or not self.run.operators:
+            return None
+        total = self.instructions
+        same = [op for op, _ in self.run.operators] == [row["op"] for row in self.model_ops]
+        rows = []
+        for i, (op, n) in enumerate(self.run.operators):
+            row = dict(self.model_ops[i]) if same else {"index": i, "op": op}
+            rows.append(row | {"instructions": n, "share": round(n / total, 6)})
+        return {"rows": rows, "outside_operators": total - sum(n for _, n in self.run.operators), "invoke": total}
+
+    def arena_split(self) -> dict | None:
+        """The arena of the emulated run by use, in bytes (None when not emulated):
+        ``persistent`` (the allocator's tail: tensor structs, node data, kernels' persistent
+        buffers), ``activations`` (of the head, the planned non-persistent part: what the
+        model's tensors alone take, ``plan_memory(info, scratch=False)``, TFLM's greedy
+        planner) and ``scratch`` (the rest of the head: what kernels' scratch buffers, e.g.
+        CMSIS-NN's im2col, add to it). The three sum to ``arena_used``."""
+        run = self.run
+        if not self.emulated or run.arena_head is None or run.arena_tail is None:
+            return None
+        acts = min(run.arena_head, self.activation_plan if self.activation_plan is not None else run.arena_head)
+        return {"activations": acts, "scratch": run.arena_head - acts, "persistent": run.arena_tail}
+
     def figures(self) -> dict:
-        """Every figure with its source: ``{name: {"value": v, "source": "...", ...}}``."""
+        """Every figure with its source: ``{name: {"value": v, "source": "...", ...}}``.
+
+        Besides flash, static RAM, arena, instructions and latency: ``flash_split`` (bytes by
+        origin, :data:`edgeflow.firmware.image.FLASH_PARTS`; they sum to the flash),
+        ``arena_split`` (:meth:`arena_split`) and ``operators`` (:meth:`operators`; its
+        ``value`` is the rows, ``outside_operators`` the rest of the Invoke() total)."""
         fw = self.firmware
         arena = (f"the arena ({fw.arena_size:,} B) sized from the emulated run" if self.arena_source == "emulated run"
                  else f"the arena ({fw.arena_size:,} B) from the {self.arena_source}")
@@ -90,6 +147,22 @@ class FirmwareResult:
             out["latency_ms"] = {"value": round(self.latency_ms, 3), "estimate": True,
                                  "source": f"estimate: instructions x CPI {self.target.cpi} / {self.clock_mhz:g} MHz "
                                            f"({self.target.cpi_basis})"}
+        if fw.flash_split:
+            out["flash_split"] = {"value": dict(fw.flash_split),
+                                  "source": "linked image: input sections of text + rodata + data by object file "
+                                            "(linker map); padding is the rest"}
+        split = self.arena_split()
+        if split is not None:
+            out["arena_split"] = {"value": split,
+                                  "source": "emulated run: the arena allocator's tail (persistent) and head; the "
+                                            "head split into the model's tensor plan (activations) and what kernel "
+                                            "scratch buffers add (scratch)"}
+        ops = self.operators()
+        if ops is not None:
+            out["operators"] = {"value": ops["rows"], "outside_operators": ops["outside_operators"],
+                                "source": "emulated run: guest instructions between each operator's profiler "
+                                          "events in the first Invoke() (QEMU plugin); share of the Invoke() total; "
+                                          "outside_operators: TFLM's loop and hooks between them"}
         return out
 
     def to_dict(self) -> dict:
@@ -239,8 +312,11 @@ def build_for(data: bytes, info, target, *, inputs: bytes | None = None, tflm_ro
     tc = toolchain.find()
     src = sources.locate(tflm_root)
     can_run = emulate and toolchain.qemu(required=False) is not None
+    from edgeflow.tflite import plan_memory
+
     prepared = _build.prepare(data, calls, target, src, tc, jobs=jobs)
-    result = FirmwareResult(None, target, None, None, None, "", None)
+    result = FirmwareResult(None, target, None, None, None, "", None, model_ops=info.op_table(),
+                            activation_plan=plan_memory(info, scratch=False).peak_bytes)
     samples = inputs if inputs is not None else default_inputs(info)
     if can_run:
         probe = _build.link_image(prepared, name="measure")

@@ -120,3 +120,56 @@ def read(path: str | Path) -> Image:
             if name:
                 symbols[string(strtab, name)] = (value, size)
     return Image([s for s in sections if s.name], symbols)
+
+
+def map_contributions(map_text: str, sections: set[str]) -> tuple[dict[str, int], int]:
+    """Bytes each input file puts into the output ``sections`` of a GNU ld map file (``-Map``).
+
+    Reads the "Linker script and memory map" part: an output section starts in column 0; its
+    input sections are indented by one space, with address, size and file on the same line or,
+    for a long section name, on the next; ``*fill*`` lines are alignment padding. Merged
+    string sections (``.str1.1``) are listed with their size before merging, at overlapping
+    addresses: each byte is counted once, for the first input section in address order that
+    covers it.
+
+    Returns:
+        ``({file: bytes}, fill bytes)``; archive members read ``lib.a(member.o)``.
+    """
+    entries: dict[str, list[tuple[int, int, str]]] = {}
+    fill = 0
+    current: str | None = None
+    pending = False  # an input section whose name filled the line; its figures are on the next
+    started = False
+    for line in map_text.splitlines():
+        if not started:
+            started = line.startswith("Linker script and memory map")
+            continue
+        if line[:1] not in ("", " "):
+            current = line.split()[0]
+            pending = False
+            continue
+        if current not in sections:
+            continue
+        parts = line.split()
+        if line.startswith(" *fill*") and len(parts) >= 3:
+            fill += int(parts[2], 16)
+            continue
+        if line.startswith(" ") and not line.startswith("  ") and parts and not parts[0].startswith("*"):
+            if len(parts) == 1:
+                pending = True
+                continue
+            parts = parts[1:]
+        elif not pending:
+            continue
+        pending = False
+        if len(parts) >= 3 and parts[0].startswith("0x") and parts[1].startswith("0x"):
+            entries.setdefault(current, []).append((int(parts[0], 16), int(parts[1], 16), " ".join(parts[2:])))
+    files: dict[str, int] = {}
+    for listed in entries.values():
+        end = 0
+        for address, size, path in sorted(listed, key=lambda e: e[0]):
+            new = max(0, address + size - max(address, end))
+            if new:
+                files[path] = files.get(path, 0) + new
+            end = max(end, address + size)
+    return files, fill

@@ -58,12 +58,17 @@ class RunResult:
     """What one emulated run reported.
 
     ``instructions``: guest instructions of each ``Invoke()`` (one per sample);
-    ``operators``: ``(operator, instructions)`` of the first sample's operators, in order.
+    ``operators``: ``(operator, instructions)`` of the first sample's operators, in order;
+    ``arena_head`` / ``arena_tail``: the arena's non-persistent part (activations and kernel
+    scratch buffers, as planned) and persistent part (runtime structs), which sum to
+    ``arena_used`` (``SingleArenaBufferAllocator``'s used bytes).
     """
 
     ok: bool
     reason: str = ""
     arena_used: int | None = None
+    arena_head: int | None = None
+    arena_tail: int | None = None
     outputs: bytes = b""
     samples: int = 0
     instructions: list[int] = field(default_factory=list)
@@ -74,7 +79,8 @@ class RunResult:
     aborted: tuple[str, str, int] | None = None  # (stage, operator, index) of a TFLM abort in an operator
 
     def to_dict(self) -> dict:
-        return {"ok": self.ok, "reason": self.reason, "arena_used": self.arena_used, "samples": self.samples,
+        return {"ok": self.ok, "reason": self.reason, "arena_used": self.arena_used, "arena_head": self.arena_head,
+                "arena_tail": self.arena_tail, "samples": self.samples,
                 "instructions": self.instructions,
                 "operators": [{"op": op, "instructions": n} for op, n in self.operators]}
 
@@ -138,8 +144,9 @@ def run(elf_path: str | Path, machine: str, inputs: bytes | None = None, *, coun
                 else:
                     facts[key] = value
         result = RunResult(facts.get("status") == "ok", console=console, exit_status=p.returncode)
-        if "arena_used" in facts:
-            result.arena_used = int(facts["arena_used"])
+        for key in ("arena_used", "arena_head", "arena_tail"):
+            if key in facts:
+                setattr(result, key, int(facts[key]))
         if not result.ok:
             abort = facts.get("abort", "").split()
             if len(abort) >= 3:

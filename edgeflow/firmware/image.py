@@ -50,6 +50,7 @@ class Firmware:
     compiled: int
     seconds: float
     workdir: Path
+    flash_split: dict = field(default_factory=dict)
     _keep: object = field(default=None, repr=False)
 
     @property
@@ -149,10 +150,48 @@ def link_image(build: _Build, arena_size: int | None = None, *, name: str = "fir
                f"-T{work / 'link.ld'}", f"-Wl,-Map={work / (name + '.map')}", "-o", str(out)]
     compiled_before = len(build.library.compiled)
     used = build.library.link([*build.objects, Path(str(arena_c) + ".o")], command)
-    return Firmware(out, build.target, arena_size, build.model_bytes, _elf.read(out),
+    image = _elf.read(out)
+    return Firmware(out, build.target, arena_size, build.model_bytes, image,
                     build.library.sources.to_dict() | {"library": str(build.library.dir)}, used,
                     len(build.library.compiled) - compiled_before,
-                    time.monotonic() - t0 + build.compile_seconds, work, build.keep)
+                    time.monotonic() - t0 + build.compile_seconds, work,
+                    flash_split(image, (work / (name + ".map")).read_text(errors="replace"), build), build.keep)
+
+
+#: The parts of the flash split (:func:`flash_split`), in order, with what each holds.
+FLASH_PARTS = {
+    "model": "the .tflite array (g_model)",
+    "tflm": "TFLM's interpreter and kernels with CMSIS-NN (the TFLM sources compiled for the core)",
+    "application": "edgeflow's measurement main, start-up code and arena size (yours replaces them on a board)",
+    "libraries": "the C and C++ runtime: newlib (printf, semihosting file I/O), libstdc++, libgcc",
+    "padding": "alignment padding and bytes the linker adds itself",
+}
+
+
+def flash_split(image: _elf.Image, map_text: str, build: _Build) -> dict[str, int]:
+    """The image's flash (text + rodata + data) by where its bytes come from (:data:`FLASH_PARTS`).
+
+    Each input section of a flash output section is counted for its object file, as the
+    linker map lists it (:func:`edgeflow.firmware.elf.map_contributions`): ``model.S.o`` is
+    the model, objects of the TFLM library folder are TFLM, edgeflow's other objects are the
+    application, archives and start files of the toolchain are libraries. ``padding`` is the
+    rest of the flash, so the parts sum to ``image.flash`` exactly.
+    """
+    sections = {s.name for s in image.sections if s.alloc and not s.nobits}
+    files, _fill = _elf.map_contributions(map_text, sections)
+    library, work = str(build.library.dir), str(build.workdir)
+    parts = dict.fromkeys(FLASH_PARTS, 0)
+    for path, size in files.items():
+        if path.endswith("model.S.o"):
+            parts["model"] += size
+        elif path.startswith(library):
+            parts["tflm"] += size
+        elif path.startswith(work):
+            parts["application"] += size
+        else:
+            parts["libraries"] += size
+    parts["padding"] = image.flash - sum(parts.values())
+    return parts
 
 
 def _first(stderr: str) -> str:

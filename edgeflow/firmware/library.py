@@ -89,10 +89,14 @@ class Library:
         """Compile TFLM sources (paths relative to its root) not yet in the cache; their objects."""
         todo = [s for s in sources if not self.object_path(s).exists()]
         if todo:
-            with concurrent.futures.ThreadPoolExecutor(self.jobs) as pool:
+            from edgeflow._progress import bar
+
+            with concurrent.futures.ThreadPoolExecutor(self.jobs) as pool, \
+                    bar(total=len(todo), desc=f"compiling TFLM for {self.target.cpu}", unit="file") as progress:
                 for source, error in zip(todo, pool.map(self._compile_one, todo)):
                     if error:
                         raise EdgeflowError(f"TFLM source {source} does not compile for {self.target.cpu}: {error}")
+                    progress.update()
             self.compiled.extend(todo)
         return [self.object_path(s) for s in sources]
 

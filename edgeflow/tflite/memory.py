@@ -96,10 +96,10 @@ def scratch_requests(info: ModelInfo, op) -> list[int]:
     return []
 
 
-def plan_memory(info: ModelInfo, *, alignment: int = 16) -> MemoryPlan:
+def plan_memory(info: ModelInfo, *, alignment: int = 16, scratch: bool = True) -> MemoryPlan:
     """Plan the activation (non-persistent) arena of the main subgraph like TFLM does.
 
-    See the module docstring for the algorithm. The plan matches TFLM's "head" of the arena
+    See the module docstring for the algorithm; ``scratch=False`` plans the tensors alone. The plan matches TFLM's "head" of the arena
     for models whose kernels request no scratch buffers (the reference kernels of the
     ``tflite-micro`` package request none for CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED,
     pooling or SOFTMAX); optimized kernels (CMSIS-NN, ESP-NN) may add scratch buffers.
@@ -118,7 +118,7 @@ def plan_memory(info: ModelInfo, *, alignment: int = 16) -> MemoryPlan:
         if t.is_constant or t.is_variable or t.nbytes == 0 or t.index not in spans:
             continue
         requests.append((t.index, _align(t.nbytes, alignment), *spans[t.index]))
-    for op in info.ops:
+    for op in info.ops if scratch else ():
         for size in scratch_requests(info, op):
             requests.append((-1, _align(size, alignment), op.index + 1, op.index + 1))
     # TFLM fills its sort array from the tail (the last added buffer comes first), then

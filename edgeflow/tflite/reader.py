@@ -123,6 +123,21 @@ class ModelInfo:
         """
         return [op for op in self.ops if op.name not in _CONVERSION_OPS and op.dtype in FLOAT_DTYPES]
 
+    def op_table(self) -> list[dict]:
+        """One row per operator of the main subgraph, in execution order: ``index``, ``op``,
+        ``version``, ``dtype``, ``output_shape`` (``"1x26x26x8"``, outputs joined by ``", "``),
+        ``macs``, ``weight_bytes`` (constant inputs it reads) and ``activation_bytes`` (outputs
+        it writes)."""
+        rows = []
+        for op in self.ops:
+            ins = [self.tensors[i] for i in op.inputs if 0 <= i < len(self.tensors)]
+            outs = [self.tensors[i] for i in op.outputs if 0 <= i < len(self.tensors)]
+            rows.append({"index": op.index, "op": op.name, "version": op.version, "dtype": op.dtype,
+                         "output_shape": ", ".join("x".join(map(str, t.shape)) or "scalar" for t in outs),
+                         "macs": op.macs, "weight_bytes": sum(t.nbytes for t in ins if t.is_constant),
+                         "activation_bytes": sum(t.nbytes for t in outs if not t.is_constant)})
+        return rows
+
     def to_dict(self) -> dict:
         """A JSON-serialisable dict of every field, plus op counts and versions.
 

@@ -3,8 +3,10 @@
 //
 // Reads input.bin (samples of the model's input tensors, back to back) from the host's
 // working folder, runs one Invoke() per sample and appends the output tensors to
-// output.bin. Prints "EF <key> <value>" lines. ef_invoke/ef_begin/ef_end are markers an
-// instruction-count plugin watches: around each Invoke() and each operator.
+// output.bin. Prints "EF <key> <value>" lines: arena_used and its head (non-persistent:
+// activations and kernel scratch, planned) and tail (persistent) from the arena's
+// allocator. ef_invoke/ef_begin/ef_end are markers an instruction-count plugin watches:
+// around each Invoke() and each operator.
 //
 // TFLM's abort (TFLITE_ABORT; with TF_LITE_MCU_DEBUG_LOG it is AbortImpl() in
 // tensorflow/lite/kernels/op_macros.h: MicroPrintf("HALTED") and an endless loop, also
@@ -17,8 +19,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 
+#include "tensorflow/lite/micro/arena_allocator/single_arena_buffer_allocator.h"
 #include "tensorflow/lite/micro/debug_log.h"
+#include "tensorflow/lite/micro/memory_helpers.h"
+#include "tensorflow/lite/micro/memory_planner/greedy_memory_planner.h"
+#include "tensorflow/lite/micro/micro_allocator.h"
+#include "tensorflow/lite/micro/micro_arena_constants.h"
 #include "tensorflow/lite/micro/micro_context.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/micro/micro_interpreter_graph.h"
@@ -153,13 +161,25 @@ int main(int, char**) {
 EF_RESOLVER_CALLS
   ef_wrap_prepare(model, resolver);
   static MarkerProfiler profiler;
-  static tflite::MicroInterpreter interpreter(model, resolver, g_arena, ef_arena_size, nullptr, &profiler);
+  // What MicroInterpreter(model, resolver, arena, size) builds (MicroAllocator::Create with the
+  // greedy planner, micro_allocator.cc), step by step, so that the arena's allocator can be asked
+  // for its head and tail: the same allocations in the same order, the same arena_used_bytes().
+  uint8_t* aligned = tflite::AlignPointerUp(g_arena, tflite::MicroArenaBufferAlignment());
+  tflite::SingleArenaBufferAllocator* buffers =
+      tflite::SingleArenaBufferAllocator::Create(aligned, g_arena + ef_arena_size - aligned);
+  void* planner_memory = buffers->AllocatePersistentBuffer(sizeof(tflite::GreedyMemoryPlanner),
+                                                           alignof(tflite::GreedyMemoryPlanner));
+  tflite::MicroAllocator* allocator =
+      tflite::MicroAllocator::Create(buffers, new (planner_memory) tflite::GreedyMemoryPlanner());
+  static tflite::MicroInterpreter interpreter(model, resolver, allocator, nullptr, &profiler);
   ef_stage = "AllocateTensors";
   if (interpreter.AllocateTensors() != kTfLiteOk) {
     printf("EF error AllocateTensors failed with an arena of %d bytes\n", ef_arena_size);
     return 3;
   }
   printf("EF arena_used %u\n", static_cast<unsigned>(interpreter.arena_used_bytes()));
+  printf("EF arena_head %u\n", static_cast<unsigned>(buffers->GetNonPersistentUsedBytes()));
+  printf("EF arena_tail %u\n", static_cast<unsigned>(buffers->GetPersistentUsedBytes()));
   printf("EF prepare_events %d\n", profiler.count());
   size_t in_bytes = 0, out_bytes = 0;
   for (size_t i = 0; i < interpreter.inputs_size(); ++i) in_bytes += interpreter.input(i)->bytes;
