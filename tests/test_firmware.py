@@ -184,7 +184,8 @@ def test_an_endless_loop_is_a_timeout_problem():
     fw = build(model, cpu="cortex-m4f", timeout=3)
     assert fw.problems == ["TFLM on cortex-m4f under QEMU: timed out after 3 s: the firmware neither finished "
                            "nor stopped (an endless loop?)"]
-    assert fw.run.console.splitlines() == ["EF arena_used 352", "EF prepare_events 0"]
+    assert fw.run.console.splitlines() == ["EF arena_used 352", "EF arena_head 16", "EF arena_tail 336",
+                                           "EF prepare_events 0"]
     assert not fw.fits
 
 
