@@ -156,7 +156,8 @@ ARCHITECTURES = {
 
 
 # Built with Keras 3 (the default ``keras`` of TF 2.21) in a child process, saved as .keras
-KERAS3 = ("cnn (digits)", "ds-cnn (kws)", "mobilenet v2 a0.35", "lstm", "gru", "two-input")
+KERAS3 = ("cnn (digits)", "ds-cnn (kws)", "mobilenet v2 a0.35", "mobilenet v3 small", "lstm", "gru",
+          "two-input")
 
 _BUILD3 = """
 import sys

@@ -51,3 +51,6 @@ def ensure_keras2(model: object) -> keras.Model:
             "a .keras/.h5 file or a SavedModel directory"
         )
     return model
+
+
+from edgeflow import _activations  # noqa: E402,F401  (registers Keras 3's activations)

@@ -15,6 +15,7 @@ line naming it (:class:`edgeflow.errors.EdgeflowError`).
 from __future__ import annotations
 
 import inspect
+import operator
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,6 +44,16 @@ LAYERS: dict[str, dict[str, str]] = {name: {} for name in (
     "Bidirectional", "TimeDistributed",
 )}
 LAYERS["LeakyReLU"] = {"negative_slope": "alpha"}
+
+# Keras 3 operations on symbolic tensors (``x + 3.0`` in a functional model: a node whose
+# config ``module`` is ``keras.src.ops...``, e.g. MobileNetV3's hard sigmoid) that translate to
+# the same arithmetic on tf_keras tensors (tf_keras wraps it in a TFOpLambda layer).
+OPERATIONS = {"Add": operator.add, "Subtract": operator.sub, "Multiply": operator.mul,
+              "Divide": operator.truediv, "TrueDivide": operator.truediv}
+
+
+def _is_operation(entry: dict) -> bool:
+    return str(entry.get("module") or "").startswith("keras.src.ops")
 
 # Layer base-class keyword arguments tf_keras accepts (tf_keras Layer.__init__).
 _BASE_KWARGS = {"name", "trainable", "dtype", "dynamic", "input_dim", "input_shape",
@@ -182,6 +193,9 @@ def untranslatable(config: dict) -> list[str]:
             for key in ("layer", "backward_layer"):
                 if isinstance(inner.get(key), dict):
                     walk(inner[key])
+        elif _is_operation(node):
+            if cls not in OPERATIONS:
+                found.append(f"{inner.get('name') or node.get('name')} ({cls} operation)")
         elif cls != "InputLayer" and cls not in LAYERS:
             found.append(f"{inner.get('name') or node.get('name')} ({cls})")
 
@@ -234,6 +248,12 @@ class _Translator:
                 cfg = entry["config"]
                 tensors[(name, 0, 0)] = keras.Input(batch_shape=cfg["batch_shape"], dtype=cfg.get("dtype"),
                                                     sparse=cfg.get("sparse") or False, name=name)
+                continue
+            if _is_operation(entry):
+                if entry["class_name"] not in OPERATIONS:
+                    raise EdgeflowError(advice([f"{name} ({entry['class_name']} operation)"]))
+                fn = OPERATIONS[entry["class_name"]]
+                pending += [(fn, name, i, node) for i, node in enumerate(entry["inbound_nodes"])]
                 continue
             layer3 = model3.get_layer(name)
             layer2 = self.layer(layer3)
@@ -352,12 +372,12 @@ def _value(value, where: str):
     return value
 
 
-# Keras 3 activation names that Keras 2 spells differently.
-_ACTIVATIONS = {"silu": "swish", "leaky_relu": "leaky_relu"}
-
-
 def _activation(name: str, where: str) -> str:
-    name = _ACTIVATIONS.get(name, name)
+    """The tf_keras activation name computing what Keras 3's ``name`` computes
+    (:data:`edgeflow._activations.KERAS3` for those Keras 2 spells or defines differently)."""
+    from edgeflow._activations import KERAS3
+
+    name = KERAS3.get(name, name)
     try:
         keras.activations.get(name)
     except ValueError as err:

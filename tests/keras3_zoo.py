@@ -93,12 +93,16 @@ def _zoo(keras):
     def mobilenet_v2():
         return keras.applications.MobileNetV2(input_shape=(96, 96, 3), alpha=0.35, weights=None, classes=2)
 
+    def mobilenet_v3():
+        return keras.applications.MobileNetV3Small(input_shape=(64, 64, 3), alpha=0.75, weights=None,
+                                                   classes=3, include_preprocessing=False)
+
     def lambda_model():
         inp = keras.Input((4,))
         return keras.Model(inp, L.Dense(2)(L.Lambda(lambda t: t * 2.0, name="times_two")(inp)))
 
     return {f.__name__: f for f in (layers_2d, sequence, nested, sequential, ds_cnn, mobilenet_v2,
-                                    lambda_model)}
+                                    mobilenet_v3, lambda_model)}
 
 
 def _randomize(model, rng):

@@ -17,7 +17,7 @@ from edgeflow.cli import main
 from edgeflow.errors import EdgeflowError
 from edgeflow.models import load_model
 
-ZOO = ("layers_2d", "sequence", "nested", "sequential", "ds_cnn", "mobilenet_v2")
+ZOO = ("layers_2d", "sequence", "nested", "sequential", "ds_cnn", "mobilenet_v2", "mobilenet_v3")
 
 
 @pytest.fixture(scope="session")
@@ -72,6 +72,55 @@ def test_untranslatable_layer_is_one_line(zoo):
         "them with built-in layers, or rebuild the model with tf_keras (`from edgeflow import keras`) "
         "and load its weights"
     )
+
+
+ACTIVATIONS = ("hard_sigmoid", "hard_silu", "hard_swish", "hard_tanh", "log_sigmoid", "silu", "swish",
+               "gelu", "relu6", "leaky_relu", "mish", "elu", "selu", "softplus", "softsign",
+               "exponential", "tanh", "sigmoid", "relu", "linear", "log_softmax", "softmax")
+
+
+def test_keras3_activations_translate_to_equal_functions():
+    """Every Keras 3 activation that tf_keras has under another name or formula (hard_sigmoid:
+    relu6(x+3)/6 in Keras 3, clip(0.2x+0.5) in tf_keras), inputs spread over [-6, 6]."""
+    import keras as k3
+
+    inputs = k3.Input((16,))
+    scaled = k3.layers.Dense(16, kernel_initializer=k3.initializers.Identity(6.0), name="spread")(inputs)
+    outs = [k3.layers.Activation(name, name=f"act_{name}")(scaled) for name in ACTIVATIONS]
+    outs.append(k3.layers.Dense(4, activation="hard_silu", name="dense_hard_silu")(scaled))
+    model3 = k3.Model(inputs, outs)
+    model2, record = keras3.translate(model3)
+    assert record.max_abs_diff <= 1e-5
+    x = np.random.default_rng(1).uniform(-1, 1, (64, 16)).astype(np.float32)
+    for got, want in zip(model2.predict(x, verbose=0), model3.predict(x, verbose=0), strict=True):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    assert model2.get_layer("act_hard_sigmoid").get_config()["activation"]["config"] == "edgeflow>hard_sigmoid"
+
+
+def test_keras3_hard_silu_converts_to_one_hard_swish_op():
+    import keras as k3
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgeflow.convert import convert
+
+    inputs = k3.Input((6, 6, 2))
+    x = k3.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    model3 = k3.Model(inputs, k3.layers.Activation("hard_silu", name="hs")(x))
+    x = np.random.default_rng(0).uniform(-1, 1, (16, 6, 6, 2)).astype(np.float32)
+    ops = [op["op_name"] for op in Interpreter(model_content=convert(model3, "int8", x))._get_ops_details()]
+    assert ops == ["CONV_2D", "HARD_SWISH"]
+
+
+def test_keras3_activation_without_translation_is_one_line():
+    import keras as k3
+
+    inputs = k3.Input((4,))
+    model3 = k3.Model(inputs, k3.layers.Dense(2, activation="celu", name="fc")(inputs))
+    with pytest.raises(EdgeflowError) as info:
+        keras3.translate(model3)
+    assert str(info.value) == (
+        "Keras 3 activation 'celu' (fc.activation) has no Keras 2 counterpart: use another "
+        "activation or rebuild the model with tf_keras")
 
 
 def test_cli_export_prune_quantize_distill_take_keras3_files(zoo, tmp_path):
