@@ -273,3 +273,32 @@ def test_compiling_tflm_shows_progress_on_stderr(monkeypatch, tmp_path, capsys):
             assert "\rcompiling TFLM for cortex-m3:   0%|          | 0/2 [" in err  # redrawn as they finish
         else:
             assert err == ""
+
+
+def test_a_while_bodys_operators_are_registered(tmp_path):
+    """The op resolver registers every subgraph's operators: a WHILE whose body multiplies runs
+    on the target (MUL, ADD and LESS live only in the body and condition subgraphs)."""
+    import tensorflow as tf
+
+    from edgeflow.firmware import build
+    from edgeflow.tflite import parse
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32)])
+    def doubling(x):
+        return tf.while_loop(lambda i, v: i < 3, lambda i, v: (i + 1, v * 2.0), [tf.constant(0), x])[1]
+
+    model = tf.lite.TFLiteConverter.from_concrete_functions([doubling.get_concrete_function()], doubling).convert()
+    info = parse(model)
+    assert [op.name for op in info.ops] == ["WHILE"]
+    assert set(info.ops_used()) == {"WHILE", "LESS", "ADD", "MUL"}
+    x = np.array([[1.0, -2.0, 0.5, 3.0]], np.float32)
+    fw = build(model, cpu="cortex-m4f", inputs=x.tobytes())
+    assert fw.emulated and not fw.problems
+    assert np.frombuffer(fw.run.outputs, np.float32).tolist() == (x * 8).ravel().tolist()
+    # TFLM's arena_used_bytes() falls short with a WHILE (800 B here): the image relinked with
+    # it fails AllocateTensors, so the smallest arena that runs is searched on the target
+    assert fw.arena_source == "emulated runs (smallest arena that runs)"
+    assert fw.firmware.arena_size == fw.arena_used > fw.run.arena_used
+    assert fw.notes == [f"TFLM reported {fw.run.arena_used:,} B of arena used, but fails with it "
+                        f"(AllocateTensors failed with an arena of {fw.run.arena_used} bytes); the smallest "
+                        f"arena that runs, searched on the target, is {fw.arena_used:,} B"]

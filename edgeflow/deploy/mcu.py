@@ -183,14 +183,6 @@ def resolver_calls(op_names) -> list[str]:
     return calls
 
 
-def _distinct_ops(info) -> list[str]:
-    names: list[str] = []
-    for op in info.ops:  # a custom operator's name is its custom code
-        if op.name not in names:
-            names.append(op.name)
-    return names
-
-
 def generate_mcu_project(
     model,
     board: str,
@@ -256,7 +248,7 @@ def generate_mcu_project(
     data = tfl.read_bytes(model)
     data, slimmed = tfl.slim(data, tflm_only=True)  # names, metadata, bias scales, zero points: TFLM reads none
     info = tfl.parse(data)
-    ops = _distinct_ops(info)
+    ops = info.ops_used()  # every subgraph's; a custom operator's name is its custom code
     calls = resolver_calls(ops)
     out_dir = Path(out_dir)
     steps: list[str] = []

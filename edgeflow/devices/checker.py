@@ -236,8 +236,8 @@ def _facts(info, data: bytes, label: str) -> dict:
     graph_outputs = {t.index for t in info.outputs}
     ops = [
         {"op": op.name, "version": op.version, "dtype": op.dtype,
-         "at_output": bool(set(op.outputs) & graph_outputs)}
-        for op in info.ops
+         "at_output": op.subgraph == 0 and bool(set(op.outputs) & graph_outputs)}
+        for op in (*info.ops, *info.subgraph_ops)  # a WHILE body's operators need kernels too
     ]
     float_ops = [{"op": op.name, "version": op.version, "dtype": op.dtype}
                  for op in info.float_ops()]
@@ -248,7 +248,7 @@ def _facts(info, data: bytes, label: str) -> dict:
         "path": label,
         "size_bytes": info.size_bytes or len(data),
         "weights_bytes": info.weights_bytes,
-        "ops": len(ops),
+        "ops": len(info.ops),
         "float_ops": len(float_ops),
         "op_types": sorted({o["op"] for o in ops}),
     }

@@ -304,7 +304,7 @@ def build_for(data: bytes, info, target, *, inputs: bytes | None = None, tflm_ro
     t0 = time.monotonic()
     if info.subgraphs < 1 or not info.inputs:
         raise EdgeflowError("the model has no inputs to run")
-    calls = resolver_calls(dict.fromkeys(op.name for op in info.ops))
+    calls = resolver_calls(info.ops_used())
     if inputs is not None:
         per_sample = sum(t.nbytes for t in info.inputs)
         if per_sample == 0 or len(inputs) % per_sample:
@@ -327,14 +327,24 @@ def build_for(data: bytes, info, target, *, inputs: bytes | None = None, tflm_ro
             result.problems.append(f"TFLM on {target.cpu} under QEMU: {first.reason}{_known_cause(data, first)}")
         else:
             final = _build.link_image(prepared, first.arena_used, name="firmware")
-            final.compiled += probe.compiled  # the TFLM sources compiled for this build (cache misses)
             again = emulator.run(final.elf, target.machine, samples, timeout=timeout)
-            result.firmware, result.arena_used, result.arena_source = final, first.arena_used, "emulated run"
-            result.run = again if again.ok else first
+            result.arena_used, result.arena_source = first.arena_used, "emulated run"
             if not again.ok:
-                result.problems.append(f"with the arena it reported ({first.arena_used:,} B) the firmware fails: "
-                                       f"{again.reason}")
-            elif again.outputs != first.outputs:
+                # TFLM's arena_used_bytes() can fall short (seen with WHILE subgraphs): search upward
+                found = _smallest_arena(prepared, target, samples, timeout, first.arena_used, probe.arena_size)
+                if found is None:
+                    result.problems.append(f"with the arena it reported ({first.arena_used:,} B) the firmware "
+                                           f"fails: {again.reason}")
+                else:
+                    result.notes.append(f"TFLM reported {first.arena_used:,} B of arena used, but fails with it "
+                                        f"({again.reason}); the smallest arena that runs, searched on the "
+                                        f"target, is {found[0].arena_size:,} B")
+                    (final, again), result.arena_used = found, found[0].arena_size
+                    result.arena_source = "emulated runs (smallest arena that runs)"
+            final.compiled += probe.compiled  # the TFLM sources compiled for this build (cache misses)
+            result.firmware = final
+            result.run = again if again.ok else first
+            if again.ok and again.outputs != first.outputs:
                 result.problems.append("the outputs differ between the measurement run and the sized image")
     else:
         from edgeflow.runtime import tflm
@@ -347,6 +357,37 @@ def build_for(data: bytes, info, target, *, inputs: bytes | None = None, tflm_ro
                             + "): arena from the host interpreter, no instruction count")
     result.seconds = time.monotonic() - t0
     return result
+
+
+def _smallest_arena(prepared, target, samples: bytes, timeout: float, failing: int, working: int):
+    """The smallest arena (16-byte steps) in ``(failing, working]`` with which the image runs:
+    grow by 25 % from ``failing`` until a run succeeds, then bisect. A crash counts as too
+    small. Returns ``(firmware, run)``, or None when nothing below ``working`` runs."""
+    from edgeflow.firmware import emulator
+    from edgeflow.firmware import image as _build
+
+    def attempt(size: int):
+        fw = _build.link_image(prepared, size, name="firmware")
+        run = emulator.run(fw.elf, target.machine, samples, timeout=timeout)
+        return (fw, run) if run.ok else None
+
+    low, ok = (failing + 15) // 16 * 16, None  # link_image rounds up: that size failed
+    while ok is None:
+        size = (low * 5 // 4 + 31) // 16 * 16
+        if size >= working:
+            return None
+        ok = attempt(size)
+        if ok is None:
+            low = size
+    high = ok[0].arena_size
+    while high - low > 16:
+        middle = (low + high) // 32 * 16  # strictly between: both are multiples of 16
+        found = attempt(middle)
+        if found is None:
+            low = middle
+        else:
+            ok, high = found, found[0].arena_size
+    return ok
 
 
 def _known_cause(data: bytes, run) -> str:

@@ -60,7 +60,7 @@ class TensorInfo:
 
 @dataclass
 class OpInfo:
-    """One operator of the main subgraph, in execution order.
+    """One operator of a subgraph (``subgraph`` 0 is the main one), in execution order.
 
     ``dtype`` is the type the operator computes in: the type of its first non-constant
     input (its first input, or output, when it has none). A hybrid op (float input, int8
@@ -79,6 +79,7 @@ class OpInfo:
     macs: int
     dtype: str
     options: dict = field(default_factory=dict)
+    subgraph: int = 0
 
 
 @dataclass
@@ -99,15 +100,24 @@ class ModelInfo:
     #: allocates bookkeeping for all of them.
     subgraph_tensor_counts: list[int] = field(default_factory=list)
     subgraph_op_counts: list[int] = field(default_factory=list)
+    #: operators of the other subgraphs (the bodies of WHILE, IF, CALL_ONCE), in order:
+    #: a runtime must have kernels for them too.
+    subgraph_ops: list[OpInfo] = field(default_factory=list)
+
+    def ops_used(self) -> list[str]:
+        """Names of the operators of every subgraph, each once, in first-use order (main
+        subgraph first): what an op resolver must register."""
+        return list(dict.fromkeys(op.name for op in (*self.ops, *self.subgraph_ops)))
 
     def op_names(self) -> set[str]:
-        """Names of the operators used (``{"CONV_2D", "SOFTMAX", ...}``)."""
-        return {op.name for op in self.ops}
+        """Names of the operators used in any subgraph (``{"CONV_2D", "SOFTMAX", ...}``)."""
+        return set(self.ops_used())
 
     def op_versions(self) -> dict[str, int]:
-        """The highest version of each operator used (a runtime must support that one)."""
+        """The highest version of each operator used in any subgraph (a runtime must
+        support that one)."""
         versions: dict[str, int] = {}
-        for op in self.ops:
+        for op in (*self.ops, *self.subgraph_ops):
             versions[op.name] = max(versions.get(op.name, 0), op.version)
         return versions
 
@@ -399,6 +409,7 @@ def _read(data: bytes) -> ModelInfo:
         raise EdgeflowError("the model has no subgraph")
 
     tensor_counts, op_counts = [], []
+    others: list[OpInfo] = []
     const_buffers: set[int] = set()
     main = None
     for s in range(n_sub):
@@ -429,22 +440,11 @@ def _read(data: bytes) -> ModelInfo:
         op_counts.append(len(ops))
         if s == 0:
             main = (tensors, ops, io)
+        else:
+            others.extend(_op_infos(tensors, ops, s))
 
     tensors, raw_ops, (inputs, outputs) = main
-    ops = []
-    for i, name, version, is_custom, ins, outs, options in raw_ops:
-        in_shapes = [tensors[t].shape if t >= 0 else None for t in ins]
-        out_shapes = [tensors[t].shape for t in outs]
-        adj_x = name == "BATCH_MATMUL" and bool(options.get("adj_x", False))
-        ops.append(
-            OpInfo(
-                index=i, name=name, version=version, is_custom=is_custom,
-                inputs=ins, outputs=outs,
-                macs=0 if is_custom else op_macs(name, in_shapes, out_shapes, adj_x=adj_x),
-                dtype=_compute_dtype(tensors, ins, outs),
-                options=options,
-            )
-        )
+    ops = _op_infos(tensors, raw_ops, 0)
     return ModelInfo(
         size_bytes=len(data),
         ops=ops,
@@ -458,7 +458,26 @@ def _read(data: bytes) -> ModelInfo:
         description=_text(model.Description()),
         subgraph_tensor_counts=tensor_counts,
         subgraph_op_counts=op_counts,
+        subgraph_ops=others,
     )
+
+
+def _op_infos(tensors: list[TensorInfo], raw_ops: list[tuple], subgraph: int) -> list[OpInfo]:
+    ops = []
+    for i, name, version, is_custom, ins, outs, options in raw_ops:
+        in_shapes = [tensors[t].shape if t >= 0 else None for t in ins]
+        out_shapes = [tensors[t].shape for t in outs]
+        adj_x = name == "BATCH_MATMUL" and bool(options.get("adj_x", False))
+        ops.append(
+            OpInfo(
+                index=i, name=name, version=version, is_custom=is_custom,
+                inputs=ins, outputs=outs,
+                macs=0 if is_custom else op_macs(name, in_shapes, out_shapes, adj_x=adj_x),
+                dtype=_compute_dtype(tensors, ins, outs),
+                options=options, subgraph=subgraph,
+            )
+        )
+    return ops
 
 
 def _compute_dtype(tensors: list[TensorInfo], ins: list[int], outs: list[int]) -> str:
