@@ -322,7 +322,9 @@ def check_table(report) -> str:
                 lines.append(f"  {r.device}: {note}")
     for core, rs in firmware_cores(report).items():
         lines += ["", f"firmware for {core} ({', '.join(r.device for r in rs)}; {rs[0].figures['core']['source']}):",
-                  *firmware_breakdown(rs[0].figures), ""]
+                  *firmware_breakdown(rs[0].figures)]
+    if firmware_cores(report):
+        lines.append("")
     lines.append("verdict: " + ("fits every device" if report.fits else "does NOT fit every device"))
     return "\n".join(lines)
 

@@ -75,11 +75,16 @@ def test_int16x8_model_litert_cannot_run_does_not_fit_a_pi(tmp_path):
 
 
 @pytest.mark.skipif(_missing() is not None, reason=str(_missing()))
-def test_check_takes_flash_ram_and_arena_from_the_firmware(int8_cnn, tmp_path):
+def test_check_takes_flash_ram_and_arena_from_the_firmware(int8_cnn, tmp_path, monkeypatch, capsys):
     from edgeflow.devices.profiles import get_device
     from edgeflow.firmware import build
 
+    monkeypatch.setenv("EDGEFLOW_PROGRESS", "1")
     report = check(int8_cnn, ["arduino-nano-33-ble", "stm32f746g-disco", "esp32-s3-devkitc-1"], firmware=True)
+    progress = capsys.readouterr().err  # one core after the other, on stderr
+    assert "firmware:   0%|          | 0/2 [00:00<?, ?core/s, cortex-m4f: build, run under QEMU]" in progress
+    assert "| 1/2 [" in progress and "cortex-m7: build, run under QEMU]" in progress
+    monkeypatch.setenv("EDGEFLOW_PROGRESS", "0")
     r = report["arduino-nano-33-ble"]
     fw = build(int8_cnn, "arduino-nano-33-ble")
     app = get_device("arduino-nano-33-ble").overhead.application

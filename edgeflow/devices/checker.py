@@ -219,15 +219,21 @@ def _firmware(data: bytes, info, devices: list[Device]) -> dict:
                 out[d.name] = ("flash and RAM are profile estimates: arm-none-eabi-gcc or qemu-system-arm "
                                "is not installed, so no firmware was built")
         return out
-    for target, ds in by_target.items():
-        try:
-            built = firmware.build_for(data, info, target)
-        except EdgeflowError as err:
+    from edgeflow._progress import bar
+
+    with bar(total=len(by_target), desc="firmware", unit="core") as progress:
+        for target, ds in by_target.items():
+            progress.set_postfix_str(f"{target.cpu}: build, run under QEMU")
+            try:
+                built = firmware.build_for(data, info, target)
+            except EdgeflowError as err:
+                for d in ds:
+                    out[d.name] = f"flash and RAM are profile estimates: the firmware build failed ({err})"
+                continue
+            finally:
+                progress.update()
             for d in ds:
-                out[d.name] = f"flash and RAM are profile estimates: the firmware build failed ({err})"
-            continue
-        for d in ds:
-            out[d.name] = firmware.for_device(built, d)
+                out[d.name] = firmware.for_device(built, d)
     return out
 
 
