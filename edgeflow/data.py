@@ -47,6 +47,25 @@ def load_arrays(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]
         return loaded[x_key], (loaded[y_key] if y_key else None)
 
 
+def by_name(npz, prefix: str) -> dict[str, np.ndarray]:
+    """The arrays of an open ``.npz`` saved as ``<prefix>:<name>`` (``x:<input name>``,
+    ``y:<output name>``), by name in key order; empty when it has none."""
+    return {k[len(prefix) + 1:]: npz[k] for k in sorted(npz.files) if k.startswith(f"{prefix}:")}
+
+
+def in_output_order(labels: dict, names: list[str]) -> list[np.ndarray]:
+    """Labels given by output name (``{name: array}``) as a list in the model's output order.
+
+    Raises:
+        EdgeflowError: the names are not the model's output names.
+    """
+    if set(labels) != set(names):
+        raise EdgeflowError(
+            f"the labels are for outputs {', '.join(sorted(labels))} but the model's outputs "
+            f"are {', '.join(names)}: save one array per output as y:<output name>")
+    return [np.asarray(labels[n]) for n in names]
+
+
 def as_labels(y):
     """Labels as one array, or a list of arrays for a model with several outputs (one per
     output, in output order); never stacked into one array."""
@@ -90,7 +109,7 @@ def labelled(data, what: str = "training data", model=None):
 def _load_labelled(path: Path, what: str):
     if path.suffix == ".npz" and path.exists():
         with _open_arrays(path) as f:
-            named = {k[2:]: f[k] for k in f.files if k.startswith("x:")}
+            named = by_name(f, "x")
             if named:
                 if "y" not in f.files:
                     raise EdgeflowError(f"{what} {str(path)!r} holds no labels: save them as 'y'")

@@ -437,7 +437,7 @@ def _check_devices(recipe: Recipe, index: int, spec) -> None:
 def _check_fit(model, data: _Data) -> _Data:
     """The samples fit the model's input; integer labels fit its output units. Labels by
     output name (``y:<name>`` in a ``.npz``) come back as lists in the model's output order."""
-    from edgeflow.data import check_shape
+    from edgeflow.data import check_shape, in_output_order
 
     want = tuple(model.inputs[0].shape[1:])
     check_shape(tuple(data.x_train.shape[1:]), want)
@@ -446,11 +446,7 @@ def _check_fit(model, data: _Data) -> _Data:
     for key in ("y_train", "y_val", "y_test"):
         y = getattr(data, key)
         if isinstance(y, dict):
-            if set(y) != set(names):
-                raise EdgeflowError(
-                    f"the labels are for outputs {', '.join(sorted(y))} but the model's outputs "
-                    f"are {', '.join(names)}: save one array per output as y:<output name>")
-            setattr(data, key, [y[n] for n in names])
+            setattr(data, key, in_output_order(y, names))
         elif y is not None and len(names) > 1:
             raise EdgeflowError(
                 f"the model has {len(names)} outputs ({', '.join(names)}) but one label array: "
@@ -516,14 +512,15 @@ def _load_data(recipe: Recipe) -> _Data:
 
 
 def _npz_splits(path: Path, test_fraction: float, seed: int):
+    from edgeflow.data import by_name
+
     if not path.exists():
         raise EdgeflowError(f"data file {str(path)!r} does not exist")
     with np.load(path, allow_pickle=False) as f:
         keys = set(f.keys())
 
         def labels(prefix):  # one array, or a dict by output name (y:<name>, y_train:<name>...)
-            named = {k[len(prefix) + 1:]: f[k] for k in sorted(keys) if k.startswith(f"{prefix}:")}
-            return named or (f[prefix] if prefix in keys else None)
+            return by_name(f, prefix) or (f[prefix] if prefix in keys else None)
 
         y_train, y_test = labels("y_train"), labels("y_test")
         if {"x_train", "x_test"} <= keys and y_train is not None and y_test is not None:

@@ -90,21 +90,31 @@ def test_a_recipe_run_records_and_reports_each_output(two_heads, tmp_path):
     assert [line.rstrip() for line in table.splitlines()[2:6]] == rows
 
 
-def test_quantize_scores_each_output_apart(two_heads, digits):
-    """quantize_to_tflite keeps one label array per output (not stacked into one array)."""
+def test_quantize_scores_each_output_apart(two_heads, digits, tmp_path):
+    """edgeflow quantize --json: labels y:<output name> in the .npz, figures by output name;
+    the API keeps one label array per output (lists are not stacked into one array)."""
+    from edgeflow.cli import main
     from edgeflow.quantize.stage import quantize_to_tflite
     from edgeflow.runtime import litert
 
     model, folder, x_te, y_te, ink_te = two_heads
     (x_tr, _), _ = digits
+    np.savez(tmp_path / "calib.npz", x=x_tr[:100])
+    np.savez(tmp_path / "eval.npz", x=x_te, **{"y:ink": ink_te, "y:zdigit": y_te})
+    run = CliRunner().invoke(main, ["quantize", str(folder / "two.keras"), "--mode", "int8",
+                                    "--data", str(tmp_path / "calib.npz"), "--eval-data",
+                                    str(tmp_path / "eval.npz"), "-o", str(tmp_path / "q.tflite"),
+                                    "--max-drop", "100", "--json"])
+    assert run.exit_code == 0, run.output
+    payload = document(run.output)["result"]
+    k = _expected(model.predict(x_te, verbose=0), y_te, ink_te)
+    t = _expected(litert.predict((tmp_path / "q.tflite").read_bytes(), x_te), y_te, ink_te)
+    metric = {"zdigit": "accuracy", "ink": "mae"}
+    assert payload["outputs"] == {
+        name: {"metric": metric[name], "keras": k[name], "tflite": t[name]} for name in metric}
+    assert payload["comparison"]["data"] == f"eval.npz (--eval-data), {len(x_te)} samples"
+
     outcome = quantize_to_tflite(folder / "two.keras", "int8", x_tr[:100],
                                  eval_data=(x_te, [y_te, ink_te]))
-    k = _expected(model.predict(x_te, verbose=0), y_te, ink_te)
-    t = _expected(litert.predict(outcome.tflite, x_te), y_te, ink_te)
-    n = len(x_te)
-    assert outcome.keras_metrics["outputs"] == [
-        {"task": "classification", "accuracy": k["zdigit"], "n": n},
-        {"task": "regression", "mae": k["ink"], "mse": outcome.keras_metrics["outputs"][1]["mse"], "n": n}]
-    assert [o.get("accuracy", o.get("mae")) for o in outcome.tflite_metrics["outputs"]] == [
-        t["zdigit"], t["ink"]]
-    assert outcome.comparison.data.endswith(f"{n} samples")
+    assert outcome.outputs == payload["outputs"]
+    assert f"output ink: mae {k['ink']:.4f} (Keras) -> {t['ink']:.4f} (.tflite)" in outcome.render()

@@ -29,6 +29,15 @@ class Outcome:
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     comparison: object | None = None  # edgeflow.runtime.metrics.Comparison, with eval data
+    output_names: list[str] = field(default_factory=list)  # the Keras model's, in order
+
+    @property
+    def outputs(self) -> dict | None:
+        """Per-output figures of a model with several outputs, by output name
+        (:func:`edgeflow.runtime.metrics.by_output`); None for one output or no eval data."""
+        from edgeflow.runtime.metrics import by_output
+
+        return by_output(self.output_names, self.keras_metrics, self.tflite_metrics)
 
     @property
     def promised_int8(self) -> bool:
@@ -64,6 +73,7 @@ class Outcome:
             "notes": list(self.notes),
             "warnings": list(self.warnings),
             "comparison": None if self.comparison is None else self.comparison.to_dict(),
+            "outputs": self.outputs,
         }
 
     def render(self, top: int = 10) -> str:
@@ -77,6 +87,8 @@ class Outcome:
             lines.append(f"note: {note}")
         if self.comparison is not None:
             lines.append(self.comparison.render())
+        for name, f in (self.outputs or {}).items():
+            lines.append(f"output {name}: {f['metric']} {f['keras']:.4f} (Keras) -> {f['tflite']:.4f} (.tflite)")
         if self.errors is not None:
             lines.append(f"per-op int8 error (worst first, TFLite quantization debugger):\n"
                          f"{self.errors.table(top)}")
@@ -157,17 +169,18 @@ def quantize_to_tflite(
         if value is not None:
             ranges.check(name, value)  # before any work, like the CLI's options
     keras_model = load_model(model, safe_mode=safe_mode, custom_objects=custom_objects)
-    x, y = _arrays(data)
+    outputs = list(keras_model.output_names)
+    x, y = _arrays(data, outputs)
     if eval_data is None and y is not None:
         eval_data = (x, y)
     scored_on = _data_label(eval_data if eval_data is not None else data, eval_data is None)
-    ex, ey = _arrays(eval_data)
+    ex, ey = _arrays(eval_data, outputs)
     if keep_float and mode != "int8":
         raise EdgeflowError("--keep-float works with --mode int8 (post-training int8)")
     if (report or keep_float) and x is None:
         raise EdgeflowError("the per-layer report needs --data with input samples")
 
-    outcome = Outcome(mode=mode, tflite=b"")
+    outcome = Outcome(mode=mode, tflite=b"", output_names=outputs)
     if mode == "qat":
         if x is None or y is None:
             raise EdgeflowError("--mode qat trains: --data must be a .npz with x and y (labels)")
@@ -244,18 +257,25 @@ def _data_label(data, fallback: bool) -> str:
         if fallback else f"{name} (--eval-data)"
 
 
-def _arrays(data):
+def _arrays(data, outputs: list[str]):
     """``(x, y)`` from a path, a pair or an array; ``(None, None)`` for no data. A pair may
-    hold lists: one array per input, one label array per output."""
+    hold lists (one array per input, one label array per output) or labels by output name;
+    a ``.npz`` may hold ``y:<output name>`` arrays. Labels of several outputs come back as a
+    list in the model's output order (``outputs``), each output scored alone."""
     if data is None:
         return None, None
-    from edgeflow.data import as_labels, load_arrays
+    from edgeflow.data import as_labels, by_name, in_output_order, load_arrays
 
     if isinstance(data, (tuple, list)) and len(data) == 2:
-        x, y = data  # several inputs/outputs: lists, kept apart (each output is scored alone)
+        x, y = data
         x = [np.asarray(a, np.float32) for a in x] if isinstance(x, (list, tuple)) else np.asarray(x, np.float32)
-        return x, (None if y is None else as_labels(y))
+        return x, (None if y is None else in_output_order(y, outputs) if isinstance(y, dict)
+                   else as_labels(y))
     if isinstance(data, np.ndarray):
         return data.astype(np.float32), None
     x, y = load_arrays(data)
+    if y is None and str(data).endswith(".npz"):
+        with np.load(data, allow_pickle=False) as f:
+            named = by_name(f, "y")
+        y = in_output_order(named, outputs) if named else None
     return x.astype(np.float32), y
