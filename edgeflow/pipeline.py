@@ -182,8 +182,10 @@ def run_stages(
         model: a Keras 2 model or a model file; a ``train`` stage of more than 0 epochs
             trains it in place, every other stage returns a new model.
         data: ``(x, y)`` training arrays; the first ``recipe.data.calibration_samples``
-            rows of ``x`` are the representative dataset of an int8 convert stage.
-        test_data: ``(x, y)`` arrays every stage's accuracy is measured on.
+            rows of ``x`` are the representative dataset of an int8 convert stage. For a
+            model with several outputs ``y`` is a list, one array per output in output order.
+        test_data: ``(x, y)`` arrays every stage's accuracy is measured on (several outputs:
+            each output is scored too, ``StageRecord.outputs``).
         validation_data: ``(x, y)`` arrays for the training stages' validation, or None.
         verbose, echo: as in :func:`run_recipe`.
 

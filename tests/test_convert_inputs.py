@@ -124,3 +124,18 @@ def test_qat_with_two_inputs_converts_to_full_int8(fusion):
     keras_out = result.model.predict([IMG[:8], FEAT[:8]], verbose=0)
     lite = litert.predict(tflite, [IMG[:8], FEAT[:8]])
     assert np.abs(lite - keras_out).max() <= 0.1 * np.ptp(keras_out)
+
+
+def test_outputs_keep_the_keras_order():
+    """The converter lists this model's outputs aa_reg first; convert writes them in the
+    Keras order (zz_cls, aa_reg, mm) from the signature, so runtimes read them by position."""
+    keras.utils.set_random_seed(4)
+    i = keras.Input((8,))
+    h = L.Dense(16, activation="relu")(i)
+    model = keras.Model(i, [L.Dense(10, activation="softmax", name="zz_cls")(h),
+                            L.Dense(1, name="aa_reg")(h), L.Dense(3, name="mm")(h)])
+    x = FEAT.repeat(3, axis=1)[:, :8]
+    tflite = convert(model, "float32")
+    assert [tuple(t.shape) for t in parse(tflite).outputs] == [(1, 10), (1, 1), (1, 3)]
+    for got, want in zip(litert.predict(tflite, x), model.predict(x, verbose=0), strict=True):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
