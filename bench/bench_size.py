@@ -19,7 +19,14 @@ quantization (TFLM keeps 8 bytes per output channel of each per-channel layer).
 
 Table 3, clustering (TF-MOT) + TFLM table compression on the digits CNN and on a DS-CNN
 trained on keyword-spotting-like data the bench makes: flash of the plain int8 file, of
-edgeflow's slim file, and of the table-compressed file, accuracy measured on TFLM.
+edgeflow's slim file, and of the table-compressed file, accuracy measured on TFLM, and
+TFLM's arena (planned + persistent, 64-bit host) without and with the tables: DECODE
+writes each decoded tensor into the arena. With ``--firmware``, each int8 and compressed
+model is also built into Cortex-M4 firmware and run under QEMU: flash of the linked image
+(DECODE's own code included), the arena of the emulated run, and whether its outputs
+equal host TFLM's.
+
+Run ``python bench/bench_size.py --only clustering --firmware`` for table 3 with firmware.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from edgeflow.convert import convert  # noqa: E402
 from edgeflow.data import digits  # noqa: E402
 from edgeflow.models import copy_model, digits_cnn  # noqa: E402
 from edgeflow.runtime import tflm  # noqa: E402
+from edgeflow.runtime._quant import dequantize  # noqa: E402
 from edgeflow.tflite import estimate_arena, flash_overhead, parse, slim  # noqa: E402
 from edgeflow.tflite.layout import CATEGORIES, byte_breakdown  # noqa: E402
 from edgeflow.tflite.lut import compress_tables  # noqa: E402
@@ -143,7 +151,7 @@ def kws_data(n: int = 3000, classes: int = 12, seed: int = 0):
     return (x[:cut], y[:cut]), (x[cut:], y[cut:])
 
 
-def clustering_rows(name: str, model, train, test, epochs: int) -> None:
+def clustering_rows(name: str, model, train, test, epochs: int, firmware: bool = False) -> None:
     (x, y), (xt, yt) = train, test
 
     def accuracy(data: bytes) -> float:
@@ -158,6 +166,7 @@ def clustering_rows(name: str, model, train, test, epochs: int) -> None:
     base_arena = arena_parts(base_slim)
     print(f"{name:<10}{'int8':<14}{len(base):>10,}{len(base_slim):>10,}{len(base_slim):>10,}"
           f"{'':>8}{100 * accuracy(base_slim):>9.1f}%{base_arena}", flush=True)
+    base_fw = on_firmware(base_slim, xt) if firmware else None
     for k in (16, 4):
         started = time.monotonic()
         result = cluster(model, k, data=(x, y), epochs=epochs)
@@ -170,6 +179,26 @@ def clustering_rows(name: str, model, train, test, epochs: int) -> None:
               f"{bits + '-bit':>8}{100 * accuracy(packed):>9.1f}%{arena_parts(thin)}{arena_parts(packed)}"
               f"   {100 * (1 - len(packed) / len(base)):.0f}% less than int8,"
               f" {len(tables.compressed)} tables ({time.monotonic() - started:.0f} s)", flush=True)
+        if firmware:
+            fw = on_firmware(packed, xt)
+            print(f"{'':<24}firmware (arduino-nano-33-ble, Cortex-M4, QEMU): flash {base_fw[0]:,} -> {fw[0]:,} "
+                  f"bytes, arena {base_fw[1]:,} -> {fw[1]:,} bytes; outputs equal host TFLM: "
+                  f"{'yes' if base_fw[2] and fw[2] else 'NO'}", flush=True)
+
+
+def on_firmware(data: bytes, x) -> tuple[int, int, bool]:
+    """(flash of the linked image, arena of the emulated run, outputs equal host TFLM's) on
+    the Nano 33 BLE's Cortex-M4 under QEMU, for 4 samples of ``x``."""
+    from edgeflow.firmware import build, encode_inputs
+
+    info = parse(data)
+    samples = encode_inputs(info, x[:4], limit=4)
+    fw = build(data, "arduino-nano-33-ble", inputs=samples)
+    host = tflm.predict(data, x[:4])  # quantizes the inputs as encode_inputs does (runtime._quant)
+    out = info.outputs[0]
+    raw = np.frombuffer(fw.run.outputs, np.dtype(out.dtype)).reshape(host.shape)
+    got = dequantize(raw, {"dtype": out.dtype, "quantization": (out.scale[0], out.zero_point[0])})
+    return fw.firmware.flash, fw.arena_used, bool(np.array_equal(got, host) and fw.emulated and not fw.problems)
 
 
 def arena_parts(data: bytes) -> str:
@@ -187,7 +216,7 @@ def trained(model, train, epochs: int, batch_size: int):
     return model
 
 
-def clustering_table(quick: bool) -> None:
+def clustering_table(quick: bool, firmware: bool = False) -> None:
     print("\n3. Clustering + TFLM tables: flash in bytes (.tflite), accuracy on TFLM, and TFLM's arena "
           "(64-bit host) of the slim file and of the table-compressed one (DECODE writes each decoded")
     print("   tensor into the arena): arena = planned + persistent")
@@ -199,16 +228,20 @@ def clustering_table(quick: bool) -> None:
     for name, build, data, epochs, batch_size in cases:
         keras.utils.set_random_seed(0)
         train, test = data()
-        clustering_rows(name, trained(build(), train, epochs, batch_size), train, test, epochs=2)
+        clustering_rows(name, trained(build(), train, epochs, batch_size), train, test, epochs=2,
+                        firmware=firmware)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="DS-CNN and ResNet-8 only; digits only")
     parser.add_argument("--only", choices=["flash", "arena", "clustering"], help="print one table")
+    parser.add_argument("--firmware", action="store_true",
+                        help="table 3: also build the int8 and table-compressed models into Cortex-M4 firmware "
+                             "and run them under QEMU (arm-none-eabi-gcc, qemu-system-arm, TFLM sources)")
     args = parser.parse_args()
     if args.only == "clustering":
-        clustering_table(args.quick)
+        clustering_table(args.quick, args.firmware)
         return 0
     models = []
     for name, build, calib in zoo():
@@ -228,7 +261,7 @@ def main() -> int:
     if args.only in (None, "arena"):
         arena_table(models)
     if args.only is None:
-        clustering_table(args.quick)
+        clustering_table(args.quick, args.firmware)
     return 0
 
 

@@ -89,6 +89,34 @@ def test_tflm_only_slim_file_runs_bit_identical_in_firmware(built, int8_cnn, sam
     assert fw.firmware.flash < built["arduino-nano-33-ble"].firmware.flash
 
 
+def test_table_compressed_model_runs_bit_identical_in_firmware(built, trained_cnn, digits):
+    """A DECODE (table-compressed) model on the target, on the core the other tests build:
+    the same outputs as host TFLM; its arena holds the decoded weights."""
+    from edgeflow.convert import convert
+    from edgeflow.firmware import build, encode_inputs
+    from edgeflow.models import copy_model
+    from edgeflow.tflite import reader, slim
+    from edgeflow.tflite.lut import DECODE_OP, compress_tables
+
+    (x_tr, _), (x_te, _) = digits
+    model = copy_model(trained_cnn)
+    for layer in model.layers:  # every kernel on 4 levels: what 4 clusters give
+        weights = layer.get_weights()
+        if weights and weights[0].ndim > 1:
+            levels = np.linspace(weights[0].min(), weights[0].max(), 4)
+            weights[0] = levels[np.abs(weights[0][..., None] - levels).argmin(-1)].astype(np.float32)
+            layer.set_weights(weights)
+    plain = slim(convert(model, "int8", x_tr[:100]), tflm_only=True)[0]
+    packed, tables = compress_tables(plain, x_te[:8])
+    info = reader.parse(packed)
+    assert tables.compressed and DECODE_OP in info.op_names() and len(packed) < len(plain)
+    samples = encode_inputs(info, x_te[:4], limit=4)
+    fw = build(packed, "arduino-nano-33-ble", inputs=samples)
+    assert fw.emulated and not fw.problems
+    assert fw.run.outputs == _host_tflm(packed, samples) == _host_tflm(plain, samples)
+    assert fw.arena_used > built["arduino-nano-33-ble"].arena_used
+
+
 @pytest.mark.parametrize("board", ["arduino-nano-33-ble", "stm32f746g-disco"])
 def test_arena_from_the_run_and_flash_from_the_elf(built, int8_cnn, board):
     fw = built[board]
