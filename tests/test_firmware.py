@@ -152,6 +152,8 @@ def test_instruction_count_is_repeatable(built, samples):
 
 
 def test_cli_json_and_errors(built, tmp_path, int8_cnn):
+    from edgeflow.tflite import reader
+
     model = tmp_path / "cnn.tflite"
     model.write_bytes(int8_cnn)
     result = CliRunner().invoke(main, ["firmware", str(model), "--board", "arduino-nano-33-ble",
@@ -162,6 +164,15 @@ def test_cli_json_and_errors(built, tmp_path, int8_cnn):
     assert doc["result"]["figures"]["flash_bytes"] == {"value": fw.firmware.flash,
                                                        "source": "linked image: text + rodata + data"}
     assert doc["result"]["figures"]["arena_bytes"] == {"value": fw.arena_used, "source": "emulated run"}
+    # the breakdown, valid against the schema; instructions depend on the inputs (here the default ones)
+    figures = doc["result"]["figures"]
+    for name in ("flash_split", "arena_split"):
+        assert figures[name] == fw.figures()[name]
+    ops = figures["operators"]
+    assert [{k: v for k, v in r.items() if k not in ("instructions", "share")} for r in ops["value"]] == \
+        reader.parse(int8_cnn).op_table()
+    assert sum(r["instructions"] for r in ops["value"]) + ops["outside_operators"] == \
+        figures["instructions"]["value"] == doc["result"]["run"]["instructions"][0]
     assert doc["outputs"] == [str(tmp_path / "fw.elf")]
     assert (tmp_path / "fw.elf").read_bytes()[:4] == b"\x7fELF"
     result = CliRunner().invoke(main, ["firmware", str(model), "--board", "esp32-s3-devkitc-1"])
