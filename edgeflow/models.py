@@ -408,6 +408,9 @@ def default_loss(model: keras.Model, loss=None, y=None):
     4. without labels: softmax → sparse categorical, sigmoid with one unit → binary
        cross-entropy.
 
+    A model with several outputs gets a list: the rule applied to each output with its own
+    labels (``y`` a list in output order).
+
     A cross-entropy on probabilities is returned by name (``'sparse_categorical_crossentropy'``),
     on logits as a loss object with ``from_logits=True``.
 
@@ -434,6 +437,10 @@ def default_loss(model: keras.Model, loss=None, y=None):
     compiled = getattr(model, "loss", None)
     if compiled is not None:
         return compiled
+    if len(model.outputs) > 1:  # the rule per output, on its own labels (a list in output order)
+        ys = list(y) if isinstance(y, (list, tuple)) else [None] * len(model.outputs)
+        return [default_loss(keras.Model(model.inputs, out), None, labels)
+                for out, labels in zip(model.outputs, ys, strict=True)]
     units = _output_units(model)
     if y is not None and units is not None:
         y = np.asarray(y)

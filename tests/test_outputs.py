@@ -46,6 +46,7 @@ def _expected(pred, y_digit, y_ink) -> dict:
 
 def test_a_recipe_run_records_and_reports_each_output(two_heads, tmp_path):
     from edgeflow.cli import main
+    from edgeflow.models import load_model
     from edgeflow.runtime import litert
 
     model, folder, x_te, y_te, ink_te = two_heads
@@ -53,7 +54,7 @@ def test_a_recipe_run_records_and_reports_each_output(two_heads, tmp_path):
         "name": "two",
         "model": {"path": str(folder / "two.keras")},
         "data": {"source": "npz", "path": str(folder / "data.npz"), "validation_fraction": 0},
-        "stages": [{"stage": "train", "epochs": 0}, {"stage": "convert", "mode": "int8"}],
+        "stages": [{"stage": "train", "epochs": 1}, {"stage": "convert", "mode": "int8"}],
     }
     (tmp_path / "two.yaml").write_text(yaml.safe_dump(recipe))
     out = tmp_path / "run"
@@ -61,7 +62,9 @@ def test_a_recipe_run_records_and_reports_each_output(two_heads, tmp_path):
     assert run.exit_code == 0, run.output
     stages = document(run.output)["result"]["stages"]
     tflite = (out / stages[1]["artifact"]).read_bytes()
-    keras_figures = _expected(model.predict(x_te, verbose=0), y_te, ink_te)
+    trained = load_model(out / stages[0]["artifact"])  # one epoch more, a loss per head
+    keras_figures = _expected(trained.predict(x_te, verbose=0), y_te, ink_te)
+    assert keras_figures != _expected(model.predict(x_te, verbose=0), y_te, ink_te)
     tflite_figures = _expected(litert.predict(tflite, x_te), y_te, ink_te)
     metric = {"zdigit": "accuracy", "ink": "mae"}
     assert stages[0]["outputs"] == {
@@ -76,8 +79,8 @@ def test_a_recipe_run_records_and_reports_each_output(two_heads, tmp_path):
     doc = json.loads((out / "report.json").read_text())
     assert doc["stages"] == stages
     k, t = keras_figures, tflite_figures
-    rows = [f"1. train (0 epochs)  zdigit  accuracy  {k['zdigit']:.4f}",
-            f"1. train (0 epochs)  ink     mae       {k['ink']:.4f}",
+    rows = [f"1. train (1 epochs)  zdigit  accuracy  {k['zdigit']:.4f}",
+            f"1. train (1 epochs)  ink     mae       {k['ink']:.4f}",
             f"2. convert (int8)    zdigit  accuracy  {k['zdigit']:.4f}  {t['zdigit']:.4f}",
             f"2. convert (int8)    ink     mae       {k['ink']:.4f}  {t['ink']:.4f}"]
     html = (out / "report.html").read_text()
@@ -118,3 +121,14 @@ def test_quantize_scores_each_output_apart(two_heads, digits, tmp_path):
                                  eval_data=(x_te, [y_te, ink_te]))
     assert outcome.outputs == payload["outputs"]
     assert f"output ink: mae {k['ink']:.4f} (Keras) -> {t['ink']:.4f} (.tflite)" in outcome.render()
+
+
+def test_default_loss_is_chosen_per_output():
+    from edgeflow.models import default_loss
+
+    inputs = keras.Input((4,))
+    h = keras.layers.Dense(8)(inputs)
+    model = keras.Model(inputs, [keras.layers.Dense(3, activation="softmax", name="cls")(h),
+                                 keras.layers.Dense(1, name="reg")(h)])
+    y = [np.array([0, 2, 1]), np.array([0.5, 1.5, 2.5], np.float32)]
+    assert default_loss(model, y=y) == ["sparse_categorical_crossentropy", "mse"]
