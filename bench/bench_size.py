@@ -177,7 +177,7 @@ def clustering_rows(name: str, model, train, test, epochs: int, firmware: bool =
         bits = "/".join(sorted({f"{c.bits}" for c in tables.compressed})) or "-"
         print(f"{'':<10}{f'{k} clusters':<14}{len(plain):>10,}{len(thin):>10,}{len(packed):>10,}"
               f"{bits + '-bit':>8}{100 * accuracy(packed):>9.1f}%{arena_parts(thin)}{arena_parts(packed)}"
-              f"   {100 * (1 - len(packed) / len(base)):.0f}% less than int8,"
+              f"   {100 * (1 - len(packed) / len(base)):.0f}% less than the converter's int8 file,"
               f" {len(tables.compressed)} tables ({time.monotonic() - started:.0f} s)", flush=True)
         if firmware:
             fw = on_firmware(packed, xt)
