@@ -78,8 +78,9 @@ def _error(message: str):
 # --------------------------------------------------------------------------- files
 
 
-def check_file(path: str | os.PathLike, *, force: bool = False) -> Path:
-    """Check, before any work, that ``path`` can be written as an output file.
+def check_file(path: str | os.PathLike, *, force: bool = False, example: str = "model.tflite") -> Path:
+    """Check, before any work, that ``path`` can be written as an output file (``example``
+    is the file name the error suggests when ``path`` is a folder).
 
     Raises:
         EdgeflowError: ``path`` is a folder, or it exists and ``force`` is False.
@@ -90,7 +91,7 @@ def check_file(path: str | os.PathLike, *, force: bool = False) -> Path:
     """
     path = Path(path)
     if path.is_dir():
-        raise _error(f"{path} is a folder: name the output file, e.g. {path / 'model.tflite'}")
+        raise _error(f"{path} is a folder: name the output file, e.g. {path / example}")
     if path.exists() and not force:
         raise _error(f"{path} exists: pass --force to overwrite it, or choose another output")
     return path

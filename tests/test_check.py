@@ -176,7 +176,7 @@ def test_cli_exit_codes_and_json(int8_cnn, gelu_int8, tmp_path):
     assert "<h2>Firmware</h2>" not in html  # none built
     for target, expected in ((page, f"error: {page} exists: pass --force to overwrite it, or choose another output\n"),
                              (tmp_path, f"error: {tmp_path} is a folder: name the output file, e.g. "
-                                        f"{tmp_path / 'model.tflite'}\n")):
+                                        f"{tmp_path / 'check.html'}\n")):
         again = runner.invoke(main, ["check", str(good), "-d", "raspberry-pi-4", "--html", str(target)])
         assert again.exit_code == 2 and again.output == expected
     assert page.read_text() == html

@@ -27,7 +27,7 @@ def check(model, device_names, devices_dir, no_measure, firmware, html_path, for
     from edgeflow.report import check_table, render_check_html
 
     if html_path:
-        _io.check_file(html_path, force=force)
+        _io.check_file(html_path, force=force, example="check.html")
     report = run_check(model, list(device_names), devices_dir=devices_dir, measure=not no_measure,
                        firmware=firmware)
     outputs = []

@@ -61,7 +61,7 @@ def distill(teacher, student, data, output, losses, feature_pairs, attention_pai
 
     if not output.endswith((".keras", ".h5")):
         raise EdgeflowError(f"output {output!r} must end in .keras or .h5")
-    _io.check_file(output, force=force)
+    _io.check_file(output, force=force, example="student.keras")
     scoring = labelled(validation_data or data, "--validation-data" if validation_data else "--data")
     with loading(unsafe, custom_objects) as load:
         models = [load_model(m, safe_mode=load.safe_mode, custom_objects=load.custom_objects)

@@ -29,7 +29,7 @@ def firmware(model, board, cpu, devices_dir, data, samples, tflm_root, no_emulat
     from edgeflow import _io
 
     if output:
-        _io.check_file(output, force=force)
+        _io.check_file(output, force=force, example="firmware.elf")
     from edgeflow.firmware import build, encode_inputs
     from edgeflow.report import firmware_table
     from edgeflow.tflite import reader

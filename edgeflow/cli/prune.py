@@ -74,7 +74,7 @@ def prune(model, output, method, data, sparsity, schedule, m_by_n, ratio, criter
     if not output.endswith(".keras"):
         raise EdgeflowError(f"write the pruned model to a .keras file, not {Path(output).name!r}")
     per_layer = _layer_values(layers, method)
-    _io.check_file(output, force=force)
+    _io.check_file(output, force=force, example="pruned.keras")
     with loading(unsafe, custom_objects) as load:
         keras_model = load_model(model, safe_mode=load.safe_mode, custom_objects=load.custom_objects)
     arrays = labelled(data, "--data") if data else None
