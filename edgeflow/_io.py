@@ -11,7 +11,9 @@ over the user's work.
   (it holds :data:`MARKER`) and ``force`` is given; then it replaces its own files one by one
   and leaves every other file alone.
 - :func:`check_file` and :func:`check_dir` validate an output before any work starts: an
-  existing file needs ``force`` (``--force`` on the command line).
+  existing file needs ``force`` (``--force`` on the command line), and the folder it goes
+  in (or the nearest one that exists, when folders are to be made) must be a folder this
+  process can create files in (:func:`check_writable`).
 - Every temporary file or folder edgeflow makes carries ``edgeflow`` and the process id in
   its name (:func:`temporary_dir`, and the atomic writes above). A killed process cannot
   remove them; :func:`clean_stale` does, on the next start, for exactly those whose process
@@ -35,6 +37,7 @@ __all__ = [
     "atomic_path",
     "check_dir",
     "check_file",
+    "check_writable",
     "claim_dir",
     "clean_stale",
     "output_dir",
@@ -94,7 +97,45 @@ def check_file(path: str | os.PathLike, *, force: bool = False, example: str = "
         raise _error(f"{path} is a folder: name the output file, e.g. {path / example}")
     if path.exists() and not force:
         raise _error(f"{path} exists: pass --force to overwrite it, or choose another output")
+    check_writable(path)
     return path
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """Check, before any work, that the output ``path`` (a file or a folder) can be created.
+
+    The nearest folder above ``path`` that exists must be a folder (not a file) in which
+    this process can create a file: tried with a temporary file (tagged like every other,
+    removed at once), because permission bits alone do not tell (root on a read-only file
+    system, ``/sys``). The missing folders between it and ``path`` are made only when the
+    output is written.
+
+    Raises:
+        EdgeflowError: a file is in the way, or the folder takes no new file (with the
+            system's reason).
+    """
+    path = Path(path)
+    parent = Path(os.path.abspath(path)).parent
+    while not parent.exists() and not parent.is_symlink() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise _error(f"cannot write {path}: {_shown(parent, path)} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{_TAG}{os.getpid()}-", suffix=".probe", dir=parent)
+    except OSError as err:
+        raise _error(f"cannot write {path}: {_shown(parent, path)} takes no new file "
+                     f"({err.strerror}): choose another output") from err
+    os.close(fd)
+    os.unlink(probe)
+    return path
+
+
+def _shown(folder: Path, path: Path) -> str:
+    """``folder`` as the user wrote it, when ``path`` was relative and it lies inside the current one."""
+    if not path.is_absolute():
+        with contextlib.suppress(ValueError):
+            return str(folder.relative_to(Path.cwd())) or "."
+    return str(folder)
 
 
 @contextlib.contextmanager
@@ -150,7 +191,8 @@ def check_dir(path: str | os.PathLike, *, force: bool = False, flag: str = "--fo
     """Check, before any work, that edgeflow may write its files into the folder ``path``.
 
     Allowed: a folder that does not exist or is empty; with ``force``, a folder edgeflow
-    created before (it holds :data:`MARKER`). Never a file, never someone else's folder.
+    created before (it holds :data:`MARKER`). Never a file, never someone else's folder,
+    never a place this process cannot create files in (:func:`check_writable`).
     ``flag`` is the command-line option that gives ``force`` (named in the error).
 
     Raises:
@@ -159,7 +201,11 @@ def check_dir(path: str | os.PathLike, *, force: bool = False, flag: str = "--fo
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise _error(f"{path} is a file, not a folder: choose a folder for the output")
-    if not path.exists() or _is_empty_dir(path, _staging):
+    if not path.exists():
+        check_writable(path)
+        return path
+    if _is_empty_dir(path, _staging):
+        check_writable(path / MARKER)
         return path
     if not (path / MARKER).is_file():
         raise _error(
@@ -171,6 +217,7 @@ def check_dir(path: str | os.PathLike, *, force: bool = False, flag: str = "--fo
             f"{path} holds files edgeflow wrote before: pass {flag} to replace them "
             "(other files in it are kept), or choose a new folder"
         )
+    check_writable(path / MARKER)
     return path
 
 

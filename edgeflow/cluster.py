@@ -162,6 +162,8 @@ def cluster(
     if qat and data is None:
         raise EdgeflowError("cluster-preserving QAT needs training data: pass data=(x, y)")
     targets = _clusters_per_layer(model, clusters, per_layer)
+    # the data checked against the model (shapes, finite values, labels) before any work
+    fit_kwargs = None if data is None else _util.training_data(data, batch_size, model)[0]
     if preserve_sparsity is None:
         preserve_sparsity = _is_sparse(model)
     ck = tfmot.clustering.keras
@@ -186,8 +188,7 @@ def cluster(
     except (ValueError, TypeError) as err:
         raise EdgeflowError(f"TF-MOT cannot cluster this model: {str(err).splitlines()[0]}") from err
     history: dict = {}
-    if data is not None:
-        fit_kwargs, _ = _util.training_data(data, batch_size)
+    if fit_kwargs is not None:
         _util.compile_like(wrapped, model, optimizer=keras.optimizers.Adam(learning_rate), loss=loss,
                            metrics=metrics)
         history = dict(wrapped.fit(**fit_kwargs, epochs=epochs, verbose=verbose).history)

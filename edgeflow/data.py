@@ -14,43 +14,62 @@ from edgeflow.errors import EdgeflowError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
 
-def _open_arrays(path: Path):
-    """``np.load`` without pickles: an array for ``.npy``, an open ``NpzFile`` for ``.npz``.
+def read_arrays(path: str | os.PathLike) -> np.ndarray | dict[str, np.ndarray]:
+    """The arrays of a ``.npy`` file (one array) or a ``.npz`` file (``{name: array}``, all
+    read now), never unpickling objects (``allow_pickle=False``).
 
     Raises:
-        EdgeflowError: the file does not exist or is not ``.npy``/``.npz`` data.
+        EdgeflowError: the file does not exist, or is not a whole ``.npy``/``.npz`` file
+            (a folder, another format, truncated, a broken zip, pickled objects).
+
+    Example:
+        >>> read_arrays("calib.npz")["x"].shape
+        (200, 8, 8, 1)
     """
+    import zipfile
+    import zlib
+
+    path = Path(path)
     if not path.exists():
         raise EdgeflowError(f"data file {str(path)!r} does not exist")
     try:
-        return np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as err:
-        raise EdgeflowError(f"cannot read {path} as .npy/.npz data: {err}") from err
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):
+            return loaded
+        with loaded:
+            return {key: loaded[key] for key in loaded.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        from edgeflow.errors import first_line
+
+        raise EdgeflowError(f"cannot read {path} as .npy/.npz data ({first_line(err)}): "
+                            "save arrays with np.save or np.savez") from err
 
 
 def load_arrays(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
     """Read ``(x, y)`` from a ``.npy`` (x only) or ``.npz`` file (keys ``x``/``y``, or the first array).
 
+    Raises:
+        EdgeflowError: see :func:`read_arrays`; an ``.npz`` without arrays.
+
     Example:
         >>> x, y = load_arrays("calib.npz")
     """
-    path = Path(path)
-    loaded = _open_arrays(path)
+    loaded = read_arrays(path)
     if isinstance(loaded, np.ndarray):
         return loaded, None
-    with loaded:
-        keys = list(loaded.keys())
-        if not keys:
-            raise EdgeflowError(f"{path} holds no arrays")
-        x_key = next((k for k in ("x", "X", "inputs", "images", "x_test") if k in keys), keys[0])
-        y_key = next((k for k in ("y", "Y", "labels", "targets", "y_test") if k in keys), None)
-        return loaded[x_key], (loaded[y_key] if y_key else None)
+    keys = list(loaded)
+    if not keys:
+        raise EdgeflowError(f"{path} holds no arrays")
+    x_key = next((k for k in ("x", "X", "inputs", "images", "x_test") if k in keys), keys[0])
+    y_key = next((k for k in ("y", "Y", "labels", "targets", "y_test") if k in keys), None)
+    return loaded[x_key], (loaded[y_key] if y_key else None)
 
 
 def by_name(npz, prefix: str) -> dict[str, np.ndarray]:
-    """The arrays of an open ``.npz`` saved as ``<prefix>:<name>`` (``x:<input name>``,
-    ``y:<output name>``), by name in key order; empty when it has none."""
-    return {k[len(prefix) + 1:]: npz[k] for k in sorted(npz.files) if k.startswith(f"{prefix}:")}
+    """The arrays of a ``.npz`` (:func:`read_arrays`' dict, or an open ``NpzFile``) saved as
+    ``<prefix>:<name>`` (``x:<input name>``, ``y:<output name>``), by name in key order;
+    empty when it has none."""
+    return {k[len(prefix) + 1:]: npz[k] for k in sorted(npz) if k.startswith(f"{prefix}:")}
 
 
 def in_output_order(labels: dict, names: list[str]) -> list[np.ndarray]:
@@ -108,12 +127,12 @@ def labelled(data, what: str = "training data", model=None):
 
 def _load_labelled(path: Path, what: str):
     if path.suffix == ".npz" and path.exists():
-        with _open_arrays(path) as f:
-            named = by_name(f, "x")
-            if named:
-                if "y" not in f.files:
-                    raise EdgeflowError(f"{what} {str(path)!r} holds no labels: save them as 'y'")
-                return named, f["y"]
+        f = read_arrays(path)
+        named = by_name(f, "x") if isinstance(f, dict) else {}
+        if named:
+            if "y" not in f:
+                raise EdgeflowError(f"{what} {str(path)!r} holds no labels: save them as 'y'")
+            return named, f["y"]
     x, y = load_arrays(path)
     if y is None:
         raise EdgeflowError(
@@ -368,24 +387,22 @@ def _several_inputs(data, inputs, what) -> dict[str, np.ndarray]:
     names = [n for n, _ in inputs]
     if isinstance(data, (str, os.PathLike)):
         path = Path(data)
-        loaded = _open_arrays(path)
+        loaded = read_arrays(path)
         if isinstance(loaded, np.ndarray):
             raise EdgeflowError(
                 f"the model has {len(names)} inputs ({', '.join(names)}): save the {what} as a "
                 ".npz with one array per input, np.savez(path, **{'x:NAME': array})"
             )
-        with loaded:
-            keys = set(loaded.keys())
-            data = {}
-            for name in names:
-                key = next((k for k in (f"x:{name}", name) if k in keys), None)
-                if key is None:
-                    raise EdgeflowError(
-                        f"{path} has no array for input {name!r}: the model's inputs are "
-                        + ", ".join(names) + "; store each under 'x:<input name>' (it has "
-                        + ", ".join(sorted(keys)) + ")"
-                    )
-                data[name] = loaded[key]
+        data = {}
+        for name in names:
+            key = next((k for k in (f"x:{name}", name) if k in loaded), None)
+            if key is None:
+                raise EdgeflowError(
+                    f"{path} has no array for input {name!r}: the model's inputs are "
+                    + ", ".join(names) + "; store each under 'x:<input name>' (it has "
+                    + ", ".join(sorted(loaded)) + ")"
+                )
+            data[name] = loaded[key]
     if isinstance(data, tf.data.Dataset):
         return _dataset_inputs(data, inputs, what)
     if isinstance(data, dict):

@@ -437,9 +437,10 @@ def _check_devices(recipe: Recipe, index: int, spec) -> None:
 
 
 def _check_fit(model, data: _Data) -> _Data:
-    """The samples fit the model's input; integer labels fit its output units. Labels by
-    output name (``y:<name>`` in a ``.npz``) come back as lists in the model's output order."""
-    from edgeflow.data import check_shape, in_output_order
+    """The samples fit the model's input; integer labels fit its output units; every value
+    is a finite number. Labels by output name (``y:<name>`` in a ``.npz``) come back as
+    lists in the model's output order."""
+    from edgeflow.data import check_shape, check_values, in_output_order
 
     want = tuple(model.inputs[0].shape[1:])
     check_shape(tuple(data.x_train.shape[1:]), want)
@@ -453,6 +454,10 @@ def _check_fit(model, data: _Data) -> _Data:
             raise EdgeflowError(
                 f"the model has {len(names)} outputs ({', '.join(names)}) but one label array: "
                 "save one array per output in the .npz, as y:<output name>")
+    for split, x, y in (("training", data.x_train, data.y_train), ("test", data.x_test, data.y_test)):
+        check_values(x, f"x of the {split} split")
+        for name, labels in zip(names, y if len(names) > 1 else [y], strict=True):
+            check_values(labels, f"y of the {split} split" + (f" for output {name!r}" if len(names) > 1 else ""))
     ys = data.y_train if len(names) > 1 else [data.y_train]
     for name, tensor, y in zip(names, model.outputs, ys, strict=True):
         units = tensor.shape[-1]
@@ -514,26 +519,26 @@ def _load_data(recipe: Recipe) -> _Data:
 
 
 def _npz_splits(path: Path, test_fraction: float, seed: int):
-    from edgeflow.data import by_name
+    from edgeflow.data import by_name, read_arrays
 
-    if not path.exists():
-        raise EdgeflowError(f"data file {str(path)!r} does not exist")
-    with np.load(path, allow_pickle=False) as f:
-        keys = set(f.keys())
+    f = read_arrays(path)
+    f = f if isinstance(f, dict) else {}  # a .npy: one array, no labels
+    keys = set(f)
 
-        def labels(prefix):  # one array, or a dict by output name (y:<name>, y_train:<name>...)
-            return by_name(f, prefix) or (f[prefix] if prefix in keys else None)
+    def labels(prefix):  # one array, or a dict by output name (y:<name>, y_train:<name>...)
+        return by_name(f, prefix) or (f[prefix] if prefix in keys else None)
 
-        y_train, y_test = labels("y_train"), labels("y_test")
-        if {"x_train", "x_test"} <= keys and y_train is not None and y_test is not None:
-            return f["x_train"], y_train, f["x_test"], y_test
-        if "x" in keys and (y := labels("y")) is not None:
-            x = f["x"]
-        else:
-            raise EdgeflowError(
-                f"{path} needs arrays x and y (or x_train, y_train, x_test, y_test; several "
-                "outputs: x and one y:<output name> per output); it has " + ", ".join(sorted(keys))
-            )
+    y_train, y_test = labels("y_train"), labels("y_test")
+    if {"x_train", "x_test"} <= keys and y_train is not None and y_test is not None:
+        return f["x_train"], y_train, f["x_test"], y_test
+    if "x" in keys and (y := labels("y")) is not None:
+        x = f["x"]
+    else:
+        raise EdgeflowError(
+            f"{path} needs arrays x and y (or x_train, y_train, x_test, y_test; several "
+            "outputs: x and one y:<output name> per output); it has "
+            + (", ".join(sorted(keys)) or "one array (a .npy file)")
+        )
     for name, labels in (y.items() if isinstance(y, dict) else [("y", y)]):
         if len(x) != len(labels):
             raise EdgeflowError(f"{path}: x has {len(x)} samples but {name} has {len(labels)}")

@@ -314,12 +314,20 @@ def search(
     source = recipe.name
     _check_space(base, space, spec.device, spec.devices_dir, source)
     out = Path(output_dir or Path(recipe.output_dir or f"runs/{recipe.name}") / "search")
-    out.mkdir(parents=True, exist_ok=True)
-    storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
+    # new, empty or edgeflow's (a search folder from before the marker holds its study.db)
+    ours = (out / "study.db").is_file() and not (out / _io.MARKER).is_file()
+    if not ours:
+        _io.check_dir(out, force=True)
     job = {
         "recipe": recipe.model_dump(mode="json"), "spec": spec.model_dump(mode="json"),
-        "trials": trials, "timeout": timeout, "storage": storage, "out": str(out),
+        "trials": trials, "timeout": timeout, "out": str(out),
+        "storage": storage or f"sqlite:///{(out / 'study.db').resolve()}",
     }
+    if storage:  # a storage URL that does not open is refused before any folder is made
+        _open_study(job, create=True)
+    if not ours:
+        _io.claim_dir(out, force=True)
+    storage = job["storage"]
     study = _open_study(job, create=True)
     import optuna
 

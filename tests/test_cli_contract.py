@@ -70,6 +70,7 @@ def test_every_command_prints_one_document_valid_against_the_schema(files, tmp_p
     for name, (args, code) in runs.items():
         result = _invoke(*args, "--json")
         assert result.exit_code == code, (name, result.output)
+        assert result.stdout.count("\n") == 1, name  # one document on one line
         docs[name] = document(result.stdout)
         assert docs[name]["command"] == name.replace(" fail", "") and docs[name]["exit_code"] == code
     assert [d["device"] for d in docs["check"]["devices"]] == ["arduino-nano-33-ble", "raspberry-pi-4"]

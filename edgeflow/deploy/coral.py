@@ -480,6 +480,10 @@ def deploy_coral(model, *, out_dir: str | Path | None = None, target=None, dry_r
         :class:`CoralResult`. Side effects: writes ``<name>_edgetpu.tflite`` and its
         ``.log`` into ``out_dir`` when the compiler runs.
 
+    Raises:
+        EdgeflowError: before any work, when the compiled model could not be written
+            (``out_dir`` given or the compiler installed; :func:`edgeflow._io.check_file`).
+
     Example:
         >>> r = deploy_coral("m_int8.tflite")
         >>> r.precheck["compatible"], r.compile_note
@@ -495,8 +499,14 @@ def deploy_coral(model, *, out_dir: str | Path | None = None, target=None, dry_r
         if log:
             log(line)
 
+    from edgeflow import _io
+
     data = tfl.read_bytes(model)
     name = Path(model).name if not isinstance(model, bytes | bytearray) else "model.tflite"
+    if not dry_run and (out_dir is not None or compiler_path() is not None):  # before any work
+        where = Path(model).parent if out_dir is None else Path(out_dir)
+        for output in compiled_names(name):
+            _io.check_file(where / output, force=force)
     pc = precheck(data)
     say(f"pre-check {name}: {pc.ops_on_tpu} ops predicted on the Edge TPU, {pc.ops_on_cpu} on the CPU"
         + (f"; first unsupported: #{pc.first_unsupported.index} {pc.first_unsupported.op} "

@@ -292,10 +292,11 @@ def make_input(input_details: list[dict], sample=None, seed: int = 0) -> np.ndar
     if isinstance(sample, str | Path):
         if not Path(sample).is_file():
             raise EdgeflowError(f"input sample {sample} not found")
-        try:
-            sample = np.load(sample, allow_pickle=False)
-        except ValueError as err:
-            raise EdgeflowError(f"cannot read {sample} as a .npy array: {err}") from err
+        from edgeflow.data import read_arrays
+
+        path, sample = sample, read_arrays(sample)
+        if isinstance(sample, dict):
+            raise EdgeflowError(f"input sample {path} is a .npz file: save one array with np.save (.npy)")
     x = np.asarray(sample)
     if x.shape != shape and x.shape == shape[1:]:
         x = x[None]

@@ -209,19 +209,18 @@ def encode_inputs(info, data, limit: int = 4) -> bytes:
     as input bytes for the firmware, quantized with the input tensor's scale and zero point.
 
     Raises:
-        EdgeflowError: a model with several inputs, or samples of the wrong shape.
+        EdgeflowError: a model with several inputs, samples of the wrong shape, NaN or
+            infinite values, or no samples (:func:`edgeflow.data.calibration`'s checks).
     """
-    from edgeflow.data import samples
+    from edgeflow.data import calibration
     from edgeflow.runtime._quant import quantize
 
     if len(info.inputs) != 1:
         raise EdgeflowError(f"--data feeds one input; the model has {len(info.inputs)}")
     t = info.inputs[0]
     details = {"dtype": t.dtype, "quantization": (t.scale[0] if t.scale else 0.0, t.zero_point[0] if t.zero_point else 0)}
-    rows = [quantize(x, details).tobytes() for x in samples(data, tuple(t.shape[1:]), limit)]
-    if not rows:
-        raise EdgeflowError("--data holds no samples")
-    return b"".join(rows)
+    (x,) = calibration(data, [("input", tuple(t.shape[1:]))], limit, what="firmware input data").values()
+    return b"".join(quantize(row[None], details).tobytes() for row in x)
 
 
 def build(model, board: str | None = None, *, cpu: str | None = None, inputs: bytes | None = None,

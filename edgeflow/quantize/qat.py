@@ -125,6 +125,8 @@ def qat(
         raise EdgeflowError(
             f"preserve_sparsity must be 'auto', True or False, got {preserve_sparsity!r}")
     model = load_model(model)
+    # the data checked against the model (shapes, finite values, labels) before any work
+    fit = None if data is None else _fit_data(data, model)
     annotated, float_layers, notes = annotate(model)
     qk = tfmot.quantization.keras
     try:
@@ -138,8 +140,8 @@ def qat(
     before = kernel_values(annotated)
     keep = _kept_zeros(qat_model, preserve_sparsity)
     result = QatResult(qat_model, float_layers, notes)
-    if data is not None:
-        x, y = _fit_data(data, model)
+    if fit is not None:
+        x, y = fit
         if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
             # each worker would set the ranges from its own samples, outside the all-reduce,
             # and the workers' models would part: keep TF-MOT's start, the same on every worker

@@ -264,7 +264,7 @@ def _arrays(data, outputs: list[str]):
     list in the model's output order (``outputs``), each output scored alone."""
     if data is None:
         return None, None
-    from edgeflow.data import as_labels, by_name, in_output_order, load_arrays
+    from edgeflow.data import as_labels, by_name, in_output_order, load_arrays, read_arrays
 
     if isinstance(data, (tuple, list)) and len(data) == 2:
         x, y = data
@@ -275,7 +275,6 @@ def _arrays(data, outputs: list[str]):
         return data.astype(np.float32), None
     x, y = load_arrays(data)
     if y is None and str(data).endswith(".npz"):
-        with np.load(data, allow_pickle=False) as f:
-            named = by_name(f, "y")
+        named = by_name(read_arrays(data), "y")
         y = in_output_order(named, outputs) if named else None
     return x.astype(np.float32), y
