@@ -41,8 +41,7 @@ def read_arrays(path: str | os.PathLike) -> np.ndarray | dict[str, np.ndarray]:
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
         from edgeflow.errors import first_line
 
-        raise EdgeflowError(f"cannot read {path} as .npy/.npz data ({first_line(err)}): "
-                            "save arrays with np.save or np.savez") from err
+        raise EdgeflowError(f"cannot read {path} as .npy/.npz data: {first_line(err)}") from err
 
 
 def load_arrays(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
