@@ -122,3 +122,24 @@ def test_a_model_planning_gigabytes_is_not_run_and_fits_no_board(int8_cnn, forei
     for result in report.results:
         assert "LiteRT was not run: the model plans 2.0 GiB of activations, more than any board has" \
             in result.problems, result.problems
+
+
+def test_a_model_whose_one_inference_runs_for_minutes_is_stopped_by_its_cpu_budget(int8_cnn, foreign):
+    """A flipped bit in the input shape (8x8 -> 8x8388616, found by bench_fuzz) leaves the
+    stored shapes and so the reader's MACs and plan small, but LiteRT sizes every layer from
+    the input: one inference would take minutes of CPU. The probe's child gets a CPU budget
+    (RLIMIT_CPU) and the probe says what stopped it."""
+    model = schema.ModelT.InitFromPackedBuf(int8_cnn, 0)
+    graph = model.subgraphs[0]
+    graph.tensors[graph.inputs[0]].shape = np.array([1, 8, 8388616, 1], np.int32)
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    before = os.times()
+    found = litert.probe(bytes(builder.Output()), cpu_seconds=1)
+    after = os.times()
+    assert found.status == "timeout"
+    assert found.message == ("LiteRT used more than 1 s of CPU to run the model once (child process "
+                             "stopped): no board runs it; a damaged file (an enlarged shape) can ask for this")
+    # the child's start (about 0.5 s), the budget, and the limit's whole-second rounding
+    assert after.children_user + after.children_system - before.children_user - before.children_system < 3.5
+    assert litert.probe(int8_cnn, cpu_seconds=1).ok  # the model as converted runs in far less

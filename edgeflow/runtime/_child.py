@@ -29,7 +29,7 @@ from pathlib import Path
 from edgeflow import _io
 from edgeflow.errors import EdgeflowError
 
-__all__ = ["Workdir", "Capture", "serve", "signal_name", "child_env"]
+__all__ = ["Workdir", "Capture", "serve", "signal_name", "child_env", "limit_cpu", "over_cpu"]
 
 
 class Workdir:
@@ -142,6 +142,31 @@ def serve(argv: list[str], handlers: dict[str, Callable[[dict, Capture], dict]])
         json.dump(result, f)
     os.replace(tmp, req["out"])
     return 0
+
+
+def limit_cpu(seconds: float) -> int:
+    """In the child: let it use at most ``seconds`` more CPU time (user + system, every
+    thread) from now, then the kernel stops it (``RLIMIT_CPU``: SIGXCPU, SIGKILL a second
+    later); returns the limit set, in whole seconds of the process's CPU time.
+
+    A wall-clock timeout alone lets a job burn a whole core for its length and, on a busy
+    machine, cuts it at a different point each time; CPU time is the work itself.
+    """
+    import math
+    import resource
+
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    soft = math.ceil(used.ru_utime + used.ru_stime + seconds)
+    hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
+    if hard != resource.RLIM_INFINITY:
+        soft = min(soft, hard)
+    resource.setrlimit(resource.RLIMIT_CPU, (soft, soft + 1 if hard == resource.RLIM_INFINITY else hard))
+    return soft
+
+
+def over_cpu(returncode: int | None) -> bool:
+    """Whether a child ended because it ran past :func:`limit_cpu`'s limit (SIGXCPU)."""
+    return returncode is not None and returncode == -signal.SIGXCPU
 
 
 def signal_name(returncode: int) -> str:

@@ -3,7 +3,8 @@
 A ``.tflite`` that edgeflow did not convert itself can pass LiteRT's verifier and still
 crash it in ``invoke()``; so LiteRT runs such files here (see ``edgeflow.runtime.litert``),
 through the one child-process mechanism (``edgeflow.runtime._child``). The request names
-the model file and the command: ``probe`` (load, allocate, one invoke on zeros),
+the model file and the command: ``probe`` (load, allocate, one invoke on zeros, within
+``cpu_seconds`` of CPU time),
 ``predict`` (``x.npz`` in, ``y.npz`` out) or ``benchmark``.
 """
 
@@ -14,7 +15,7 @@ import sys
 import numpy as np
 
 from edgeflow.errors import EdgeflowError
-from edgeflow.runtime._child import Capture, serve
+from edgeflow.runtime._child import Capture, limit_cpu, serve
 
 
 def _model(req: dict) -> bytes:
@@ -25,8 +26,11 @@ def _model(req: dict) -> bytes:
 def _probe(req: dict, capture: Capture) -> dict:
     from edgeflow.runtime import litert
 
+    data = _model(req)
+    if req.get("cpu_seconds") is not None:  # loading, allocating and the one inference
+        limit_cpu(float(req["cpu_seconds"]))
     try:
-        litert._probe_here(_model(req), delegates=bool(req.get("delegates", True)))
+        litert._probe_here(data, delegates=bool(req.get("delegates", True)))
     except EdgeflowError as err:
         return {"status": "refused", "message": str(err)}
     return {"status": "ok", "message": ""}

@@ -31,7 +31,7 @@ __all__ = ["Latency", "Probe", "probe", "predict", "evaluate", "benchmark", "int
 # SHA-256 of the .tflite bytes edgeflow's converter produced in this process, and of the
 # files a child-process probe ran cleanly: LiteRT runs these in-process.
 _MADE: set[str] = set()
-_PROBED: dict[tuple[str, bool], Probe] = {}
+_PROBED: dict[tuple, Probe] = {}  # (SHA-256, delegates, cpu_seconds) -> the outcome
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,8 @@ class Probe:
     Attributes:
         status: ``ok``; ``refused`` (LiteRT reported an error: the file is malformed or
             asks for what LiteRT lacks); ``crashed`` (LiteRT killed its process: a
-            signal); ``timeout``; ``not run`` (a caller decided against running it).
+            signal); ``timeout`` (past the wall-clock timeout or the CPU budget); ``not run``
+            (a caller decided against running it).
         message: one line for any status but ``ok``.
         where: ``child process`` (where every probe runs).
     """
@@ -90,7 +91,16 @@ def _trusted(data: bytes) -> bool:
     return hashlib.sha256(data).hexdigest() in _MADE and probe(data).status == "ok"
 
 
-def probe(model, *, delegates: bool = True, timeout: float = 60) -> Probe:
+#: CPU seconds a probe may use to load, allocate and run a model once. A damaged file can
+#: keep LiteRT busy for minutes with a model that looks small: a flipped bit in an input
+#: shape (1x8x8x1 -> 1x8x8388616x1) makes every later layer that much larger, and the
+#: reader's figures (MACs, memory plan) come from the stored shapes, not LiteRT's. Edge
+#: models run once in milliseconds on a host; 5 s is some 50 GMAC on one core.
+PROBE_CPU_SECONDS = 5.0
+
+
+def probe(model, *, delegates: bool = True, timeout: float = 60,
+          cpu_seconds: float | None = PROBE_CPU_SECONDS) -> Probe:
     """Load, allocate and invoke the model once on LiteRT, in a child process (also a file
     edgeflow made: LiteRT aborts on some of those, e.g. int16x8 LayerNormalization). Never
     raises for what the file holds: a refusal or a crash is the returned status.
@@ -98,20 +108,30 @@ def probe(model, *, delegates: bool = True, timeout: float = 60) -> Probe:
     Args:
         model: ``.tflite`` bytes or a path.
         delegates: False to run the builtin kernels only (see :func:`interpreter`).
-        timeout: seconds before the child is killed (status ``timeout``).
+        timeout: seconds (wall clock) before the child is killed (status ``timeout``).
+        cpu_seconds: CPU time (every thread) the child may use (:data:`PROBE_CPU_SECONDS`;
+            None: no limit); past it the kernel stops the child (``RLIMIT_CPU``) and the
+            status is ``timeout``, saying so.
 
     Example:
         >>> probe("downloaded.tflite").status
         'ok'
     """
     data = read_bytes(model)
-    key = (hashlib.sha256(data).hexdigest(), delegates)
+    from edgeflow.runtime._child import over_cpu
+
+    key = (hashlib.sha256(data).hexdigest(), delegates, cpu_seconds)
     if key in _PROBED:
         return _PROBED[key]
     # always a child, also for a file edgeflow made: the probe asks whether LiteRT survives
     # the model, and some that edgeflow converts do abort it (int16x8 LayerNormalization)
-    result, proc = _in_child("probe", data, {"delegates": delegates}, timeout=timeout)
-    if result is None:
+    result, proc = _in_child("probe", data, {"delegates": delegates, "cpu_seconds": cpu_seconds},
+                             timeout=timeout)
+    if result is None and proc is not None and over_cpu(proc.returncode):
+        outcome = Probe("timeout", f"LiteRT used more than {cpu_seconds:g} s of CPU to run the model "
+                                   "once (child process stopped): no board runs it; a damaged file "
+                                   "(an enlarged shape) can ask for this")
+    elif result is None:
         found = _child_death(proc, timeout)
         outcome = Probe("timeout" if proc is None else "crashed", found)
     else:
