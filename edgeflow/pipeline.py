@@ -727,8 +727,11 @@ def _convert(state: _State, spec, index: int, label: str, verbose: int) -> Stage
         if warnings:
             record.extra["warnings"] = warnings
     if spec.c_array and state.out is not None:
+        from edgeflow.tflite import slim
+
         cname = "g_" + "".join(c if c.isalnum() else "_" for c in state.recipe.name) + "_model"
-        header, source = to_c_array(tflite, cname, header_name="model_data.h")
+        # the C array goes to TFLM only, as export --format c writes it (slim tflm_only)
+        header, source = to_c_array(slim(tflite, tflm_only=True)[0], cname, header_name="model_data.h")
         _io.write_text(state.out / "model_data.h", header)
         _io.write_text(state.out / "model_data.cc", source)
         record.extra["c_array"] = "model_data.cc"

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from _schema import document
 from click.testing import CliRunner
 
 from edgeflow.cli import main
+from edgeflow.convert import to_c_array
 from edgeflow.devices import load_devices
+from edgeflow.tflite import slim
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +50,10 @@ def test_quickstart_end_to_end(quickstart_run):
     assert result.exit_code == (0 if report["fits_all"] and not c["over_limit"] else 1)
     for name in ("model_data.h", "model_data.cc", "report.html"):
         assert (out / name).exists()
+    # the C array is the TFLM-only slim file of the converted model, as export --format c writes it
+    tflite = (out / Path(convert["artifact"]).name).read_bytes()
+    source = to_c_array(slim(tflite, tflm_only=True)[0], "g_quickstart_model", header_name="model_data.h")[1]
+    assert (out / "model_data.cc").read_text() == source
     page = (out / "report.html").read_text()
     # accuracy vs size, size, gzip size, the arena split, RAM and flash per board
     assert page.count("<svg") == 6
