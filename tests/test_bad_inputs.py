@@ -162,6 +162,12 @@ CASES = {
     "check unknown board": (["check", T, "-d", "nosuch-board"], "unknown device 'nosuch-board' (did you mean 'coral-dev-board'?); known devices: {BOARDS} (or give a profile .yaml, or a folder of profiles: --devices-dir, or devices_dir in a recipe)"),
     "check missing devices dir": (["check", T, "-d", "all", "--devices-dir", "{L}/nowhere"], "device profile path {L}/nowhere does not exist"),
     "check bad board profile": (["check", T, "-d", "all", "--devices-dir", "{L}/boards"], "{L}/boards/bad.yaml: key 'display_name': required key is missing (and 13 more problems)"),
+    "check html output is a folder": (["check", T, "-d", "all", "--html", "empty"],
+                                      "empty is a folder: name the output file, e.g. empty/check.html"),
+    "check html output under a file": (["check", T, "-d", "all", "--html", "note.txt/c.html"],
+                                       "cannot write note.txt/c.html: note.txt is a file, not a folder"),
+    "check html output exists": (["check", T, "-d", "all", "--html", "note.txt"],
+                                 "note.txt exists: pass --force to overwrite it, or choose another output"),
     # ------------------------------------------------------------------ prune
     "prune missing model": (["prune", "{L}/missing.keras", "-o", "o.keras", "--data", D], "model file '{L}/missing.keras' does not exist"),
     "prune corrupt model": (["prune", "{L}/corrupt.keras", "-o", "o.keras", "--data", D], "{L}/corrupt.keras is not a Keras model: expected a .keras zip, an HDF5 (.h5) file or a SavedModel folder"),
