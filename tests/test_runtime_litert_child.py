@@ -143,3 +143,12 @@ def test_a_model_whose_one_inference_runs_for_minutes_is_stopped_by_its_cpu_budg
     # the child's start (about 0.5 s), the budget, and the limit's whole-second rounding
     assert after.children_user + after.children_system - before.children_user - before.children_system < 3.5
     assert litert.probe(int8_cnn, cpu_seconds=1).ok  # the model as converted runs in far less
+
+
+def test_the_cpu_budget_grows_with_the_work_the_model_states(int8_cnn):
+    """A real model that states much work is not cut short: one CPU second more per
+    PROBE_MACS_PER_CPU_SECOND of the MACs its operators state."""
+    from edgeflow.tflite import parse
+
+    assert litert._stated_macs(int8_cnn) == parse(int8_cnn).total_macs > 0
+    assert litert._stated_macs(b"TFL3 not a model") == 0

@@ -95,8 +95,12 @@ def _trusted(data: bytes) -> bool:
 #: keep LiteRT busy for minutes with a model that looks small: a flipped bit in an input
 #: shape (1x8x8x1 -> 1x8x8388616x1) makes every later layer that much larger, and the
 #: reader's figures (MACs, memory plan) come from the stored shapes, not LiteRT's. Edge
-#: models run once in milliseconds on a host; 5 s is some 50 GMAC on one core.
+#: models run once in milliseconds on a host; 5 s is some 50 GMAC on one core. A model
+#: whose own operators state more work gets more: PROBE_MACS_PER_CPU_SECOND is a slow
+#: host's float32 rate (XNNPACK reaches 10-50 GMAC/s per core), so a real model never
+#: meets the limit.
 PROBE_CPU_SECONDS = 5.0
+PROBE_MACS_PER_CPU_SECOND = 1e9
 
 
 def probe(model, *, delegates: bool = True, timeout: float = 60,
@@ -110,8 +114,9 @@ def probe(model, *, delegates: bool = True, timeout: float = 60,
         delegates: False to run the builtin kernels only (see :func:`interpreter`).
         timeout: seconds (wall clock) before the child is killed (status ``timeout``).
         cpu_seconds: CPU time (every thread) the child may use (:data:`PROBE_CPU_SECONDS`;
-            None: no limit); past it the kernel stops the child (``RLIMIT_CPU``) and the
-            status is ``timeout``, saying so.
+            None: no limit), plus one second per :data:`PROBE_MACS_PER_CPU_SECOND` of the
+            MACs the file's operators state; past it the kernel stops the child
+            (``RLIMIT_CPU``) and the status is ``timeout``, saying so.
 
     Example:
         >>> probe("downloaded.tflite").status
@@ -123,12 +128,14 @@ def probe(model, *, delegates: bool = True, timeout: float = 60,
     key = (hashlib.sha256(data).hexdigest(), delegates, cpu_seconds)
     if key in _PROBED:
         return _PROBED[key]
+    if cpu_seconds is not None:
+        cpu_seconds += _stated_macs(data) / PROBE_MACS_PER_CPU_SECOND
     # always a child, also for a file edgeflow made: the probe asks whether LiteRT survives
     # the model, and some that edgeflow converts do abort it (int16x8 LayerNormalization)
     result, proc = _in_child("probe", data, {"delegates": delegates, "cpu_seconds": cpu_seconds},
                              timeout=timeout)
     if result is None and proc is not None and over_cpu(proc.returncode):
-        outcome = Probe("timeout", f"LiteRT used more than {cpu_seconds:g} s of CPU to run the model "
+        outcome = Probe("timeout", f"LiteRT used more than {cpu_seconds:.3g} s of CPU to run the model "
                                    "once (child process stopped): no board runs it; a damaged file "
                                    "(an enlarged shape) can ask for this")
     elif result is None:
@@ -138,6 +145,16 @@ def probe(model, *, delegates: bool = True, timeout: float = 60,
         outcome = Probe(result["status"], result["message"])
     _PROBED[key] = outcome
     return outcome
+
+
+def _stated_macs(data: bytes) -> int:
+    """The MACs the file's operators state (0 when the reader refuses the file)."""
+    from edgeflow.tflite import parse
+
+    try:
+        return parse(data).total_macs
+    except EdgeflowError:
+        return 0
 
 
 def interpreter(model, *, num_threads: int | None = None, delegates: bool = True):
