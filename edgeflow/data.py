@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeflow.errors import EdgeflowError
+from edgeflow.errors import EdgeflowError, closest
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
@@ -82,6 +82,51 @@ def in_output_order(labels: dict, names: list[str]) -> list[np.ndarray]:
             f"the labels are for outputs {', '.join(sorted(labels))} but the model's outputs "
             f"are {', '.join(names)}: save one array per output as y:<output name>")
     return [np.asarray(labels[n]) for n in names]
+
+
+def in_input_order(model, x, what: str = "data"):
+    """Samples for a Keras model's inputs, checked: one array for one input, else a list in
+    the model's input order. ``x`` is one array, a list/tuple in input order, or a dict by
+    input name (``x:<input name>`` arrays of a ``.npz``).
+
+    Raises:
+        EdgeflowError: an input without an array, a name that is no input, a number of
+            arrays that is not the number of inputs, a sample shape that does not fit its
+            input, or inputs holding different numbers of samples (one line naming the
+            ``x:<input name>`` key and what to do).
+    """
+    names = [t.name.split(":")[0] for t in model.inputs]
+    shapes = [tuple(t.shape[1:]) for t in model.inputs]
+    if isinstance(x, dict):
+        for name in names:
+            if name not in x:
+                raise EdgeflowError(
+                    f"the {what} has no array x:{name} for input {name!r}: the model's inputs are "
+                    f"{', '.join(names)}; save one array per input as x:<input name>")
+        extra = sorted(set(x) - set(names))
+        if extra:
+            raise EdgeflowError(
+                f"the {what} has array x:{extra[0]} but the model has no input {extra[0]!r}"
+                f"{closest(extra[0], names)}; its inputs are {', '.join(names)}")
+        xs = [np.asarray(x[n]) for n in names]
+    elif isinstance(x, (list, tuple)) and len(names) > 1:
+        xs = [np.asarray(a) for a in x]
+    else:
+        xs = [np.asarray(x)]
+    if len(xs) == 1 == len(names):  # one input: the message of every single-input check
+        check_shape(tuple(xs[0].shape[1:]), shapes[0])
+        return xs[0]
+    if len(xs) != len(names):
+        raise EdgeflowError(
+            f"the model has {len(names)} inputs ({', '.join(names)}) but the {what} gives "
+            f"{len(xs)} array(s): save one array per input as x:<input name>")
+    for name, shape, arr in zip(names, shapes, xs, strict=True):
+        _check_input_shape(arr.shape[1:], shape, name, what)
+        if len(arr) != len(xs[0]):
+            raise EdgeflowError(
+                f"the {what}: x:{names[0]} has {len(xs[0])} samples but x:{name} has {len(arr)}: "
+                "every input needs one row per sample")
+    return xs
 
 
 def as_labels(y):

@@ -197,16 +197,17 @@ def run_stages(
         >>> result = run_stages(recipe, model, (x, y), (x_test, y_test))
         >>> result.stage("convert").tflite_accuracy
     """
-    from edgeflow.data import as_labels as _labels
+    from edgeflow.data import as_labels, in_input_order
     from edgeflow.models import load_model
 
-    x, y = np.asarray(data[0]), _labels(data[1])
-    xt, yt = np.asarray(test_data[0]), _labels(test_data[1])
-    xv, yv = (None, None) if validation_data is None else (np.asarray(validation_data[0]),
-                                                            _labels(validation_data[1]))
-    calibration = x[: recipe.data.calibration_samples]
+    model = load_model(model)
+    x, y = in_input_order(model, data[0]), as_labels(data[1])
+    xt, yt = in_input_order(model, test_data[0], "test data"), as_labels(test_data[1])
+    xv, yv = (None, None) if validation_data is None else (
+        in_input_order(model, validation_data[0], "validation data"), as_labels(validation_data[1]))
+    calibration = _rows(x, slice(0, recipe.data.calibration_samples))
     state = _State(recipe=recipe, out=None, data=_Data(x, y, xv, yv, xt, yt, calibration))
-    state.model = load_model(model)
+    state.model = model
     state.output_names = list(state.model.output_names)
     return _run(state, resume=False, verbose=verbose, say=echo if verbose else (lambda _msg: None))
 
@@ -240,7 +241,7 @@ def _run(state: _State, *, resume: bool, verbose: int, say: Callable[[str], None
             _io.write_text(out / "stages.json", json.dumps(done, indent=2))
         say("      " + record.summary())
         state.models_after.setdefault(spec.stage, state.model)
-    comparison = _comparison(records, recipe.max_drop, len(state.data.x_test))
+    comparison = _comparison(records, recipe.max_drop, _count(state.data.x_test))
     if comparison is not None:
         say(comparison.render())
         if comparison.over_limit:
@@ -419,6 +420,10 @@ def _prepare(recipe: Recipe, *, seed: bool = False) -> _State:
         # Layer names are the model's until a qat stage renames them (quant_...).
         renamed = "qat" in [s.stage for s in recipe.stages[:i]]
         teacher = state.teachers.get(spec.teacher, None if renamed else model)
+        with _Where(recipe, f"stages.{i}"):  # one input each, the same shape
+            from edgeflow.distill.distiller import _check_inputs
+
+            _check_inputs(model, model if teacher is None else teacher)
         for key in ("feature_pairs", "attention_pairs"):
             with _Where(recipe, f"stages.{i}.{key}"):
                 _check_pairs(getattr(spec, key), teacher, None if renamed else model)
@@ -437,14 +442,15 @@ def _check_devices(recipe: Recipe, index: int, spec) -> None:
 
 
 def _check_fit(model, data: _Data) -> _Data:
-    """The samples fit the model's input; integer labels fit its output units; every value
-    is a finite number. Labels by output name (``y:<name>`` in a ``.npz``) come back as
-    lists in the model's output order."""
-    from edgeflow.data import check_shape, check_values, in_output_order
+    """The samples fit the model's inputs; integer labels fit its output units; every value
+    is a finite number. Samples by input name (``x:<name>`` in a ``.npz``) come back as
+    lists in the model's input order, labels by output name (``y:<name>``) as lists in its
+    output order."""
+    from edgeflow.data import check_values, in_input_order, in_output_order
 
-    want = tuple(model.inputs[0].shape[1:])
-    check_shape(tuple(data.x_train.shape[1:]), want)
-    check_shape(tuple(data.x_test.shape[1:]), want)
+    for key in ("x_train", "x_val", "x_test", "calibration"):
+        if getattr(data, key) is not None:
+            setattr(data, key, in_input_order(model, getattr(data, key)))
     names = list(model.output_names)
     for key in ("y_train", "y_val", "y_test"):
         y = getattr(data, key)
@@ -454,8 +460,10 @@ def _check_fit(model, data: _Data) -> _Data:
             raise EdgeflowError(
                 f"the model has {len(names)} outputs ({', '.join(names)}) but one label array: "
                 "save one array per output in the .npz, as y:<output name>")
+    inputs = [t.name.split(":")[0] for t in model.inputs]
     for split, x, y in (("training", data.x_train, data.y_train), ("test", data.x_test, data.y_test)):
-        check_values(x, f"x of the {split} split")
+        for name, arr in zip(inputs, x if len(inputs) > 1 else [x], strict=True):
+            check_values(arr, f"x{':' + name if len(inputs) > 1 else ''} of the {split} split")
         for name, labels in zip(names, y if len(names) > 1 else [y], strict=True):
             check_values(labels, f"y of the {split} split" + (f" for output {name!r}" if len(names) > 1 else ""))
     ys = data.y_train if len(names) > 1 else [data.y_train]
@@ -472,9 +480,20 @@ def _check_fit(model, data: _Data) -> _Data:
     return data
 
 
-def _rows(y, index):
-    """``index``'s rows of labels: an array, or a dict of arrays by output name."""
-    return {k: v[index] for k, v in y.items()} if isinstance(y, dict) else y[index]
+def _rows(a, index):
+    """``index``'s rows (an index array or a slice) of samples or labels: one array, a dict
+    of arrays by input/output name, or a list of arrays (several inputs or outputs)."""
+    if isinstance(a, dict):
+        return {k: v[index] for k, v in a.items()}
+    if isinstance(a, (list, tuple)):
+        return [v[index] for v in a]
+    return a[index]
+
+
+def _count(x) -> int:
+    """The number of samples in ``x``: one array, or a dict/list of arrays (one per input)."""
+    first = next(iter(x.values())) if isinstance(x, dict) else x[0] if isinstance(x, (list, tuple)) else x
+    return len(first)
 
 
 def _check_pairs(pairs: dict[str, str] | None, teacher, student) -> None:
@@ -511,41 +530,54 @@ def _load_data(recipe: Recipe) -> _Data:
         x_tr, y_tr, x_te, y_te = _npz_splits(Path(spec.path), spec.test_fraction, recipe.seed)
     x_val = y_val = None
     if spec.validation_fraction > 0:
-        n_val = max(1, int(len(x_tr) * spec.validation_fraction))
-        order = np.random.default_rng(recipe.seed).permutation(len(x_tr))
+        n_val = max(1, int(_count(x_tr) * spec.validation_fraction))
+        order = np.random.default_rng(recipe.seed).permutation(_count(x_tr))
         val, train = order[:n_val], order[n_val:]
-        x_tr, y_tr, x_val, y_val = x_tr[train], _rows(y_tr, train), x_tr[val], _rows(y_tr, val)
-    return _Data(x_tr, y_tr, x_val, y_val, x_te, y_te, x_tr[: spec.calibration_samples])
+        x_tr, y_tr, x_val, y_val = _rows(x_tr, train), _rows(y_tr, train), _rows(x_tr, val), _rows(y_tr, val)
+    return _Data(x_tr, y_tr, x_val, y_val, x_te, y_te, _rows(x_tr, slice(0, spec.calibration_samples)))
 
 
 def _npz_splits(path: Path, test_fraction: float, seed: int):
+    """``(x_train, y_train, x_test, y_test)`` from a recipe's ``.npz``: ``x``/``y`` split
+    here, or the ``x_train``/``y_train``/``x_test``/``y_test`` split form. Several inputs:
+    ``x:<input name>`` (``x_train:<name>``, ``x_test:<name>``) give a dict by input name;
+    several outputs: ``y:<output name>`` (...) give a dict by output name."""
     from edgeflow.data import by_name, read_arrays
 
     f = read_arrays(path)
     f = f if isinstance(f, dict) else {}  # a .npy: one array, no labels
     keys = set(f)
 
-    def labels(prefix):  # one array, or a dict by output name (y:<name>, y_train:<name>...)
+    def arrays(prefix):  # one array, or a dict by input/output name (x:<name>, y_train:<name>...)
         return by_name(f, prefix) or (f[prefix] if prefix in keys else None)
 
-    y_train, y_test = labels("y_train"), labels("y_test")
-    if {"x_train", "x_test"} <= keys and y_train is not None and y_test is not None:
-        return f["x_train"], y_train, f["x_test"], y_test
-    if "x" in keys and (y := labels("y")) is not None:
-        x = f["x"]
-    else:
+    x_train, y_train, x_test, y_test = (arrays(k) for k in ("x_train", "y_train", "x_test", "y_test"))
+    if all(a is not None for a in (x_train, y_train, x_test, y_test)):
+        return x_train, y_train, x_test, y_test
+    x, y = arrays("x"), arrays("y")
+    if x is None or y is None:
         raise EdgeflowError(
             f"{path} needs arrays x and y (or x_train, y_train, x_test, y_test; several "
-            "outputs: x and one y:<output name> per output); it has "
-            + (", ".join(sorted(keys)) or "one array (a .npy file)")
+            "inputs: one x:<input name> per input; several outputs: one y:<output name> per "
+            "output); it has " + (", ".join(sorted(keys)) or "one array (a .npy file)")
         )
-    for name, labels in (y.items() if isinstance(y, dict) else [("y", y)]):
-        if len(x) != len(labels):
-            raise EdgeflowError(f"{path}: x has {len(x)} samples but {name} has {len(labels)}")
-    order = np.random.default_rng(seed).permutation(len(x))
-    n_test = max(1, int(len(x) * test_fraction))
+    named = {**_keyed("x", x), **_keyed("y", y)}
+    (first, n), *rest = ((k, len(v)) for k, v in named.items())
+    for key, count in rest:
+        if count != n:
+            raise EdgeflowError(f"{path}: {first} has {n} samples but {key} has {count}: every "
+                                "array needs one row per sample")
+    order = np.random.default_rng(seed).permutation(n)
+    n_test = max(1, int(n * test_fraction))
     test, train = order[:n_test], order[n_test:]
-    return x[train], _rows(y, train), x[test], _rows(y, test)
+    return _rows(x, train), _rows(y, train), _rows(x, test), _rows(y, test)
+
+
+def _keyed(prefix: str, arrays) -> dict[str, np.ndarray]:
+    """The ``.npz`` keys of one array or of a dict by name: ``{"x": a}`` or ``{"x:img": a, ...}``."""
+    if isinstance(arrays, dict):
+        return {f"{prefix}:{k}": v for k, v in arrays.items()}
+    return {prefix: arrays}
 
 
 def _build_model(recipe: Recipe):
@@ -676,12 +708,12 @@ def _convert(state: _State, spec, index: int, label: str, verbose: int) -> Stage
     if is_quantization_aware(state.model) and spec.mode == "int8":
         from edgeflow.quantize.stage import qat_to_int8
 
-        tflite, _ = qat_to_int8(state.model, d.calibration, num_samples=len(d.calibration),
+        tflite, _ = qat_to_int8(state.model, d.calibration, num_samples=_count(d.calibration),
                                 input_type=spec.input_type, output_type=spec.output_type)
     else:
         tflite = convert(
             state.model, spec.mode, d.calibration, input_type=spec.input_type,
-            output_type=spec.output_type, num_samples=len(d.calibration),
+            output_type=spec.output_type, num_samples=_count(d.calibration),
         )
     lut = None
     if spec.lut:

@@ -39,7 +39,8 @@ CASES = [
      "data.path: data file '{d}/nope.npz' does not exist"),
     ("array_names", lambda r: r.update(data={"source": "npz", "path": "names.npz"}),
      "data.path: {d}/names.npz needs arrays x and y (or x_train, y_train, x_test, y_test; several "
-     "outputs: x and one y:<output name> per output); it has a, b"),
+     "inputs: one x:<input name> per input; several outputs: one y:<output name> per output); it "
+     "has a, b"),
     ("shape", lambda r: r.update(data={"source": "npz", "path": "flat.npz"}),
      "data.path: data samples have shape (64,) but the model input is (N, 8, 8, 1): reshape the "
      "data to the model's input"),

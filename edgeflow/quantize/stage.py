@@ -142,8 +142,11 @@ def quantize_to_tflite(
     Args:
         model: Keras model or model file (read with ``safe_mode`` and ``custom_objects``).
         loss: the QAT training loss; default :func:`edgeflow.models.default_loss`'s rule.
-        data: ``.npz`` path or ``(x, y)`` / ``x`` arrays.
-        eval_data: ``(x, y)`` or ``.npz`` path for scoring; default: ``data`` when it has labels.
+        data: ``.npz`` path or ``(x, y)`` / ``x`` arrays. Several inputs: ``x`` is a list in
+            input order or a dict by input name, a ``.npz`` holds one ``x:<input name>``
+            array per input (and ``y``, or ``y:<output name>`` per output).
+        eval_data: ``(x, y)`` or ``.npz`` path for scoring, in the same forms; default:
+            ``data`` when it has labels.
         max_drop: the largest drop from the float model to the ``.tflite``, in points
             (:class:`edgeflow.runtime.metrics.Comparison`); more makes ``exit_code`` 1.
 
@@ -151,7 +154,9 @@ def quantize_to_tflite(
         An :class:`Outcome`; ``outcome.tflite`` holds the bytes. The input model is not modified.
 
     Raises:
-        EdgeflowError: a number outside its range (``edgeflow.ranges``), before any work.
+        EdgeflowError: a number outside its range (``edgeflow.ranges``), or data that does
+            not fit the model's inputs (a missing ``x:<input name>``, a shape, different
+            sample counts), before any work.
 
     Example:
         >>> outcome = quantize_to_tflite("digits.keras", "qat", "train.npz")
@@ -170,11 +175,11 @@ def quantize_to_tflite(
             ranges.check(name, value)  # before any work, like the CLI's options
     keras_model = load_model(model, safe_mode=safe_mode, custom_objects=custom_objects)
     outputs = list(keras_model.output_names)
-    x, y = _arrays(data, outputs)
+    x, y = _arrays(data, keras_model, "data (--data)")
     if eval_data is None and y is not None:
         eval_data = (x, y)
     scored_on = _data_label(eval_data if eval_data is not None else data, eval_data is None)
-    ex, ey = _arrays(eval_data, outputs)
+    ex, ey = _arrays(eval_data, keras_model, "evaluation data (--eval-data)")
     if keep_float and mode != "int8":
         raise EdgeflowError("--keep-float works with --mode int8 (post-training int8)")
     if (report or keep_float) and x is None:
@@ -257,24 +262,37 @@ def _data_label(data, fallback: bool) -> str:
         if fallback else f"{name} (--eval-data)"
 
 
-def _arrays(data, outputs: list[str]):
+def _arrays(data, model, what: str):
     """``(x, y)`` from a path, a pair or an array; ``(None, None)`` for no data. A pair may
-    hold lists (one array per input, one label array per output) or labels by output name;
-    a ``.npz`` may hold ``y:<output name>`` arrays. Labels of several outputs come back as a
-    list in the model's output order (``outputs``), each output scored alone."""
+    hold lists (one array per input, one label array per output), inputs by input name and
+    labels by output name; a ``.npz`` may hold ``x:<input name>`` and ``y:<output name>``
+    arrays. Several inputs come back as a list in the model's input order, checked
+    (:func:`edgeflow.data.in_input_order`, naming ``what``); labels of several outputs as a
+    list in its output order, each output scored alone."""
     if data is None:
         return None, None
-    from edgeflow.data import as_labels, by_name, in_output_order, load_arrays, read_arrays
+    from edgeflow.data import (
+        as_labels,
+        by_name,
+        in_input_order,
+        in_output_order,
+        load_arrays,
+        read_arrays,
+    )
 
+    outputs = list(model.output_names)
     if isinstance(data, (tuple, list)) and len(data) == 2:
         x, y = data
-        x = [np.asarray(a, np.float32) for a in x] if isinstance(x, (list, tuple)) else np.asarray(x, np.float32)
-        return x, (None if y is None else in_output_order(y, outputs) if isinstance(y, dict)
-                   else as_labels(y))
-    if isinstance(data, np.ndarray):
-        return data.astype(np.float32), None
-    x, y = load_arrays(data)
-    if y is None and str(data).endswith(".npz"):
-        named = by_name(read_arrays(data), "y")
-        y = in_output_order(named, outputs) if named else None
-    return x.astype(np.float32), y
+        y = None if y is None else in_output_order(y, outputs) if isinstance(y, dict) else as_labels(y)
+    elif isinstance(data, (np.ndarray, dict)):  # samples alone: one array, or arrays by input name
+        x, y = data, None
+    else:
+        x, y = load_arrays(data)
+        if str(data).endswith(".npz"):
+            arrays = read_arrays(data)
+            x = by_name(arrays, "x") or x
+            named = by_name(arrays, "y")
+            y = in_output_order(named, outputs) if named and y is None else y
+    x = in_input_order(model, x, what)
+    x = [a.astype(np.float32) for a in x] if isinstance(x, list) else x.astype(np.float32)
+    return x, y

@@ -171,7 +171,8 @@ def output_clipping(tflite, reference, what: str = "float model outputs") -> lis
 
 def clipping_warnings(tflite, model, x, *, num_samples: int = 200) -> list[str]:
     """Warnings for the int8 outputs of ``tflite`` that clip more than ``CLIP_WARN`` (2 %) of
-    the float ``model``'s outputs on ``x`` (at most ``num_samples`` samples).
+    the float ``model``'s outputs on ``x`` (at most ``num_samples`` samples; a list of
+    arrays in input order for a model with several inputs).
 
     Example:
         >>> clipping_warnings(convert(qat_model, "int8"), float_model, x_test)
@@ -179,5 +180,7 @@ def clipping_warnings(tflite, model, x, *, num_samples: int = 200) -> list[str]:
     """
     import numpy as np
 
-    reference = model.predict(np.asarray(x[:num_samples], np.float32), verbose=0)
+    xs = [np.asarray(a[:num_samples], np.float32) for a in x] if isinstance(x, (list, tuple)) \
+        else np.asarray(x[:num_samples], np.float32)  # several inputs: a list in input order
+    reference = model.predict(xs, verbose=0)
     return [c.warning() for c in output_clipping(tflite, reference) if c.fraction > CLIP_WARN]
