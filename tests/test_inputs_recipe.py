@@ -60,35 +60,31 @@ ERRORS = {
 }
 
 
-def _recipe(folder, tmp_path, data: str) -> str:
+def _recipe(folder, tmp_path, data: str, stages=None) -> str:
     recipe = {
         "name": "fusion", "seed": SEED,
         "model": {"path": str(folder / "fusion.keras")},
         "data": {"source": "npz", "path": str(folder / data), "test_fraction": TEST_FRACTION,
                  "validation_fraction": 0.1, "calibration_samples": 64},
-        "stages": [{"stage": "train", "epochs": 1}, {"stage": "convert", "mode": "int8"},
-                   {"stage": "check", "devices": ["arduino-nano-33-ble"], "measure": False}],
+        "stages": stages or [{"stage": "train", "epochs": 1}, {"stage": "convert", "mode": "int8"},
+                             {"stage": "check", "devices": ["arduino-nano-33-ble"], "measure": False}],
     }
     path = tmp_path / "fusion.yaml"
     path.write_text(yaml.safe_dump(recipe))
     return str(path)
 
 
-def test_a_two_input_recipe_runs_from_npz_inputs_by_name(fusion, tmp_path):
-    from edgeflow.cli import main
+def _split(y):
+    """The test and training rows, computed here: the seed's permutation, the first quarter."""
+    order = np.random.default_rng(SEED).permutation(len(y))
+    n_test = int(len(y) * TEST_FRACTION)
+    return order[:n_test], order[n_test:]
+
+
+def _accuracy_by_name(tflite: bytes, x, y) -> float:
+    """The .tflite's accuracy on LiteRT, each sample fed by input name (its signature)."""
     from edgeflow.runtime import litert
 
-    folder, x, y = fusion
-    out = tmp_path / "run"
-    run = CliRunner().invoke(main, ["run", _recipe(folder, tmp_path, "data.npz"), "-o", str(out), "--json"])
-    assert run.exit_code in (0, 1), run.output  # 1: the board does not fit; the run is done
-    stages = document(run.output)["result"]["stages"]
-    assert [s["stage"] for s in stages] == ["train", "convert", "check"]
-    tflite = (out / stages[1]["artifact"]).read_bytes()
-
-    # the test split, computed here: the seed's permutation, the first quarter
-    order = np.random.default_rng(SEED).permutation(len(y))
-    test = order[: int(len(y) * TEST_FRACTION)]
     runner = litert.interpreter(tflite).get_signature_runner("serving_default")
     details = runner.get_input_details()
 
@@ -97,9 +93,41 @@ def test_a_two_input_recipe_runs_from_npz_inputs_by_name(fusion, tmp_path):
         return np.clip(np.round(v / scale + zero), -128, 127).astype(np.int8)
 
     scores = np.concatenate([runner(img=q("img", x[i: i + 1]), imu=q("imu", _features(x[i: i + 1])))
-                             ["output_0"] for i in test])  # int8: argmax as in float
-    assert stages[1]["tflite_accuracy"] == float(np.mean(np.argmax(scores, 1) == y[test]))
+                             ["output_0"] for i in range(len(x))])  # int8: argmax as in float
+    return float(np.mean(np.argmax(scores, 1) == y))
+
+
+def test_a_two_input_recipe_runs_from_npz_inputs_by_name(fusion, tmp_path):
+    from edgeflow.cli import main
+
+    folder, x, y = fusion
+    out = tmp_path / "run"
+    run = CliRunner().invoke(main, ["run", _recipe(folder, tmp_path, "data.npz"), "-o", str(out), "--json"])
+    assert run.exit_code in (0, 1), run.output  # 1: the board does not fit; the run is done
+    stages = document(run.output)["result"]["stages"]
+    assert [s["stage"] for s in stages] == ["train", "convert", "check"]
+    tflite = (out / stages[1]["artifact"]).read_bytes()
+    test, _ = _split(y)
+    assert stages[1]["tflite_accuracy"] == _accuracy_by_name(tflite, x[test], y[test])
     assert stages[2]["extra"]["fits"].endswith("/1 devices")
+
+
+def test_the_split_form_takes_inputs_by_name(fusion, tmp_path):
+    """x_train:<name>/x_test:<name> with y_train/y_test: the test rows are the file's."""
+    from edgeflow.cli import main
+
+    folder, x, y = fusion
+    test, train = _split(y)
+    imu = _features(x)
+    np.savez(tmp_path / "split.npz", y_train=y[train], y_test=y[test], **{
+        "x_train:img": x[train], "x_train:imu": imu[train], "x_test:imu": imu[test], "x_test:img": x[test]})
+    out = tmp_path / "run"
+    path = _recipe(folder, tmp_path, str(tmp_path / "split.npz"), [{"stage": "convert", "mode": "int8"}])
+    run = CliRunner().invoke(main, ["run", path, "-o", str(out), "--json"])
+    assert run.exit_code == 0, run.output
+    stage = document(run.output)["result"]["stages"][0]
+    tflite = (out / stage["artifact"]).read_bytes()
+    assert stage["tflite_accuracy"] == _accuracy_by_name(tflite, x[test], y[test])
 
 
 @pytest.mark.parametrize("bad", list(BAD))

@@ -18,9 +18,10 @@ MODE_NAMES = ("qat", "int8", "int16x8", "float16", "dynamic")
 @click.option("-o", "--output", required=True, help="Output .tflite file.")
 @click.option("--mode", type=click.Choice(MODE_NAMES), default="int8", show_default=True,
               help="qat trains with --data (x, y); the others are post-training.")
-@click.option("--data", help="A .npz with x (and y): calibration samples, QAT training data.")
+@click.option("--data", help="A .npz with x (and y): calibration samples, QAT training data; "
+              "several inputs: x:<input name> per input.")
 @click.option("--eval-data", help="A .npz with x and y to score Keras vs .tflite (default: --data); "
-              "several outputs: y:<output name> per output.")
+              "several inputs: x:<input name> per input; several outputs: y:<output name> per output.")
 @click.option("--epochs", type=option_type("epochs"), default=2, show_default=True,
               help="QAT fine-tuning epochs.")
 @click.option("--learning-rate", type=option_type("learning_rate"),
