@@ -44,6 +44,24 @@ def test_two_inputs_int8_agree_with_keras_on_litert_and_tflm(fusion, int8_list):
     assert np.round(np.abs(micro - lite).max() / step) <= 1  # rounding in the kernels
 
 
+def test_runtimes_take_inputs_by_name(int8_list):
+    """A dict by input name is fed through the file's signature: the same outputs as the
+    list in input order, on LiteRT and on TFLM; a slim file (no names) asks for a list."""
+    from edgeflow.tflite import slim
+
+    by_name = {"features": FEAT[32:], "patch": IMG[32:]}  # not the input order
+    assert np.array_equal(litert.predict(int8_list, by_name), litert.predict(int8_list, [IMG[32:], FEAT[32:]]))
+    assert np.array_equal(tflm.predict(int8_list, by_name), tflm.predict(int8_list, [IMG[32:], FEAT[32:]]))
+    with pytest.raises(EdgeflowError) as err:
+        litert.predict(int8_list, {"patch": IMG[32:], "imu": FEAT[32:]})
+    assert str(err.value) == ("the arrays are for inputs imu, patch but the .tflite's inputs are "
+                              "patch, features: key them by input name")
+    with pytest.raises(EdgeflowError) as err:
+        tflm.predict(slim(int8_list, for_tflm=True)[0], by_name)
+    assert str(err.value) == ("the .tflite has no input names (no signature def; slim files drop "
+                              "them): give the arrays as a list in the model's input order")
+
+
 @pytest.mark.parametrize("form", ["dict", "dataset", "npz"])
 def test_every_data_form_calibrates_the_same(fusion, int8_list, form, tmp_path):
     from edgeflow._keras import tf

@@ -51,8 +51,45 @@ def dequantize(q: np.ndarray, details: dict) -> np.ndarray:
     return (scale * (q.astype(np.float64) - zero_point)).astype(np.float32)
 
 
+def by_input_name(x, model: bytes):
+    """``x`` as given, or, when it is a dict by input name, a list in the file's input order.
+
+    The names are the first signature def's (``serving_default``: the Keras input names,
+    which :func:`edgeflow.convert.convert` writes), each mapped to its tensor and so to its
+    place in the subgraph's input list.
+
+    Raises:
+        EdgeflowError: the file has no signature def (a slim file keeps none: give a list
+            in input order), or the dict's keys are not the file's input names.
+    """
+    if not isinstance(x, dict):
+        return x
+    from edgeflow.tflite._schema import schema
+
+    try:
+        root = schema.Model.GetRootAs(model, 0)
+        sig = root.SignatureDefs(0) if root.SignatureDefsLength() else None
+        if sig is not None:
+            graph = root.Subgraphs(sig.SubgraphIndex())
+            tensor = {sig.Inputs(j).Name().decode(): sig.Inputs(j).TensorIndex()
+                      for j in range(sig.InputsLength())}
+            order = [graph.Inputs(i) for i in range(graph.InputsLength())]
+    except Exception as err:  # noqa: BLE001 - a damaged flatbuffer fails in many ways
+        raise EdgeflowError(f"cannot read the .tflite's input names: {type(err).__name__}: the "
+                            "file is damaged; give the arrays as a list in input order") from err
+    if sig is None:
+        raise EdgeflowError("the .tflite has no input names (no signature def; slim files drop "
+                            "them): give the arrays as a list in the model's input order")
+    names = sorted(tensor, key=lambda n: order.index(tensor[n]) if tensor[n] in order else len(order))
+    if set(x) != set(names):
+        raise EdgeflowError(f"the arrays are for inputs {', '.join(sorted(map(str, x)))} but the "
+                            f".tflite's inputs are {', '.join(names)}: key them by input name")
+    return [x[n] for n in names]
+
+
 def input_arrays(x, shapes: list[tuple]) -> list[np.ndarray]:
-    """``x`` (one array, or a list for several inputs) as float32 arrays with a batch axis.
+    """``x`` (one array, or a list for several inputs; a dict by input name goes through
+    :func:`by_input_name` first) as float32 arrays with a batch axis.
 
     ``shapes`` are the model's input shapes with the batch axis first (``None`` or -1 for
     a free size). A single sample without the batch axis gets one. Raises an EdgeflowError

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeflow.errors import EdgeflowError, RuntimeCrash, first_line
-from edgeflow.runtime._quant import dequantize, input_arrays, quantize
+from edgeflow.runtime._quant import by_input_name, dequantize, input_arrays, quantize
 from edgeflow.runtime.metrics import score
 from edgeflow.tflite import read_bytes
 
@@ -217,7 +217,8 @@ def predict(
 
     Args:
         model: ``.tflite`` bytes or a path.
-        x: float samples ``(N, *input_shape)``; a list of arrays for a model with several inputs.
+        x: float samples ``(N, *input_shape)``; for several inputs a list of arrays in input
+            order, or a dict by input name (the file's signature def).
         num_threads: LiteRT's thread count (its default when None).
         batch_size: samples per ``invoke()`` when the model's batch axis can be resized;
             otherwise one sample at a time.
@@ -236,6 +237,7 @@ def predict(
         >>> probs = predict(tflite_bytes, x_test)   # (N, 10) floats for an int8 model
     """
     data = read_bytes(model)
+    x = by_input_name(x, data)
     if _trusted(data):
         return _predict_here(data, x, num_threads=num_threads, batch_size=batch_size, delegates=delegates)
     xs = x if isinstance(x, (list, tuple)) else [x]

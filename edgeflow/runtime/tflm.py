@@ -58,7 +58,7 @@ import numpy as np
 
 from edgeflow.errors import EdgeflowError, RuntimeCrash
 from edgeflow.runtime import _child
-from edgeflow.runtime._quant import input_arrays
+from edgeflow.runtime._quant import by_input_name, input_arrays
 from edgeflow.tflite import load, parse, read_bytes
 
 __all__ = [
@@ -278,7 +278,8 @@ def predict(model, x, *, arena_size: int | None = None, timeout: float = 300) ->
 
     Args:
         model: ``.tflite`` bytes or a path.
-        x: float samples ``(N, *input_shape)``, or a list of arrays for several inputs.
+        x: float samples ``(N, *input_shape)``; for several inputs a list of arrays in
+            input order, or a dict by input name (the file's signature def).
         arena_size: the tensor arena in bytes (default: 10× the model size, at least 1 MiB).
         timeout: seconds before the child is killed.
 
@@ -293,7 +294,7 @@ def predict(model, x, *, arena_size: int | None = None, timeout: float = 300) ->
         >>> probs = predict(tflite_bytes, x_test[:20])
     """
     data, info = load(model)
-    xs = input_arrays(x, [t.shape for t in info.inputs])
+    xs = input_arrays(by_input_name(x, data), [t.shape for t in info.inputs])
     size = int(arena_size) if arena_size is not None else max(10 * len(data), 1 << 20)
     with _Workdir(data, len(info.inputs)) as work:
         np.savez(work.path / "x.npz", **{f"x{i}": a for i, a in enumerate(xs)})
