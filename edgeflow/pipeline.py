@@ -33,15 +33,17 @@ __all__ = ["check_recipe", "run_recipe", "run_stages", "RunResult", "StageRecord
 
 @dataclass
 class _Data:
-    """The run's arrays; labels are one array, or a list in output order (several outputs)."""
+    """The run's arrays; samples are one array, or a list in input order (several inputs:
+    a dict by input name until :func:`_check_fit` orders it); labels are one array, or a
+    list in output order (several outputs)."""
 
-    x_train: np.ndarray
+    x_train: np.ndarray | list[np.ndarray]
     y_train: np.ndarray | list[np.ndarray]
-    x_val: np.ndarray | None
+    x_val: np.ndarray | list[np.ndarray] | None
     y_val: np.ndarray | list[np.ndarray] | None
-    x_test: np.ndarray
+    x_test: np.ndarray | list[np.ndarray]
     y_test: np.ndarray | list[np.ndarray]
-    calibration: np.ndarray
+    calibration: np.ndarray | list[np.ndarray]
 
     @property
     def validation(self):
@@ -183,7 +185,9 @@ def run_stages(
             trains it in place, every other stage returns a new model.
         data: ``(x, y)`` training arrays; the first ``recipe.data.calibration_samples``
             rows of ``x`` are the representative dataset of an int8 convert stage. For a
-            model with several outputs ``y`` is a list, one array per output in output order.
+            model with several inputs ``x`` is a list in input order or a dict by input
+            name (checked: :func:`edgeflow.data.in_input_order`); for several outputs ``y``
+            is a list, one array per output in output order.
         test_data: ``(x, y)`` arrays every stage's accuracy is measured on (several outputs:
             each output is scored too, ``StageRecord.outputs``).
         validation_data: ``(x, y)`` arrays for the training stages' validation, or None.
@@ -461,7 +465,10 @@ def _check_fit(model, data: _Data) -> _Data:
                 f"the model has {len(names)} outputs ({', '.join(names)}) but one label array: "
                 "save one array per output in the .npz, as y:<output name>")
     inputs = [t.name.split(":")[0] for t in model.inputs]
-    for split, x, y in (("training", data.x_train, data.y_train), ("test", data.x_test, data.y_test)):
+    for split, x, y in (("training", data.x_train, data.y_train), ("test", data.x_test, data.y_test),
+                        ("validation", data.x_val, data.y_val)):
+        if x is None:
+            continue
         for name, arr in zip(inputs, x if len(inputs) > 1 else [x], strict=True):
             check_values(arr, f"x{':' + name if len(inputs) > 1 else ''} of the {split} split")
         for name, labels in zip(names, y if len(names) > 1 else [y], strict=True):

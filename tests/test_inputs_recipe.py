@@ -48,6 +48,7 @@ BAD = {
     "short_imu": lambda x, imu: {"x:img": x, "x:imu": imu[1:]},
     "imu_shape": lambda x, imu: {"x:img": x, "x:imu": imu[:, :5]},
     "extra": lambda x, imu: {"x:img": x, "x:imu": imu, "x:gps": imu},
+    "nan_imu": lambda x, imu: {"x:img": x, "x:imu": np.where(np.arange(6) == 2, np.nan, imu)},
 }
 ERRORS = {
     "no_imu": "the data has no array x:imu for input 'imu': the model's inputs are img, imu; save "
@@ -57,6 +58,8 @@ ERRORS = {
     "imu_shape": "the data for input 'imu' has samples of shape (5,) but the input is (N, 6): "
                  "reshape the data to the model's input",
     "extra": "the data has array x:gps but the model has no input 'gps'; its inputs are img, imu",
+    "nan_imu": "x:imu of the training split holds 1214 NaN or infinite value(s) (first in sample "
+               "0): remove or replace them before converting or training",
 }
 
 
