@@ -424,7 +424,7 @@ def _prepare(recipe: Recipe, *, seed: bool = False) -> _State:
         # Layer names are the model's until a qat stage renames them (quant_...).
         renamed = "qat" in [s.stage for s in recipe.stages[:i]]
         teacher = state.teachers.get(spec.teacher, None if renamed else model)
-        with _Where(recipe, f"stages.{i}"):  # one input each, the same shape
+        with _Where(recipe, f"stages.{i}"):  # the same inputs, of the same shapes
             from edgeflow.distill.distiller import _check_inputs
 
             _check_inputs(model, model if teacher is None else teacher)

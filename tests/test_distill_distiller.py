@@ -294,3 +294,44 @@ def test_save_model_of_a_distiller_writes_the_student_only(tmp_path):
     with zipfile.ZipFile(saved) as z, zipfile.ZipFile(tmp_path / "student.keras") as s:
         assert z.read("config.json") == s.read("config.json")
         assert z.read("model.weights.h5") == s.read("model.weights.h5")
+
+
+def test_several_inputs_reach_student_and_teacher_as_list_or_dict():
+    """A two-input student and teacher (image + features): the soft term equals τ²·KL computed
+    from their own logits, fed as a list in input order or as a dict by input name."""
+    keras.utils.set_random_seed(0)
+
+    def two_input(width, name):
+        img, feat = keras.Input((6, 6, 1), name="img"), keras.Input((4,), name="feat")
+        h = keras.layers.Concatenate()([keras.layers.Flatten()(keras.layers.Conv2D(width, 3)(img)),
+                                        keras.layers.Dense(width)(feat)])
+        return keras.Model([img, feat], keras.layers.Dense(3, name=f"{name}_logits")(h), name=name)
+
+    teacher, student = two_input(6, "teacher"), two_input(2, "student")
+    x, y = _data(8)
+    feat = np.random.default_rng(1).normal(size=(8, 4)).astype(np.float32)
+    d = Distiller(student, teacher, ["soft"], temperature=2.0)
+    d.compile(keras.optimizers.Adam(1e-3))
+    as_list = d.compute_terms([x, feat], y)["soft_loss"].numpy()
+    as_dict = d.compute_terms({"feat": feat, "img": x}, y)["soft_loss"].numpy()
+
+    def softmax(z):
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    p = softmax(teacher.predict([x, feat], verbose=0).astype(np.float64) / 2.0)
+    q = softmax(student.predict([x, feat], verbose=0).astype(np.float64) / 2.0)
+    expected = 4.0 * np.mean(np.sum(p * np.log(p / q), axis=1))
+    assert as_list == as_dict
+    assert as_list == pytest.approx(expected, rel=1e-4)
+    result = distill(student, teacher, ({"img": x, "feat": feat}, y), losses=["soft"], epochs=1, verbose=0)
+    assert [t.name.split(":")[0] for t in result.model.inputs] == ["img", "feat"]
+
+
+def test_student_and_teacher_must_read_the_same_inputs():
+    img, feat = keras.Input((6, 6, 1), name="img"), keras.Input((4,), name="feat")
+    two = keras.Model([img, feat], keras.layers.Dense(3)(keras.layers.Concatenate()(
+        [keras.layers.Flatten()(img), feat])))
+    with pytest.raises(EdgeflowError, match=r"^the student has 1 input\(s\) but the teacher has 2: "
+                                            r"both must read the same samples$"):
+        Distiller(_student(), two, ["soft"])

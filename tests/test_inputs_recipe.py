@@ -179,16 +179,18 @@ def test_quantize_takes_npz_inputs_by_name(fusion, tmp_path):
     assert not (tmp_path / "bad.tflite").exists()
 
 
-def test_distilling_a_two_input_model_is_refused_before_work(fusion, tmp_path):
-    """Distillation reads one input; a recipe that distills a two-input model says so at
-    once (exit 2), not after the stages before it have trained."""
-    from edgeflow.cli import main
+def test_a_recipe_distills_a_two_input_model(fusion, tmp_path):
+    """train -> distill (the trained model teaches the current one, soft labels) -> convert:
+    the distiller feeds both inputs to student and teacher; the student keeps its two inputs."""
+    from edgeflow.pipeline import run_recipe
 
     folder, _, _ = fusion
-    path = _recipe(folder, tmp_path, "data.npz")
-    recipe = yaml.safe_load(open(path))
-    recipe["stages"].insert(1, {"stage": "distill", "teacher": "train"})
-    open(path, "w").write(yaml.safe_dump(recipe))
-    run = CliRunner().invoke(main, ["validate", path])
-    assert (run.exit_code, run.output.strip().splitlines()) == (
-        2, [f"error: {path}: stages.1: distillation supports single-input student and teacher models"])
+    path = _recipe(folder, tmp_path, "data.npz", stages=[
+        {"stage": "train", "epochs": 1},
+        {"stage": "distill", "teacher": "train", "losses": ["soft"], "epochs": 1},
+        {"stage": "convert", "mode": "int8"}])
+    result = run_recipe(path, output_dir=tmp_path / "run", verbose=0)
+    assert [r.stage for r in result.records] == ["train", "distill", "convert"]
+    student = keras.models.load_model(result.artifact_path(result.records[1]), compile=False)
+    assert [t.name.split(":")[0] for t in student.inputs] == ["img", "imu"]
+    assert result.records[2].tflite_accuracy is not None
