@@ -84,6 +84,12 @@ def in_output_order(labels: dict, names: list[str]) -> list[np.ndarray]:
     return [np.asarray(labels[n]) for n in names]
 
 
+def input_names(model) -> list[str]:
+    """A Keras model's input names, in input order: the names ``x:<input name>`` keys and
+    dicts of samples use."""
+    return [t.name.split(":")[0] for t in model.inputs]
+
+
 def in_input_order(model, x, what: str = "data"):
     """Samples for a Keras model's inputs, checked: one array for one input, else a list in
     the model's input order. ``x`` is one array, a list/tuple in input order, or a dict by
@@ -95,7 +101,7 @@ def in_input_order(model, x, what: str = "data"):
             input, or inputs holding different numbers of samples (one line naming the
             ``x:<input name>`` key and what to do).
     """
-    names = [t.name.split(":")[0] for t in model.inputs]
+    names = input_names(model)
     shapes = [tuple(t.shape[1:]) for t in model.inputs]
     if isinstance(x, dict):
         for name in names:
@@ -197,7 +203,7 @@ def check_labelled(model, x, y, what: str = "training data"):
     Raises:
         EdgeflowError: one line naming the input or output and what to do.
     """
-    names = [t.name.split(":")[0] for t in model.inputs]
+    names = input_names(model)
     shapes = [tuple(t.shape[1:]) for t in model.inputs]
     if isinstance(x, dict):
         missing = [n for n in names if n not in x]

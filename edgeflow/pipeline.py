@@ -450,7 +450,7 @@ def _check_fit(model, data: _Data) -> _Data:
     is a finite number. Samples by input name (``x:<name>`` in a ``.npz``) come back as
     lists in the model's input order, labels by output name (``y:<name>``) as lists in its
     output order."""
-    from edgeflow.data import check_values, in_input_order, in_output_order
+    from edgeflow.data import check_values, in_input_order, in_output_order, input_names
 
     for key in ("x_train", "x_val", "x_test", "calibration"):
         if getattr(data, key) is not None:
@@ -464,7 +464,7 @@ def _check_fit(model, data: _Data) -> _Data:
             raise EdgeflowError(
                 f"the model has {len(names)} outputs ({', '.join(names)}) but one label array: "
                 "save one array per output in the .npz, as y:<output name>")
-    inputs = [t.name.split(":")[0] for t in model.inputs]
+    inputs = input_names(model)
     for split, x, y in (("training", data.x_train, data.y_train), ("test", data.x_test, data.y_test),
                         ("validation", data.x_val, data.y_val)):
         if x is None:

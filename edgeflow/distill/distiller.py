@@ -411,6 +411,8 @@ def _check_inputs(student: keras.Model, teacher: keras.Model) -> None:
     """Student and teacher read the same samples: as many inputs, in the same order, each of
     the same sample shape (several inputs are fed as a list in that order, or a dict by the
     student's input names)."""
+    from edgeflow.data import input_names
+
     if len(student.inputs) != len(teacher.inputs):
         raise EdgeflowError(
             f"the student has {len(student.inputs)} input(s) but the teacher has {len(teacher.inputs)}: "
@@ -419,7 +421,7 @@ def _check_inputs(student: keras.Model, teacher: keras.Model) -> None:
     for i, (s_in, t_in) in enumerate(zip(student.inputs, teacher.inputs, strict=True)):
         s, t = tuple(s_in.shape[1:]), tuple(t_in.shape[1:])
         if len(s) != len(t) or any(a is not None and b is not None and a != b for a, b in zip(s, t, strict=True)):
-            which = "" if len(student.inputs) == 1 else f" {i + 1} ({_input_name(student, i)})"
+            which = "" if len(student.inputs) == 1 else f" {i + 1} ({input_names(student)[i]})"
             raise EdgeflowError(
                 f"the student takes input{which} of shape {s} but the teacher takes {t}: both must read "
                 "the same samples (resize in the data pipeline or rebuild one of them)"
@@ -430,14 +432,12 @@ def _in_order(model: keras.Model, x):
     """``x`` as the distill views take it: one tensor, or a list in the model's input order
     (a dict is read by the student's input names; the teacher gets the same list)."""
     if isinstance(x, dict):
-        x = [x[name] for name in model.input_names]
+        from edgeflow.data import input_names
+
+        x = [x[name] for name in input_names(model)]
     if isinstance(x, (list, tuple)):
         return [tf.convert_to_tensor(v) for v in x]
     return tf.convert_to_tensor(x)
-
-
-def _input_name(model: keras.Model, i: int) -> str:
-    return model.inputs[i].name.split(":")[0]
 
 
 @dataclass
