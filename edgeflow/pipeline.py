@@ -245,32 +245,59 @@ def _run(state: _State, *, resume: bool, verbose: int, say: Callable[[str], None
             _io.write_text(out / "stages.json", json.dumps(done, indent=2))
         say("      " + record.summary())
         state.models_after.setdefault(spec.stage, state.model)
-    comparison = _comparison(records, recipe.max_drop, _count(state.data.x_test))
-    if comparison is not None:
-        say(comparison.render())
-        if comparison.over_limit:
-            say(f"warning: {comparison.warning()}")
+    comparison, comparisons = _comparisons(records, recipe.max_drop,
+                                           f"the recipe's test data, {_count(state.data.x_test)} samples")
+    for shown in list((comparisons or {}).values()) or ([comparison] if comparison else []):
+        say(shown.render())
+        if shown.over_limit:
+            say(f"warning: {shown.warning()}")
     return RunResult(recipe.name, None if out is None else str(out), records, state.check,
-                     model=state.model, tflite=state.tflite, comparison=comparison)
+                     model=state.model, tflite=state.tflite, comparison=comparison,
+                     comparisons=comparisons)
 
 
-def _comparison(records: list[StageRecord], max_drop: float, samples: int):
-    """The first stage's Keras accuracy against the last accuracy of the run (the last
-    ``.tflite`` if a stage converted, else the last Keras model), or None without both."""
+def _comparisons(records: list[StageRecord], max_drop: float, data: str):
+    """The run's first figure against its last one, with the recipe's ``max_drop``: the
+    first output's accuracy (``keras_accuracy``/``tflite_accuracy``), and for a model with
+    several outputs each output by name (``StageRecord.outputs``) with its own metric:
+    accuracy in points, MAE in percent added (:class:`edgeflow.runtime.metrics.Comparison`).
+
+    Returns:
+        ``(comparison, comparisons)``: a Comparison or None, and a dict by output name or
+        None for one output. A figure without a first and a later stage has none.
+    """
+    comparison = _compare(records, lambda r: (r.keras_accuracy, r.tflite_accuracy), "accuracy",
+                          max_drop, data)
+    names = next((r.outputs for r in records if r.outputs), None)
+    if names is None:
+        return comparison, None
+    comparisons = {}
+    for name, figures in names.items():
+        def of_output(r, name=name):
+            f = (r.outputs or {}).get(name) or {}
+            return f.get("keras"), f.get("tflite")
+        if (c := _compare(records, of_output, figures["metric"], max_drop, data, name)) is not None:
+            comparisons[name] = c
+    return comparison, comparisons or None
+
+
+def _compare(records: list[StageRecord], figures: Callable, metric: str, max_drop: float, data: str,
+             output: str | None = None):
+    """One figure's Comparison: the first stage's Keras figure against the run's last one
+    (the last ``.tflite`` if a stage converted, else the last Keras model), or None without
+    both. ``figures(record)`` gives the record's ``(keras, tflite)`` figure, each None or a float."""
     from edgeflow.runtime.metrics import Comparison
 
-    first = next((r for r in records if r.keras_accuracy is not None), None)
-    last = next((r for r in reversed(records)
-                 if (r.tflite_accuracy if r.tflite_accuracy is not None else r.keras_accuracy)
-                 is not None), None)
+    first = next((r for r in records if figures(r)[0] is not None), None)
+    last = next((r for r in reversed(records) if any(v is not None for v in figures(r))), None)
     if first is None or last is None or last is first:
         return None
-    result, kind = ((last.tflite_accuracy, ".tflite") if last.tflite_accuracy is not None
-                    else (last.keras_accuracy, "Keras model"))
-    return Comparison({"accuracy": first.keras_accuracy}, {"accuracy": result},
+    keras, tflite = figures(last)
+    result, kind = (tflite, ".tflite") if tflite is not None else (keras, "Keras model")
+    return Comparison({metric: figures(first)[0]}, {metric: result},
                       f"Keras model after stage {first.index} ({first.stage})",
-                      f"{kind} after stage {last.index} ({last.stage})",
-                      f"the recipe's test data, {samples} samples", max_drop)
+                      f"{kind} after stage {last.index} ({last.stage})", data, max_drop,
+                      output=output, limit="max_drop")
 
 
 def _run_stage(state: _State, spec, index: int, label: str, verbose: int) -> StageRecord:

@@ -17,7 +17,10 @@ Example recipe::
 
 ``max_drop`` (default 1) is the largest drop, in points of accuracy, from the first stage's
 Keras model to the run's last accuracy (the last ``.tflite``); more makes ``edgeflow run``
-warn and exit 1.
+warn and exit 1. A model with several outputs is checked on every output with its own
+metric: a classification output in points of accuracy, a regression output in percent of
+MAE added (``100 · (last - first) / first``, as ``--max-drop`` reads it for a regression
+model); the warning names the output.
 """
 
 from __future__ import annotations

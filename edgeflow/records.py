@@ -110,7 +110,10 @@ class RunResult:
         model: the Keras model after the last stage that changed it (not serialised).
         tflite: the ``.tflite`` bytes of the last convert stage, if any (not serialised).
         comparison: the first stage's accuracy against the run's last one, with the
-            recipe's ``max_drop`` (``edgeflow.runtime.metrics.Comparison``), or None.
+            recipe's ``max_drop`` (``edgeflow.runtime.metrics.Comparison``), or None; for a
+            model with several outputs, the first output's accuracy.
+        comparisons: for a model with several outputs, each output's comparison by output
+            name, with its own metric (accuracy in points, MAE in percent added), or None.
     """
 
     recipe: str
@@ -120,13 +123,15 @@ class RunResult:
     model: Any = field(default=None, repr=False, compare=False)
     tflite: bytes | None = field(default=None, repr=False, compare=False)
     comparison: Any = None  # edgeflow.runtime.metrics.Comparison: first vs last accuracy
+    comparisons: dict[str, Any] | None = None  # the same per output, by output name
 
     @property
     def exit_code(self) -> int:
         """0 when the model fits every checked device (or nothing was checked), every int8
-        convert stage gave a full-int8 model and the accuracy dropped no more than the
-        recipe's ``max_drop``; else 1."""
-        over = self.comparison is not None and self.comparison.over_limit
+        convert stage gave a full-int8 model and the accuracy (every output's figure, for
+        several outputs) dropped no more than the recipe's ``max_drop``; else 1."""
+        over = any(c.over_limit for c in [self.comparison, *(self.comparisons or {}).values()]
+                   if c is not None)
         not_int8 = any(r.extra.get("int8_ok") is False for r in self.records)
         return max(self.check.exit_code if self.check is not None else 0, int(over or not_int8))
 
@@ -156,4 +161,6 @@ class RunResult:
             "devices": self.check.to_dict()["results"] if self.check is not None else [],
             "fits_all": None if self.check is None else self.check.fits,
             "comparison": None if self.comparison is None else self.comparison.to_dict(),
+            "comparisons": None if self.comparisons is None else {
+                name: c.to_dict() for name, c in self.comparisons.items()},
         }

@@ -75,6 +75,17 @@ def test_a_recipe_run_records_and_reports_each_output(two_heads, tmp_path):
     assert stages[1]["keras_accuracy"] == keras_figures["zdigit"]
     assert stages[1]["tflite_accuracy"] == tflite_figures["zdigit"]
     assert list(stages[1]["outputs"]) == ["zdigit", "ink"]  # the model's output order
+    # each output's first figure against its last, with its own metric (max_drop 1, default)
+    result = document(run.output)["result"]
+    k0, t1 = keras_figures, tflite_figures
+    drops = {"zdigit": 100 * (k0["zdigit"] - t1["zdigit"]), "ink": 100 * (t1["ink"] - k0["ink"]) / k0["ink"]}
+    assert result["comparisons"] == {name: {
+        "metric": metric[name], "baseline": k0[name], "result": t1[name], "drop": drops[name],
+        "max_drop": 1.0, "over_limit": drops[name] > 1, "baseline_model": "Keras model after stage 1 (train)",
+        "result_model": ".tflite after stage 2 (convert)", "data": f"the recipe's test data, {len(x_te)} samples",
+    } for name in metric}
+    assert result["comparison"] == result["comparisons"]["zdigit"]
+    assert not any(c["over_limit"] for c in result["comparisons"].values())
 
     doc = json.loads((out / "report.json").read_text())
     assert doc["stages"] == stages
@@ -91,6 +102,53 @@ def test_a_recipe_run_records_and_reports_each_output(two_heads, tmp_path):
     assert quiet.exit_code == 0, quiet.output
     table = quiet.output[quiet.output.index("stage  ", quiet.output.index("sparsity")):]
     assert [line.rstrip() for line in table.splitlines()[2:6]] == rows
+
+
+def test_max_drop_is_checked_on_every_output_with_its_own_metric(two_heads, tmp_path):
+    """A second train stage on ink labels shifted by +1 leaves the classifier (the first
+    output) within max_drop but raises the regression head's MAE (percent added) far over
+    it: the run exits 1 with one warning naming ink."""
+    from edgeflow.cli import main
+    from edgeflow.models import load_model
+
+    model, folder, x_te, y_te, ink_te = two_heads
+    data = dict(np.load(folder / "data.npz"))
+    data["y_train:ink"] = data["y_train:ink"] + 1.0
+    np.savez(tmp_path / "shifted.npz", **data)
+    recipe = {
+        "name": "shift", "max_drop": 50,
+        "model": {"path": str(folder / "two.keras")},
+        "data": {"source": "npz", "path": str(tmp_path / "shifted.npz"), "validation_fraction": 0},
+        "stages": [{"stage": "train", "epochs": 0},
+                   {"stage": "train", "epochs": 3, "learning_rate": 0.01}],
+    }
+    (tmp_path / "shift.yaml").write_text(yaml.safe_dump(recipe))
+    out = tmp_path / "run"
+    run = CliRunner().invoke(main, ["run", str(tmp_path / "shift.yaml"), "-o", str(out)])
+    assert run.exit_code == 1, run.output
+    before = _expected(model.predict(x_te, verbose=0), y_te, ink_te)
+    trained = load_model(out / json.loads((out / "report.json").read_text())["stages"][1]["artifact"])
+    after = _expected(trained.predict(x_te, verbose=0), y_te, ink_te)
+    rose = 100 * (after["ink"] - before["ink"]) / before["ink"]
+    assert 100 * (before["zdigit"] - after["zdigit"]) <= 50 < rose
+    warning = f"warning: output ink: mae rose {rose:.2f}% ({before['ink']:.4f} → {after['ink']:.4f}), over max_drop 50"
+    assert [line for line in run.output.splitlines() if line.startswith("warning:")] == [warning]
+    lines, w = run.output.splitlines(), len("baseline: Keras model after stage 1 (train)")
+    start = lines.index(f"output zdigit: scored on the recipe's test data, {len(x_te)} samples")
+    assert lines[start:start + 9] == [  # each output's comparison, its warning
+        f"output zdigit: scored on the recipe's test data, {len(x_te)} samples",
+        "          baseline: Keras model after stage 1 (train)  result: Keras model after stage 2 (train)",
+        f"accuracy  {before['zdigit']:<{w}.4f}  {after['zdigit']:.4f}",
+        f"drop      {100 * (before['zdigit'] - after['zdigit']):.2f} points (limit 50)",
+        f"output ink: scored on the recipe's test data, {len(x_te)} samples",
+        "          baseline: Keras model after stage 1 (train)  result: Keras model after stage 2 (train)",
+        f"mae       {before['ink']:<{w}.4f}  {after['ink']:.4f}",
+        f"drop      {rose:.2f} % MAE (limit 50)",
+        warning,
+    ]
+    doc = json.loads((out / "report.json").read_text())
+    assert not doc["comparison"]["over_limit"]  # the first output alone passes
+    assert {name: c["over_limit"] for name, c in doc["comparisons"].items()} == {"zdigit": False, "ink": True}
 
 
 def test_quantize_scores_each_output_apart(two_heads, digits, tmp_path):

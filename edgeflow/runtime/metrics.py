@@ -180,6 +180,10 @@ class Comparison:
             (``baseline_model``, ``result_model``: e.g. ``"float Keras model"``).
         data: which data scored them (e.g. ``"test.npz (--eval-data, 450 samples)"``).
         max_drop: the limit, in points.
+        output: the output scored, by name, for a model with several outputs (None: the
+            model's one output); the text names it.
+        limit: how the user set ``max_drop``, for the text: ``--max-drop`` (a command's
+            option) or ``max_drop`` (a recipe's key).
     """
 
     baseline: dict
@@ -188,6 +192,8 @@ class Comparison:
     result_model: str
     data: str
     max_drop: float = MAX_DROP
+    output: str | None = None
+    limit: str = "--max-drop"
 
     @property
     def metric(self) -> str:
@@ -208,16 +214,21 @@ class Comparison:
         """The warning line when the drop is over the limit, else None."""
         if not self.over_limit:
             return None
-        unit = "points" if self.metric == "accuracy" else "% MAE"
-        return (f"{self.metric} dropped {self.drop:.2f} {unit} ({self.baseline[self.metric]:.4f} → "
-                f"{self.result[self.metric]:.4f}), over --max-drop {self.max_drop:g}")
+        change = (f"dropped {self.drop:.2f} points" if self.metric == "accuracy"
+                  else f"rose {self.drop:.2f}%")
+        return (f"{self._named()}{self.metric} {change} ({self.baseline[self.metric]:.4f} → "
+                f"{self.result[self.metric]:.4f}), over {self.limit} {self.max_drop:g}")
+
+    def _named(self) -> str:
+        return "" if self.output is None else f"output {self.output}: "
 
     def render(self) -> str:
-        """Plain text: which data, the two labelled columns, the drop and the limit."""
+        """Plain text: which data (and output), the two labelled columns, the drop and the limit."""
         b_head, r_head = f"baseline: {self.baseline_model}", f"result: {self.result_model}"
         width = max(len(b_head), 10)
-        keys = ("accuracy",) if self.metric == "accuracy" else ("mae", "mse")
-        lines = [f"scored on {self.data}", f"{'':<9} {b_head:<{width}}  {r_head}"]
+        keys = [k for k in (("accuracy",) if self.metric == "accuracy" else ("mae", "mse"))
+                if k in self.baseline and k in self.result]
+        lines = [f"{self._named()}scored on {self.data}", f"{'':<9} {b_head:<{width}}  {r_head}"]
         lines += [f"{k:<9} {self.baseline[k]:<{width}.4f}  {self.result[k]:.4f}" for k in keys]
         unit = "points" if self.metric == "accuracy" else "% MAE"
         lines.append(f"drop      {self.drop:.2f} {unit} (limit {self.max_drop:g})")
