@@ -808,7 +808,7 @@ def _check(state: _State, spec, index: int, label: str, verbose: int) -> StageRe
     from edgeflow.devices import check
 
     report = check(state.tflite_path or state.tflite, spec.devices, devices_dir=spec.devices_dir, measure=spec.measure,
-                   firmware=spec.firmware)
+                   firmware=spec.firmware, firmware_timeout=spec.timeout)
     state.check = report
     fits = sum(1 for r in report.results if r.fits)
     record = StageRecord(index, "check", label)

@@ -120,6 +120,7 @@ RANGES: dict[str, Range] = {
     "samples": _int(1, meaning="input samples run"),
     "trials": _int(1, meaning="finished search trials"),
     "seconds": _float(0, low_open=True, meaning="seconds"),
+    "emulation_seconds": _float(0, low_open=True, meaning="seconds each emulated firmware run may take"),
     "workers": _int(1, 1024, meaning="worker processes"),
 }
 

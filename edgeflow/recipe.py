@@ -183,7 +183,9 @@ class CheckStage(_Strict):
 
     ``firmware: true`` builds each TFLM board's firmware and runs it under QEMU, as
     ``edgeflow check`` does by default (needs arm-none-eabi-gcc, qemu-system-arm and the
-    TFLM sources; the first build of a core takes minutes, later ones seconds).
+    TFLM sources; the first build of a core takes minutes, later ones seconds); ``timeout``
+    (with ``firmware: true``) is the seconds each emulated run may take, as ``--timeout``
+    (default :data:`edgeflow.firmware.emulator.TIMEOUT`, 300 s).
     """
 
     stage: Literal["check"]
@@ -191,6 +193,13 @@ class CheckStage(_Strict):
     devices_dir: str | None = None
     measure: bool = True
     firmware: bool = False
+    timeout: ranged("emulation_seconds") | None = None
+
+    @model_validator(mode="after")
+    def _timeout_with_firmware(self):
+        if self.timeout is not None and not self.firmware:
+            raise ValueError("timeout applies to firmware: true (the seconds each emulated firmware run may take)")
+        return self
 
 
 StageSpec = Annotated[

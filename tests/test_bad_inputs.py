@@ -81,6 +81,8 @@ def lib(tmp_path_factory):
     (lib / "bad-board.yaml").write_text(_recipe(stages=[{"stage": "convert"},
                                                         {"stage": "check", "devices": ["nosuch-board"]}]))
     (lib / "tiny.yaml").write_text(_recipe())
+    (lib / "firmware-check.yaml").write_text(_recipe(stages=[
+        {"stage": "convert"}, {"stage": "check", "devices": ["arduino-nano-33-ble"], "firmware": True, "timeout": 0}]))
     return lib
 
 
@@ -162,6 +164,8 @@ CASES = {
     "check unknown board": (["check", T, "-d", "nosuch-board"], "unknown device 'nosuch-board' (did you mean 'coral-dev-board'?); known devices: {BOARDS} (or give a profile .yaml, or a folder of profiles: --devices-dir, or devices_dir in a recipe)"),
     "check missing devices dir": (["check", T, "-d", "all", "--devices-dir", "{L}/nowhere"], "device profile path {L}/nowhere does not exist"),
     "check bad board profile": (["check", T, "-d", "all", "--devices-dir", "{L}/boards"], "{L}/boards/bad.yaml: key 'display_name': required key is missing (and 13 more problems)"),
+    "check timeout 0": (["check", T, "-d", "all", "--timeout", "0"], "Invalid value for '--timeout': 0 is not a finite number > 0 (seconds each emulated firmware run may take) (see 'edgeflow check --help')"),
+    "check timeout not a number": (["check", T, "-d", "all", "--timeout", "soon"], "Invalid value for '--timeout': soon is not a finite number > 0 (seconds each emulated firmware run may take) (see 'edgeflow check --help')"),
     "check html output is a folder": (["check", T, "-d", "all", "--html", "empty"],
                                       "empty is a folder: name the output file, e.g. empty/check.html"),
     "check html output under a file": (["check", T, "-d", "all", "--html", "note.txt/c.html"],
@@ -243,6 +247,9 @@ CASES = {
     "run unknown board": (["run", "{L}/bad-board.yaml"], "{L}/bad-board.yaml: stages.1.devices: unknown device 'nosuch-board' (did you mean 'coral-dev-board'?); known devices: {BOARDS} (or give a profile .yaml, or a folder of profiles: --devices-dir, or devices_dir in a recipe)"),
     "run bad set": (["run", "{L}/tiny.yaml", "--set", "stages.0.mode=int3"], "{L}/tiny.yaml: stages.0.mode: Input should be 'int8', 'int16x8', 'float16', 'dynamic' or 'float32' (got 'int3')"),
     "run set out of range": (["run", "{L}/tiny.yaml", "--set", "data.test_fraction=2"], "{L}/tiny.yaml: data.test_fraction: 2.0 is not a finite number in (0, 1) (fraction of the data held out for testing)"),
+    "run check timeout 0": (["run", "{L}/firmware-check.yaml"], "{L}/firmware-check.yaml: stages.1.timeout: 0.0 is not a finite number > 0 (seconds each emulated firmware run may take)"),
+    "run check timeout not a number": (["run", "{L}/firmware-check.yaml", "--set", "stages.1.timeout=soon"], "{L}/firmware-check.yaml: stages.1.timeout: Input should be a valid number, unable to parse string as a number (got 'soon')"),
+    "run check timeout without firmware": (["run", "{L}/firmware-check.yaml", "--set", "stages.1.timeout=60", "--set", "stages.1.firmware=false"], "{L}/firmware-check.yaml: stages.1: timeout applies to firmware: true (the seconds each emulated firmware run may take)"),
     "run output taken": (["run", "{L}/tiny.yaml", "-o", "taken"], "taken is not empty and edgeflow did not create it: choose a new or empty folder (edgeflow never deletes or replaces files it did not write)"),
     "run output is a file": (["run", "{L}/tiny.yaml", "-o", "note.txt"], "note.txt is a file, not a folder: choose a folder for the output"),
     "run output under a file": (["run", "{L}/tiny.yaml", "-o", "note.txt/run"], "cannot write note.txt/run: note.txt is a file, not a folder"),
@@ -281,6 +288,8 @@ CASES = {
     "firmware NaN data": (["firmware", T, "-b", "nucleo-h743zi", "--data", "{L}/nan.npz"], "the firmware input data holds 1 NaN or infinite value(s) (first in sample 3): remove or replace them before converting or training"),
     "firmware wrong shape data": (["firmware", T, "-b", "nucleo-h743zi", "--data", "{L}/shape.npy"], "data samples have shape (64,) but the model input is (N, 8, 8, 1): reshape the data to the model's input"),
     "firmware samples 0": (["firmware", T, "-b", "nucleo-h743zi", "--samples", "0"], "Invalid value for '--samples': 0 is not an integer >= 1 (input samples run) (see 'edgeflow firmware --help')"),
+    "firmware timeout negative": (["firmware", T, "-b", "nucleo-h743zi", "--timeout", "-5"], "Invalid value for '--timeout': -5 is not a finite number > 0 (seconds each emulated firmware run may take) (see 'edgeflow firmware --help')"),
+    "firmware timeout infinite": (["firmware", T, "-b", "nucleo-h743zi", "--timeout", "inf"], "Invalid value for '--timeout': inf is not a finite number > 0 (seconds each emulated firmware run may take) (see 'edgeflow firmware --help')"),
     "firmware missing tflm root": (["firmware", T, "-b", "nucleo-h743zi", "--tflm-root", "{L}/nowhere"], "--tflm-root: {L}/nowhere is neither a tflite-micro folder nor a .tar.xz archive of one"),
     "firmware output is a folder": (["firmware", T, "-b", "nucleo-h743zi", "-o", "empty"], "empty is a folder: name the output file, e.g. empty/firmware.elf"),
     "firmware output not writable": (["firmware", T, "-b", "nucleo-h743zi", "-o", LOCKED + ".elf"], "cannot write /sys/edgeflow-sweep.elf: /sys takes no new file (Permission denied): choose another output"),

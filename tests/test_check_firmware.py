@@ -183,8 +183,8 @@ def test_deploy_mcu_refuses_a_failing_model_and_a_folder_it_did_not_create(dilat
 
 
 def test_a_recipe_check_stage_builds_the_firmware_when_asked(tmp_path):
-    """``{stage: check, firmware: true}``: the run's verdict uses the linked image and the
-    emulated run, like ``edgeflow check`` does by default."""
+    """``{stage: check, firmware: true, timeout: 120}``: the run's verdict uses the linked image
+    and the emulated run, like ``edgeflow check`` does by default."""
     if _missing():
         pytest.skip(_missing())
     from edgeflow.pipeline import run_recipe
@@ -193,7 +193,7 @@ def test_a_recipe_check_stage_builds_the_firmware_when_asked(tmp_path):
         "name": "fw", "model": {"builder": "digits_cnn"},
         "data": {"source": "digits", "test_fraction": 0.5, "validation_fraction": 0},
         "stages": [{"stage": "train", "epochs": 1}, {"stage": "convert", "mode": "int8"},
-                   {"stage": "check", "devices": ["arduino-nano-33-ble"], "firmware": True}],
+                   {"stage": "check", "devices": ["arduino-nano-33-ble"], "firmware": True, "timeout": 120}],
     }
     (tmp_path / "fw.yaml").write_text(json.dumps(recipe))
     result = run_recipe(tmp_path / "fw.yaml", output_dir=tmp_path / "run", verbose=0)

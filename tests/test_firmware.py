@@ -209,23 +209,30 @@ def test_tflm_abort_ends_the_run_at_once_with_the_operator(tmp_path, digits):
     assert fw.to_dict()["problems"] == [line]
 
 
-def test_an_endless_loop_is_a_timeout_problem():
-    """A WHILE whose condition stays true runs forever: a problem naming the timeout, no exception."""
+def test_an_endless_loop_is_a_timeout_problem(tmp_path):
+    """A WHILE whose condition stays true runs forever: ``--timeout`` ends it with a problem
+    naming the timeout (exit 1), no exception. The default timeout is emulator.TIMEOUT."""
     import tensorflow as tf
 
-    from edgeflow.firmware import build
+    from edgeflow.cli.firmware import firmware
+    from edgeflow.firmware import emulator
 
     @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32)])
     def endless(x):
         return tf.while_loop(lambda v, go: go, lambda v, go: (v, go), [x, tf.constant(True)])[0]
 
-    model = tf.lite.TFLiteConverter.from_concrete_functions([endless.get_concrete_function()], endless).convert()
-    fw = build(model, cpu="cortex-m4f", timeout=3)
-    assert fw.problems == ["TFLM on cortex-m4f under QEMU: timed out after 3 s: the firmware neither finished "
-                           "nor stopped (an endless loop?)"]
-    assert fw.run.console.splitlines() == ["EF arena_used 352", "EF arena_head 16", "EF arena_tail 336",
-                                           "EF prepare_events 0"]
-    assert not fw.fits
+    model = tmp_path / "endless.tflite"
+    model.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions([endless.get_concrete_function()],
+                                                                      endless).convert())
+    result = CliRunner().invoke(main, ["firmware", str(model), "--cpu", "cortex-m4f", "--timeout", "1.5", "--json"])
+    assert result.exit_code == 1, result.output
+    fw = document(result.stdout)["result"]
+    reason = "timed out after 1.5 s: the firmware neither finished nor stopped (an endless loop?)"
+    assert fw["problems"] == [f"TFLM on cortex-m4f under QEMU: {reason}"]
+    assert fw["run"] == {"ok": False, "reason": reason, "arena_used": None, "arena_head": None, "arena_tail": None,
+                         "samples": 0, "instructions": [], "operators": []}
+    assert not fw["fits"]
+    assert next(p.default for p in firmware.params if p.name == "timeout") == emulator.TIMEOUT
 
 
 def test_a_fault_stops_qemu_with_the_stacked_pc(tmp_path):

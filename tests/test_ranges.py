@@ -114,3 +114,13 @@ def test_the_python_api_checks_the_same_ranges_before_any_work(tmp_path):
     with pytest.raises(EdgeflowError) as err:
         quantize_to_tflite(missing, "qat", learning_rate=-1e-3)
     assert str(err.value) == "learning_rate: -0.001 is not a finite number > 0 (the optimizer's step size)"
+    from edgeflow.devices import check as check_model
+    from edgeflow.firmware import build
+
+    with pytest.raises(EdgeflowError) as err:
+        build(tmp_path / "never-read.tflite", cpu="cortex-m4f", timeout=0)
+    assert str(err.value) == "timeout: 0 is not a finite number > 0 (seconds each emulated firmware run may take)"
+    with pytest.raises(EdgeflowError) as err:
+        check_model(tmp_path / "never-read.tflite", firmware=True, firmware_timeout=float("inf"))
+    assert str(err.value) == \
+        "firmware_timeout: inf is not a finite number > 0 (seconds each emulated firmware run may take)"

@@ -44,6 +44,7 @@ import click
 __all__ = [
     "SCHEMA_VERSION",
     "VERDICTS",
+    "emulation_timeout_option",
     "envelope",
     "finish",
     "force_option",
@@ -87,6 +88,19 @@ def max_drop_option(f):
         "--max-drop", type=option_type("max_drop"), default=1.0, show_default=True,
         help="Largest drop from the baseline to the result, in points of accuracy (percent of "
              "MAE for regression); more is a warning and exit 1.",
+    )(f)
+
+
+def emulation_timeout_option(f):
+    """The ``--timeout`` option of commands that run firmware under QEMU (parameter ``timeout``):
+    seconds each emulated run may take (default :data:`edgeflow.firmware.emulator.TIMEOUT`,
+    not imported here so that ``--help`` stays fast), checked before any work."""
+    from edgeflow.ranges import option_type
+
+    return click.option(
+        "--timeout", type=option_type("emulation_seconds"), default=300.0, show_default=True, metavar="SECONDS",
+        help="Seconds each emulated firmware run may take; QEMU is then killed and the run is the problem "
+             "'timed out after SECONDS s'.",
     )(f)
 
 

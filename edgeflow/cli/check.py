@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from edgeflow.cli._output import finish, force_option, json_option
+from edgeflow.cli._output import emulation_timeout_option, finish, force_option, json_option
 
 
 @click.command()
@@ -16,11 +16,12 @@ from edgeflow.cli._output import finish, force_option, json_option
 @click.option("--firmware/--no-firmware", default=True, show_default=True,
               help="Build and emulate each microcontroller's firmware (needs arm-none-eabi-gcc and qemu-system-arm; "
                    "without them the figures stay estimates and a note says so).")
+@emulation_timeout_option
 @click.option("--html", "html_path", help="Also write the report as one HTML page (operators, arena and flash "
                                          "splits, latency per board, plots).")
 @force_option
 @json_option
-def check(model, device_names, devices_dir, no_measure, firmware, html_path, force, as_json):
+def check(model, device_names, devices_dir, no_measure, firmware, timeout, html_path, force, as_json):
     """Check MODEL (.tflite) against devices: RAM, flash, operators, dtypes."""
     from edgeflow import _io
     from edgeflow.devices import check as run_check
@@ -29,7 +30,7 @@ def check(model, device_names, devices_dir, no_measure, firmware, html_path, for
     if html_path:
         _io.check_file(html_path, force=force, example="check.html")
     report = run_check(model, list(device_names), devices_dir=devices_dir, measure=not no_measure,
-                       firmware=firmware)
+                       firmware=firmware, firmware_timeout=timeout)
     outputs = []
     if html_path:
         from pathlib import Path

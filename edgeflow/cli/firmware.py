@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgeflow.cli._output import finish, force_option, json_option
+from edgeflow.cli._output import emulation_timeout_option, finish, force_option, json_option
 from edgeflow.ranges import option_type
 
 
@@ -21,10 +21,11 @@ from edgeflow.ranges import option_type
 @click.option("--tflm-root", help="TFLM sources: a tflite-micro folder or .tar.xz (default: $EDGEFLOW_TFLM_ROOT, "
                                   "then shared/third_party, then the pinned revision with git).")
 @click.option("--no-emulate", is_flag=True, help="Only build; the arena comes from the host interpreter.")
+@emulation_timeout_option
 @click.option("-o", "--output", help="Write the linked image (.elf) here.")
 @force_option
 @json_option
-def firmware(model, board, cpu, devices_dir, data, samples, tflm_root, no_emulate, output, force, as_json):
+def firmware(model, board, cpu, devices_dir, data, samples, tflm_root, no_emulate, timeout, output, force, as_json):
     """Build MODEL (.tflite) into firmware for a board's core; report flash, RAM, arena, instructions."""
     from edgeflow import _io
 
@@ -39,7 +40,7 @@ def firmware(model, board, cpu, devices_dir, data, samples, tflm_root, no_emulat
         _, info = reader.load(model)
         inputs = encode_inputs(info, data, samples)
     result = build(model, board, cpu=cpu, inputs=inputs, tflm_root=tflm_root, devices_dir=devices_dir,
-                   emulate=not no_emulate)
+                   emulate=not no_emulate, timeout=timeout)
     outputs = []
     if output:
         _io.write_bytes(output, Path(result.firmware.elf).read_bytes())

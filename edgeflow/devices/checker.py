@@ -19,7 +19,8 @@ from edgeflow.report import arena_name, format_bytes
 __all__ = ["check"]
 
 
-def check(model, devices="all", *, devices_dir=None, measure: bool = True, firmware: bool = False) -> Report:
+def check(model, devices="all", *, devices_dir=None, measure: bool = True, firmware: bool = False,
+          firmware_timeout: float | None = None) -> Report:
     """Check whether a ``.tflite`` model fits each device: RAM, flash, operators, dtypes.
 
     RAM needed = tensor arena + runtime share + application share (+ the model on Linux
@@ -46,12 +47,16 @@ def check(model, devices="all", *, devices_dir=None, measure: bool = True, firmw
             every figure's source; a built board's also hold its ``core``, ``instructions``,
             ``latency_ms`` (estimate) and the breakdown of its image: ``operators``,
             ``flash_split`` and ``arena_split`` (``FirmwareResult.figures``).
+        firmware_timeout: seconds (wall clock) each emulated firmware run may take before
+            QEMU is killed (the board's problem is then "timed out after N s"); None:
+            :data:`edgeflow.firmware.emulator.TIMEOUT` (300 s).
 
     Returns:
         A ``Report``; ``report.fits`` and ``report.exit_code`` sum it up. Nothing is written.
 
     Raises:
-        EdgeflowError: the model is not a readable ``.tflite``, or a device is unknown.
+        EdgeflowError: the model is not a readable ``.tflite``, a device is unknown, or
+            ``firmware_timeout`` is not a number > 0.
 
     Example:
         >>> report = check("model.tflite", ["arduino-nano-33-ble", "raspberry-pi-4"])
@@ -60,6 +65,10 @@ def check(model, devices="all", *, devices_dir=None, measure: bool = True, firmw
     """
     from edgeflow import tflite
 
+    if firmware_timeout is not None:
+        from edgeflow.ranges import check as check_range
+
+        check_range("emulation_seconds", firmware_timeout, "firmware_timeout")
     source, label = _read_model(model)
     data, info = tflite.load(source)  # one read and one walk; errors name the file
     targets = _resolve_devices(devices, devices_dir)
@@ -74,7 +83,7 @@ def check(model, devices="all", *, devices_dir=None, measure: bool = True, firmw
     loads = _litert_probe(portable, estimates["plan"])
     agreement = _agreement(data, portable, info) if measure and loads.ok and measurement and measurement["status"] == "ok" \
         and any(d.runtime == "tflm" for d in targets) else None
-    built = _firmware(data, info, targets) if firmware and measure else {}
+    built = _firmware(data, info, targets, firmware_timeout) if firmware and measure else {}
     results = [
         _check_device(d, facts, estimates, measurement, loads, devices_dir, built.get(d.name), agreement)
         for d in targets
@@ -198,7 +207,7 @@ def _agreement(data: bytes, portable: bytes, info, samples: int = 4) -> dict | N
     return result
 
 
-def _firmware(data: bytes, info, devices: list[Device]) -> dict:
+def _firmware(data: bytes, info, devices: list[Device], timeout: float | None) -> dict:
     """Firmware built and emulated once per core: ``{device name: FirmwareResult | note str}``."""
     from edgeflow import firmware
     from edgeflow.firmware import targets as _targets
@@ -225,7 +234,7 @@ def _firmware(data: bytes, info, devices: list[Device]) -> dict:
         for target, ds in by_target.items():
             progress.set_postfix_str(f"{target.cpu}: build, run under QEMU")
             try:
-                built = firmware.build_for(data, info, target)
+                built = firmware.build_for(data, info, target, timeout=timeout)
             except EdgeflowError as err:
                 for d in ds:
                     out[d.name] = f"flash and RAM are profile estimates: the firmware build failed ({err})"

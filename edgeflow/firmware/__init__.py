@@ -225,7 +225,7 @@ def encode_inputs(info, data, limit: int = 4) -> bytes:
 
 def build(model, board: str | None = None, *, cpu: str | None = None, inputs: bytes | None = None,
           tflm_root=None, devices_dir=None, emulate: bool = True, jobs: int | None = None,
-          timeout: float = 300) -> FirmwareResult:
+          timeout: float | None = None) -> FirmwareResult:
     """Build ``model`` into firmware for ``board`` (a profile name/path) or a bare ``cpu``.
 
     Args:
@@ -238,7 +238,8 @@ def build(model, board: str | None = None, *, cpu: str | None = None, inputs: by
         emulate: run the image under QEMU (arena, outputs, instruction counts); without
             QEMU or with False the arena comes from the host interpreter.
         jobs: parallel compiler processes.
-        timeout: seconds each emulated run may take before QEMU is killed.
+        timeout: seconds (wall clock) each emulated run may take before QEMU is killed;
+            None: :data:`edgeflow.firmware.emulator.TIMEOUT` (300 s).
 
     Returns:
         A :class:`FirmwareResult`; a TFLM abort, a fault or a hang (``timeout``) under
@@ -246,12 +247,13 @@ def build(model, board: str | None = None, *, cpu: str | None = None, inputs: by
 
     Raises:
         EdgeflowError: bad model, unknown board/core, a board without a firmware target,
-            an operator TFLM lacks, no toolchain, no TFLM sources, a compile/link error.
+            a ``timeout`` that is not a number > 0, an operator TFLM lacks, no toolchain, no TFLM sources, a compile/link error.
     """
     from edgeflow.devices.profiles import get_device
     from edgeflow.firmware import targets
     from edgeflow.tflite import reader
 
+    timeout = _timeout(timeout)
     t0 = time.monotonic()
     device = None
     if board is not None:
@@ -278,6 +280,15 @@ def build(model, board: str | None = None, *, cpu: str | None = None, inputs: by
     return result
 
 
+def _timeout(value: float | None) -> float:
+    """``timeout`` of :func:`build`: None is :data:`edgeflow.firmware.emulator.TIMEOUT`; else a
+    number > 0 (``RANGES["emulation_seconds"]``), or :class:`EdgeflowError` naming it."""
+    from edgeflow.firmware.emulator import TIMEOUT
+    from edgeflow.ranges import check
+
+    return TIMEOUT if value is None else check("emulation_seconds", value, "timeout")
+
+
 def for_device(result: FirmwareResult, device) -> FirmwareResult:
     """A copy of a core's result with a board's limits, clock and profile notes."""
     from dataclasses import replace
@@ -294,12 +305,13 @@ def for_device(result: FirmwareResult, device) -> FirmwareResult:
 
 
 def build_for(data: bytes, info, target, *, inputs: bytes | None = None, tflm_root=None, emulate: bool = True,
-              jobs: int | None = None, timeout: float = 300) -> FirmwareResult:
+              jobs: int | None = None, timeout: float | None = None) -> FirmwareResult:
     """:func:`build` for a :class:`~edgeflow.firmware.targets.Target` and a loaded model (no board)."""
     from edgeflow.deploy.mcu import resolver_calls
     from edgeflow.firmware import emulator, sources, toolchain
     from edgeflow.firmware import image as _build
 
+    timeout = _timeout(timeout)
     t0 = time.monotonic()
     if info.subgraphs < 1 or not info.inputs:
         raise EdgeflowError("the model has no inputs to run")

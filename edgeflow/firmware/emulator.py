@@ -39,7 +39,12 @@ from edgeflow.errors import EdgeflowError
 from edgeflow.firmware import elf as _elf
 from edgeflow.firmware.toolchain import qemu
 
-__all__ = ["RunResult", "plugin", "run"]
+__all__ = ["TIMEOUT", "RunResult", "plugin", "run"]
+
+#: Seconds (wall clock) an emulated run may take before QEMU is killed: the default of
+#: ``timeout`` here, in :func:`edgeflow.firmware.build` and :func:`edgeflow.devices.check`,
+#: and of ``--timeout`` (``edgeflow firmware``, ``edgeflow check``).
+TIMEOUT = 300.0
 
 _MARKERS = ("ef_invoke", "ef_begin", "ef_end")
 
@@ -109,8 +114,11 @@ def plugin(required: bool = False) -> Path | None:
 
 
 def run(elf_path: str | Path, machine: str, inputs: bytes | None = None, *, count: bool = True,
-        timeout: float = 300) -> RunResult:
+        timeout: float = TIMEOUT) -> RunResult:
     """Run an image once on ``machine``; ``inputs`` are whole samples of the input tensors.
+
+    ``timeout``: seconds (wall clock) before QEMU is killed; the result is then not ``ok``
+    with the reason "timed out after N s".
 
     Raises:
         EdgeflowError: qemu-system-arm is not installed.
