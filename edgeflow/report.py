@@ -311,11 +311,7 @@ def check_table(report) -> str:
             f"{', '.join(r.device for r in built)}: firmware built and run under QEMU: RAM need = data + bss "
             "of the linked image (arena from the run; stack not counted) + the application share; flash need "
             "= the linked image + the application code; --json 'figures' names each figure's source.")
-        for r in built:
-            lat = r.figures.get("latency_ms")
-            if lat:
-                lines.append(f"  {r.device}: {r.figures['instructions']['value']:,} instructions per inference, "
-                             f"{lat['value']:.2f} ms ({lat['source']})")
+        lines += _latency_lines(built)
     for r in report.results:
         for note in r.notes:
             if note.startswith(("flash and RAM are profile estimates", "TFLM agrees with LiteRT")):
@@ -328,6 +324,28 @@ def check_table(report) -> str:
     lines.append("verdict: " + ("fits every device" if report.fits else "does NOT fit every device"))
     return "\n".join(lines)
 
+
+
+def _latency_lines(built: list) -> list[str]:
+    """One line per built board (instructions, latency estimate and its formula), then each
+    distinct CPI basis once as a footnote ``[n]``.
+
+    A latency source reads ``estimate: instructions x CPI c / f MHz (basis)``
+    (``FirmwareResult.figures``): the formula stays on the board's line, the basis, the same
+    for every board of a CPI table, moves to the footnote. ``--json`` keeps the whole source.
+    """
+    lines, notes = [], {}
+    for r in built:
+        lat = r.figures.get("latency_ms")
+        if not lat:
+            continue
+        formula, basis = lat["source"], None
+        if formula.endswith(")") and " (" in formula:
+            formula, basis = formula[:-1].split(" (", 1)
+        mark = f"; CPI basis [{notes.setdefault(basis, len(notes) + 1)}]" if basis else ""
+        lines.append(f"  {r.device}: {r.figures['instructions']['value']:,} instructions per inference, "
+                     f"{lat['value']:.2f} ms ({formula}{mark})")
+    return lines + [f"  [{n}] CPI basis: {basis}" for basis, n in notes.items()]
 
 
 def firmware_cores(report) -> dict[str, list]:

@@ -80,7 +80,8 @@ def test_check_takes_flash_ram_and_arena_from_the_firmware(int8_cnn, tmp_path, m
     from edgeflow.firmware import build
 
     monkeypatch.setenv("EDGEFLOW_PROGRESS", "1")
-    report = check(int8_cnn, ["arduino-nano-33-ble", "stm32f746g-disco", "esp32-s3-devkitc-1"], firmware=True)
+    report = check(int8_cnn, ["arduino-nano-33-ble", "stm32f746g-disco", "sparkfun-edge", "esp32-s3-devkitc-1"],
+                   firmware=True)
     progress = capsys.readouterr().err  # one core after the other, on stderr
     assert "firmware:   0%|          | 0/2 [00:00<?, ?core/s, cortex-m4f: build, run under QEMU]" in progress
     assert "| 1/2 [" in progress and "cortex-m7: build, run under QEMU]" in progress
@@ -110,6 +111,38 @@ def test_check_takes_flash_ram_and_arena_from_the_firmware(int8_cnn, tmp_path, m
                                        exit_code=report.exit_code, model=report.model,
                                        devices=[d.to_dict() for d in report.results])))
     assert doc["devices"][0]["figures"]["arena_split"] == r.figures["arena_split"]
+    # the text report: one latency line per built board, the CPI basis once as a footnote;
+    # --json keeps each board's whole source
+    from dataclasses import replace
+
+    from edgeflow.firmware.targets import CPI_BASIS
+    from edgeflow.report import check_table
+
+    edge = report["sparkfun-edge"]
+    assert edge.figures["core"]["value"] == "cortex-m4f"
+
+    def board_line(d, formula, note):
+        return (f"  {d.device}: {d.figures['instructions']['value']:,} instructions per inference, "
+                f"{d.figures['latency_ms']['value']:.2f} ms ({formula}; CPI basis [{note}])")
+
+    lines = check_table(report).splitlines()
+    at = lines.index(board_line(r, "estimate: instructions x CPI 1.2 / 64 MHz", 1))
+    assert lines[at:at + 4] == [board_line(r, "estimate: instructions x CPI 1.2 / 64 MHz", 1),
+                                board_line(m7, "estimate: instructions x CPI 0.8 / 216 MHz", 1),
+                                board_line(edge, "estimate: instructions x CPI 1.2 / 48 MHz", 1),
+                                f"  [1] CPI basis: {CPI_BASIS}"]
+    assert sum(CPI_BASIS in line for line in lines) == 1
+    assert [d["figures"]["latency_ms"]["source"] for d in doc["devices"][:3]] == [
+        f"estimate: instructions x CPI {c} / {f} MHz ({CPI_BASIS})" for c, f in ((1.2, 64), (0.8, 216), (1.2, 48))]
+    # a board whose profile gives its own CPI basis gets a second footnote
+    own = {**edge.figures, "latency_ms": {**edge.figures["latency_ms"],
+                                          "source": "estimate: instructions x CPI 1.5 / 48 MHz (measured on my board)"}}
+    mixed = replace(report, results=[r, replace(edge, figures=own), m7])
+    lines = check_table(mixed).splitlines()
+    at = lines.index(board_line(r, "estimate: instructions x CPI 1.2 / 64 MHz", 1))
+    assert lines[at + 1:at + 5] == [board_line(edge, "estimate: instructions x CPI 1.5 / 48 MHz", 2),
+                                    board_line(m7, "estimate: instructions x CPI 0.8 / 216 MHz", 1),
+                                    f"  [1] CPI basis: {CPI_BASIS}", "  [2] CPI basis: measured on my board"]
     # the HTML page, as a browser shows it: latency per board, per core the operators with their
     # instructions and share of time (and a plot of it), the flash and arena splits (tables and bars)
     if CHROMIUM is None:
