@@ -4,7 +4,10 @@ For each model (random weights, int8 with random calibration data: sizes and ins
 counts do not depend on the weight values) and core: flash and static RAM of the linked
 image, the arena on the target (emulated run) vs the host tflite-micro figure vs the old
 static 32-bit estimate, the instructions of one Invoke(), the latency estimate at the
-clock of a board with that core, and a calibration against published measurements:
+clock of a board with that core; then the flash split (model / TFLM / application /
+libraries / padding) and the arena split (activations / scratch / persistent) of each image,
+as ``edgeflow check`` reports them (``FirmwareResult.figures()``); and a calibration against
+published measurements:
 
     MLPerf Tiny v0.5, closed division, reference submission: NUCLEO-L4R5ZI (Cortex-M4F at
     120 MHz, TFLM v2.3.1, gcc-arm-none-eabi 6-2017-q2), median of 5 windows of 100
@@ -103,7 +106,7 @@ def main() -> None:
     if args.cold:
         cache = tempfile.mkdtemp(prefix="edgeflow-cold-cache-")
         os.environ["XDG_CACHE_HOME"] = cache
-    rows, implied = [], {}
+    rows, implied, splits = [], {}, []
     timings = []
     for name in args.models.split(","):
         keras.utils.set_random_seed(0)
@@ -119,6 +122,7 @@ def main() -> None:
             fw = firmware.build_for(data, info, targets.target(core))
             seconds = time.monotonic() - t0
             timings.append((name, core, seconds, fw.firmware.compiled))
+            splits.append((name, core, fw.figures()))
             n = fw.instructions
             ms = n * fw.target.cpi / (CLOCK_MHZ[core] * 1e3) if n else None
             if core == "cortex-m4f" and name in PUBLISHED_MS and n:
@@ -132,6 +136,7 @@ def main() -> None:
 
     print(table(["model", "core", "tflite B", "flash B", "static RAM B", "arena target", "arena host",
                  "old estimate", "instructions", "est. ms @MHz", "build s"], rows, "llrrrrrrrrr"))
+    print_splits(splits, table)
     if implied:
         mean = sum(implied.values()) / len(implied)
         print("\ncalibration against MLPerf Tiny v0.5 reference (NUCLEO-L4R5ZI, Cortex-M4F @120 MHz):")
@@ -147,6 +152,25 @@ def main() -> None:
     if args.cold:
         shutil.rmtree(os.environ["XDG_CACHE_HOME"], ignore_errors=True)
     print("\nbuild times (s, objects compiled):", ", ".join(f"{m}/{c} {s:.0f} ({k})" for m, c, s, k in timings))
+
+
+def print_splits(splits: list, table) -> None:
+    """The flash and arena splits of each (model, core) image, in bytes, from the build's own
+    ``figures()`` (``flash_split``, ``arena_split``; absent when the emulated run failed)."""
+    from edgeflow.firmware import ARENA_PARTS
+    from edgeflow.firmware.image import FLASH_PARTS
+
+    for key, parts, what in (("flash_split", FLASH_PARTS, "flash split (B)"),
+                             ("arena_split", ARENA_PARTS, "arena split on the target (B)")):
+        rows = []
+        for name, core, figures in splits:
+            split = figures.get(key)
+            cells = [f"{split['value'][p]:,}" for p in parts] + [f"{sum(split['value'].values()):,}"] if split \
+                else ["-"] * (len(parts) + 1)
+            rows.append([name, core, *cells])
+        source = next((f[key]["source"] for _, _, f in splits if key in f), "")
+        print(f"\n{what}: {source}")
+        print(table(["model", "core", *parts, "total"], rows, "ll" + "r" * (len(parts) + 1)))
 
 
 if __name__ == "__main__":
