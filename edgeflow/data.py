@@ -84,6 +84,12 @@ def in_output_order(labels: dict, names: list[str]) -> list[np.ndarray]:
     return [np.asarray(labels[n]) for n in names]
 
 
+#: How an error line names the data a command's option gives: the ``what`` of
+#: :func:`labelled` and :func:`in_input_order` ("the data (--data) holds 1 NaN ...").
+OPTION_DATA = {"--data": "data (--data)", "--eval-data": "evaluation data (--eval-data)",
+               "--validation-data": "validation data (--validation-data)"}
+
+
 def input_names(model) -> list[str]:
     """A Keras model's input names, in input order: the names ``x:<input name>`` keys and
     dicts of samples use."""
@@ -115,8 +121,8 @@ def in_input_order(model, x, what: str = "data"):
                 f"the {what} has array x:{extra[0]} but the model has no input {extra[0]!r}"
                 f"{closest(extra[0], names)}; its inputs are {', '.join(names)}")
         xs = [np.asarray(x[n]) for n in names]
-    elif isinstance(x, (list, tuple)) and len(names) > 1:
-        xs = [np.asarray(a) for a in x]
+    elif isinstance(x, (list, tuple)) and (len(names) > 1 or len(x) == 1 and isinstance(x[0], np.ndarray)):
+        xs = [np.asarray(a) for a in x]  # in input order (one input: [x], as Keras takes it)
     else:
         xs = [np.asarray(x)]
     if len(xs) == 1 == len(names):  # one input: the message of every single-input check
@@ -167,7 +173,7 @@ def labelled(data, what: str = "training data", model=None):
         y = as_labels(y)
     else:
         raise EdgeflowError(
-            f"{what} must be (x, y) arrays, a .npz file with x and y, or a tf.data.Dataset of "
+            f"the {what} must be (x, y) arrays, a .npz file with x and y, or a tf.data.Dataset of "
             f"(x, y) batches, not {type(data).__name__}"
         )
     if model is not None:
@@ -181,12 +187,12 @@ def _load_labelled(path: Path, what: str):
         named = by_name(f, "x") if isinstance(f, dict) else {}
         if named:
             if "y" not in f:
-                raise EdgeflowError(f"{what} {str(path)!r} holds no labels: save them as 'y'")
+                raise EdgeflowError(f"the {what} {str(path)!r} holds no labels: save them as 'y'")
             return named, f["y"]
     x, y = load_arrays(path)
     if y is None:
         raise EdgeflowError(
-            f"{what} {str(path)!r} holds no labels: save it with np.savez(path, x=x, y=y)"
+            f"the {what} {str(path)!r} holds no labels: save it with np.savez(path, x=x, y=y)"
         )
     return x, y
 
@@ -195,46 +201,32 @@ def check_labelled(model, x, y, what: str = "training data"):
     """Check labelled arrays against a Keras model before any training; returns ``x`` in the
     form ``fit`` takes (a list in input order for several inputs).
 
-    Checks: one array per model input (a dict is taken by input name), sample shapes,
-    numbers only, no NaN or infinity (in x and y), as many labels as samples, and integer
-    class labels within ``[0, output width)`` for a model whose output has more than one unit
-    (one-hot labels must have that width).
+    Checks: the inputs as :func:`in_input_order` checks them (one array per model input, a
+    dict taken by input name, sample shapes, one row per sample in every input), numbers
+    only, no NaN or infinity (in x and y), as many labels as samples, and integer class
+    labels within ``[0, output width)`` for a model whose output has more than one unit
+    (one-hot labels must have that width). Every line starts with "the ``what``".
 
     Raises:
         EdgeflowError: one line naming the input or output and what to do.
     """
     names = input_names(model)
-    shapes = [tuple(t.shape[1:]) for t in model.inputs]
-    if isinstance(x, dict):
-        missing = [n for n in names if n not in x]
-        if missing:
-            raise EdgeflowError(f"{what} has no array for input(s) {', '.join(missing)}: the "
-                                f"model's inputs are {', '.join(names)}")
-        x = [x[n] for n in names]
-    xs = list(x) if isinstance(x, (list, tuple)) else [x]
-    if len(xs) != len(names):
-        raise EdgeflowError(f"the model has {len(names)} input(s) ({', '.join(names)}) but {what} "
-                            f"gives {len(xs)} array(s)")
+    x = in_input_order(model, x, what)
+    xs = x if isinstance(x, list) else [x]
     ys = list(y) if isinstance(y, (list, tuple)) else [y]
     outputs = [tuple(t.shape[1:]) for t in model.outputs]
     if len(ys) != len(outputs):
-        raise EdgeflowError(f"the model has {len(outputs)} output(s) but {what} gives "
+        raise EdgeflowError(f"the model has {len(outputs)} output(s) but the {what} gives "
                             f"{len(ys)} label array(s)")
-    count = None
-    for name, shape, arr in zip(names, shapes, xs, strict=True):
-        arr = np.asarray(arr)
-        label = f"{what} for input {name!r}" if len(names) > 1 else what
-        check_values(arr, label)
-        _check_input_shape(arr.shape[1:], shape, name, what)
-        count = len(arr) if count is None else count
-        if len(arr) != count:
-            raise EdgeflowError(f"{what}: the inputs hold different numbers of samples")
+    for name, arr in zip(names, xs, strict=True):
+        check_values(arr, f"the {what}" + (f" for input {name!r}" if len(names) > 1 else ""))
+    count = len(xs[0])
     for i, (shape, labels) in enumerate(zip(outputs, ys, strict=True)):
         labels = np.asarray(labels)
-        label = f"{what} labels" + (f" of output {i}" if len(outputs) > 1 else "")
+        label = f"the {what} labels" + (f" of output {i}" if len(outputs) > 1 else "")
         check_values(labels, label)
         if len(labels) != count:
-            raise EdgeflowError(f"{what} has {count} samples but {len(labels)} labels: they "
+            raise EdgeflowError(f"the {what} has {count} samples but {len(labels)} labels: they "
                                 "must match")
         width = shape[-1] if shape else 1
         sparse = labels.ndim == 1 or (labels.ndim == 2 and labels.shape[1] == 1 and width != 1)
@@ -248,7 +240,7 @@ def check_labelled(model, x, y, what: str = "training data"):
         elif width and len(shape) == 1 and labels.ndim == 2 and labels.shape[1] != width:
             raise EdgeflowError(f"{label} have {labels.shape[1]} columns but the output has "
                                 f"{width} units: one-hot labels need one column per unit")
-    return xs if len(xs) > 1 else xs[0]
+    return x
 
 
 def load_image_dir(

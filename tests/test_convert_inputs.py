@@ -121,11 +121,11 @@ def test_training_data_checked_before_work(fusion):
     y = np.array([0, 1, 2, 3] * 10)
     with pytest.raises(EdgeflowError) as err:
         qat(fusion, data=([IMG, FEAT], y), epochs=1, verbose=0)
-    assert str(err.value) == ("QAT data labels range from 0 to 3 but the output has 3 units: "
+    assert str(err.value) == ("the QAT data labels range from 0 to 3 but the output has 3 units: "
                               "class labels must be whole numbers in [0, 2]")
     bad = FEAT.copy()
     bad[0, 0] = np.inf
-    with pytest.raises(EdgeflowError, match=r"^QAT data for input 'features' holds 1 NaN"):
+    with pytest.raises(EdgeflowError, match=r"^the QAT data for input 'features' holds 1 NaN"):
         qat(fusion, data=([IMG, bad], y % 3), epochs=1, verbose=0)
 
 

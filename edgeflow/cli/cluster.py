@@ -53,7 +53,7 @@ def cluster(model, output, clusters, layers, init, data, epochs, qat, preserve_s
 
     from edgeflow import _io
     from edgeflow.cluster import cluster as run
-    from edgeflow.data import labelled
+    from edgeflow.data import OPTION_DATA, labelled
     from edgeflow.errors import EdgeflowError
     from edgeflow.models import load_model, save_model
 
@@ -64,7 +64,7 @@ def cluster(model, output, clusters, layers, init, data, epochs, qat, preserve_s
         raise EdgeflowError("--qat trains: pass --data FILE.npz with x and y")
     _io.check_file(output, force=force, example="clustered.keras")
     keras_model = load_model(model, safe_mode=not unsafe)
-    arrays = labelled(data, "--data", keras_model) if data else None
+    arrays = labelled(data, OPTION_DATA["--data"], keras_model) if data else None
     result = run(keras_model, clusters, per_layer=per_layer or None, init=init, data=arrays,
                  epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, qat=qat,
                  preserve_sparsity=preserve_sparsity)

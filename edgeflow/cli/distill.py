@@ -53,7 +53,7 @@ def distill(teacher, student, data, output, losses, feature_pairs, attention_pai
     from pathlib import Path
 
     from edgeflow import _io
-    from edgeflow.data import labelled
+    from edgeflow.data import OPTION_DATA, labelled
     from edgeflow.distill import distill as run
     from edgeflow.errors import EdgeflowError
     from edgeflow.models import load_model, save_model
@@ -62,7 +62,7 @@ def distill(teacher, student, data, output, losses, feature_pairs, attention_pai
     if not output.endswith((".keras", ".h5")):
         raise EdgeflowError(f"output {output!r} must end in .keras or .h5")
     _io.check_file(output, force=force, example="student.keras")
-    scoring = labelled(validation_data or data, "--validation-data" if validation_data else "--data")
+    scoring = labelled(validation_data or data, OPTION_DATA["--validation-data" if validation_data else "--data"])
     with loading(unsafe, custom_objects) as load:
         models = [load_model(m, safe_mode=load.safe_mode, custom_objects=load.custom_objects)
                   for m in (student, teacher)]

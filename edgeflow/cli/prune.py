@@ -67,7 +67,7 @@ def prune(model, output, method, data, sparsity, schedule, m_by_n, ratio, criter
 
     from edgeflow import _io
     from edgeflow import prune as lib
-    from edgeflow.data import labelled
+    from edgeflow.data import OPTION_DATA, labelled
     from edgeflow.errors import EdgeflowError
     from edgeflow.models import load_model, save_model
 
@@ -77,8 +77,8 @@ def prune(model, output, method, data, sparsity, schedule, m_by_n, ratio, criter
     _io.check_file(output, force=force, example="pruned.keras")
     with loading(unsafe, custom_objects) as load:
         keras_model = load_model(model, safe_mode=load.safe_mode, custom_objects=load.custom_objects)
-    arrays = labelled(data, "--data", keras_model) if data else None
-    scoring = labelled(eval_data, "--eval-data", keras_model) if eval_data else arrays
+    arrays = labelled(data, OPTION_DATA["--data"], keras_model) if data else None
+    scoring = labelled(eval_data, OPTION_DATA["--eval-data"], keras_model) if eval_data else arrays
     if method == "magnitude":
         if arrays is None:
             raise EdgeflowError(

@@ -163,6 +163,7 @@ def quantize_to_tflite(
         >>> print(outcome.render())
     """
     from edgeflow import ranges
+    from edgeflow.data import OPTION_DATA
     from edgeflow.models import load_model
     from edgeflow.quantize.ptq import compare_keep_float, layer_errors, ptq
     from edgeflow.quantize.qat import qat
@@ -175,11 +176,11 @@ def quantize_to_tflite(
             ranges.check(name, value)  # before any work, like the CLI's options
     keras_model = load_model(model, safe_mode=safe_mode, custom_objects=custom_objects)
     outputs = list(keras_model.output_names)
-    x, y = _arrays(data, keras_model, "data (--data)")
+    x, y = _arrays(data, keras_model, OPTION_DATA["--data"])
     if eval_data is None and y is not None:
         eval_data = (x, y)
     scored_on = _data_label(eval_data if eval_data is not None else data, eval_data is None)
-    ex, ey = _arrays(eval_data, keras_model, "evaluation data (--eval-data)")
+    ex, ey = _arrays(eval_data, keras_model, OPTION_DATA["--eval-data"])
     if keep_float and mode != "int8":
         raise EdgeflowError("--keep-float works with --mode int8 (post-training int8)")
     if (report or keep_float) and x is None:
