@@ -34,3 +34,16 @@ def small_resnet(num_classes: int = 10, input_shape=(8, 8, 1), width: int = 16) 
     x = L.GlobalAveragePooling2D(name="gap")(x)
     outputs = L.Dense(num_classes, activation="softmax", name="logits")(x)
     return keras.Model(inputs, outputs, name="small_resnet")
+
+
+def endless_while() -> bytes:
+    """A float ``.tflite`` (input ``[1, 4]``) that never ends: one WHILE whose condition stays
+    true (its body passes the values on). It states no MACs; TFLM, LiteRT and the firmware
+    loop forever on it."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32)])
+    def endless(x):
+        return tf.while_loop(lambda v, go: go, lambda v, go: (v, go), [x, tf.constant(True)])[0]
+
+    return tf.lite.TFLiteConverter.from_concrete_functions([endless.get_concrete_function()], endless).convert()

@@ -212,18 +212,13 @@ def test_tflm_abort_ends_the_run_at_once_with_the_operator(tmp_path, digits):
 def test_an_endless_loop_is_a_timeout_problem(tmp_path):
     """A WHILE whose condition stays true runs forever: ``--timeout`` ends it with a problem
     naming the timeout (exit 1), no exception. The default timeout is emulator.TIMEOUT."""
-    import tensorflow as tf
+    from _models import endless_while
 
     from edgeflow.cli.firmware import firmware
     from edgeflow.firmware import emulator
 
-    @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32)])
-    def endless(x):
-        return tf.while_loop(lambda v, go: go, lambda v, go: (v, go), [x, tf.constant(True)])[0]
-
     model = tmp_path / "endless.tflite"
-    model.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions([endless.get_concrete_function()],
-                                                                      endless).convert())
+    model.write_bytes(endless_while())
     result = CliRunner().invoke(main, ["firmware", str(model), "--cpu", "cortex-m4f", "--timeout", "1.5", "--json"])
     assert result.exit_code == 1, result.output
     fw = document(result.stdout)["result"]

@@ -145,6 +145,33 @@ def test_a_model_whose_one_inference_runs_for_minutes_is_stopped_by_its_cpu_budg
     assert litert.probe(int8_cnn, cpu_seconds=1).ok  # the model as converted runs in far less
 
 
+def test_predict_and_benchmark_stop_a_model_that_never_ends_at_their_cpu_budget(foreign):
+    """predict and benchmark children get the probe's budget per sample (a WHILE that never
+    ends states no MACs: 0.5 s per sample here) and say what stopped them, in one line."""
+    from _models import endless_while
+
+    from edgeflow.tflite import parse
+
+    model = endless_while()
+    assert parse(model).total_macs == 0
+    tail = ("(the budget: 0.5 s per sample + 1 s per 1e9 of the 0 MACs the file's operators state; child process "
+            "stopped): the file asks for far more work than it states (an enlarged shape) or never ends; "
+            "cpu_seconds=None lifts the limit")
+    for call, line in (
+        (lambda: litert.predict(model, np.zeros((2, 4), np.float32), cpu_seconds=0.5),
+         f"LiteRT used more than 1 s of CPU on 2 samples {tail}"),
+        (lambda: litert.benchmark(model, runs=2, warmup=1, cpu_seconds=0.5),
+         f"LiteRT used more than 1.5 s of CPU on 3 samples {tail}"),
+    ):
+        before = os.times()
+        with pytest.raises(RuntimeCrash) as err:
+            call()
+        after = os.times()
+        assert str(err.value) == line
+        # the child's start (about 0.5 s), the budget, and the limit's whole-second rounding
+        assert after.children_user + after.children_system - before.children_user - before.children_system < 4
+
+
 def test_the_cpu_budget_grows_with_the_work_the_model_states(int8_cnn):
     """A real model that states much work is not cut short: one CPU second more per
     PROBE_MACS_PER_CPU_SECOND of the MACs its operators state."""
@@ -152,3 +179,8 @@ def test_the_cpu_budget_grows_with_the_work_the_model_states(int8_cnn):
 
     assert litert._stated_macs(int8_cnn) == parse(int8_cnn).total_macs > 0
     assert litert._stated_macs(b"TFL3 not a model") == 0
+    from edgeflow.runtime._child import cpu_budget
+
+    # predict and benchmark: per sample, so a large dataset gets a budget as large
+    assert cpu_budget(1000, 5.0, 2 * 10**9, 1e9) == 1000 * 7.0
+    assert cpu_budget(1000, None, 2 * 10**9, 1e9) is None

@@ -104,6 +104,23 @@ def test_mobilenet_v2_softmax_head_aborts_without_crashing_the_caller(mobilenet_
     assert os.getpid() > 0  # still here
 
 
+def test_predict_stops_a_model_that_never_ends_at_its_cpu_budget():
+    """TFLM's predict child may use N × (cpu_seconds + stated MACs / PREDICT_MACS_PER_CPU_SECOND)
+    of CPU; a WHILE that never ends (no MACs) meets it and the error says so in one line."""
+    from _models import endless_while
+
+    before = os.times()
+    with pytest.raises(RuntimeCrash) as err:
+        tflm.predict(endless_while(), np.zeros((3, 4), np.float32), cpu_seconds=0.5)
+    after = os.times()
+    assert str(err.value) == (
+        "TFLM used more than 1.5 s of CPU on 3 samples (the budget: 0.5 s per sample + 1 s per 1e8 of the 0 MACs "
+        "the file's operators state; child process stopped): the file asks for far more work than it states (an "
+        "enlarged shape) or never ends; cpu_seconds=None lifts the limit")
+    assert after.children_user + after.children_system - before.children_user - before.children_system < 4
+    assert _tflm_children() == []
+
+
 def test_timeout_kills_the_child(int8_cnn):
     m = tflm.measure_arena(int8_cnn, timeout=0.05)
     assert m.status == "timeout" and m.arena_bytes is None

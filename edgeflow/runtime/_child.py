@@ -29,7 +29,8 @@ from pathlib import Path
 from edgeflow import _io
 from edgeflow.errors import EdgeflowError
 
-__all__ = ["Workdir", "Capture", "serve", "signal_name", "child_env", "limit_cpu", "over_cpu"]
+__all__ = ["Workdir", "Capture", "serve", "signal_name", "child_env", "cpu_budget", "cpu_exceeded", "limit_cpu",
+           "over_cpu"]
 
 
 class Workdir:
@@ -144,10 +145,11 @@ def serve(argv: list[str], handlers: dict[str, Callable[[dict, Capture], dict]])
     return 0
 
 
-def limit_cpu(seconds: float) -> int:
+def limit_cpu(seconds: float | None) -> int | None:
     """In the child: let it use at most ``seconds`` more CPU time (user + system, every
     thread) from now, then the kernel stops it (``RLIMIT_CPU``: SIGXCPU, SIGKILL a second
-    later); returns the limit set, in whole seconds of the process's CPU time.
+    later); returns the limit set, in whole seconds of the process's CPU time (None, and
+    no limit, when ``seconds`` is None).
 
     A wall-clock timeout alone lets a job burn a whole core for its length and, on a busy
     machine, cuts it at a different point each time; CPU time is the work itself.
@@ -155,6 +157,8 @@ def limit_cpu(seconds: float) -> int:
     import math
     import resource
 
+    if seconds is None:
+        return None
     used = resource.getrusage(resource.RUSAGE_SELF)
     soft = math.ceil(used.ru_utime + used.ru_stime + seconds)
     hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
@@ -162,6 +166,31 @@ def limit_cpu(seconds: float) -> int:
         soft = min(soft, hard)
     resource.setrlimit(resource.RLIMIT_CPU, (soft, soft + 1 if hard == resource.RLIM_INFINITY else hard))
     return soft
+
+
+def cpu_budget(samples: int, seconds: float | None, macs: int, macs_per_second: float) -> float | None:
+    """The CPU seconds a child may use to run ``samples`` inferences of a model whose
+    operators state ``macs`` per inference (None when ``seconds`` is None: no limit)::
+
+        budget = samples × (seconds + macs / macs_per_second)
+
+    ``seconds`` is the allowance of one inference whatever its size (start-up of the
+    interpreter, operators without MACs), ``macs_per_second`` a rate far below the runtime's
+    real one on a slow host, so a model as stated never meets the limit; only a file that
+    asks for far more work than its operators state (an enlarged shape) or never ends does.
+    """
+    if seconds is None:
+        return None
+    return max(1, samples) * (seconds + macs / macs_per_second)
+
+
+def cpu_exceeded(runtime: str, budget: float, samples: int, seconds: float, macs: int, macs_per_second: float) -> str:
+    """The one line for a child stopped by :func:`cpu_budget`'s limit (:func:`over_cpu`)."""
+    rate = f"{macs_per_second:.0e}".replace("e+0", "e").replace("e+", "e")
+    return (f"{runtime} used more than {budget:.3g} s of CPU on {samples} sample{'s' if samples != 1 else ''} "
+            f"(the budget: {seconds:g} s per sample + 1 s per {rate} of the {macs:,} MACs the file's operators "
+            f"state; child process stopped): the file asks for far more work than it states (an enlarged shape) "
+            f"or never ends; cpu_seconds=None lifts the limit")
 
 
 def over_cpu(returncode: int | None) -> bool:

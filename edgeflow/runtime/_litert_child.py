@@ -3,9 +3,9 @@
 A ``.tflite`` that edgeflow did not convert itself can pass LiteRT's verifier and still
 crash it in ``invoke()``; so LiteRT runs such files here (see ``edgeflow.runtime.litert``),
 through the one child-process mechanism (``edgeflow.runtime._child``). The request names
-the model file and the command: ``probe`` (load, allocate, one invoke on zeros, within
-``cpu_seconds`` of CPU time),
-``predict`` (``x.npz`` in, ``y.npz`` out) or ``benchmark``.
+the model file and the command: ``probe`` (load, allocate, one invoke on zeros),
+``predict`` (``x.npz`` in, ``y.npz`` out) or ``benchmark``, each within ``cpu_seconds``
+of CPU time when the request gives it (``edgeflow.runtime._child.limit_cpu``).
 """
 
 from __future__ import annotations
@@ -27,8 +27,7 @@ def _probe(req: dict, capture: Capture) -> dict:
     from edgeflow.runtime import litert
 
     data = _model(req)
-    if req.get("cpu_seconds") is not None:  # loading, allocating and the one inference
-        limit_cpu(float(req["cpu_seconds"]))
+    limit_cpu(req.get("cpu_seconds"))  # loading, allocating and the one inference
     try:
         litert._probe_here(data, delegates=bool(req.get("delegates", True)))
     except EdgeflowError as err:
@@ -41,6 +40,7 @@ def _predict(req: dict, capture: Capture) -> dict:
 
     with np.load(req["x"]) as f:
         xs = [f[f"x{i}"] for i in range(len(f.files))]
+    limit_cpu(req.get("cpu_seconds"))  # loading, allocating and every sample
     try:
         ys = litert._predict_here(_model(req), xs if len(xs) > 1 else xs[0], num_threads=req.get("num_threads"),
                                   batch_size=int(req["batch_size"]), delegates=bool(req["delegates"]))
@@ -54,6 +54,7 @@ def _predict(req: dict, capture: Capture) -> dict:
 def _benchmark(req: dict, capture: Capture) -> dict:
     from edgeflow.runtime import litert
 
+    limit_cpu(req.get("cpu_seconds"))  # loading, allocating and warmup + runs samples
     try:
         latency = litert._benchmark_here(_model(req), runs=int(req["runs"]), warmup=int(req["warmup"]),
                                          num_threads=int(req["num_threads"]))

@@ -17,7 +17,7 @@ import sys
 
 import numpy as np
 
-from edgeflow.runtime._child import Capture, serve
+from edgeflow.runtime._child import Capture, limit_cpu, serve
 
 _SHORTFALL = ("Failed to allocate", "Failed to resize buffer", "missing:")
 
@@ -98,6 +98,7 @@ def _predict(data: bytes, req: dict, capture: Capture) -> dict:
     start = capture.offset()
     with np.load(req["x"]) as f:
         xs = [f[f"x{i}"] for i in range(len(f.files))]
+    limit_cpu(req.get("cpu_seconds"))  # loading, allocating and every sample
     try:
         interp = runtime.Interpreter.from_bytes(data, arena_size=int(req["arena_size"]))
         in_details = [interp.get_input_details(i) for i in range(len(xs))]

@@ -128,8 +128,7 @@ def probe(model, *, delegates: bool = True, timeout: float = 60,
     key = (hashlib.sha256(data).hexdigest(), delegates, cpu_seconds)
     if key in _PROBED:
         return _PROBED[key]
-    if cpu_seconds is not None:
-        cpu_seconds += _stated_macs(data) / PROBE_MACS_PER_CPU_SECOND
+    cpu_seconds = _Budget(data, 1, cpu_seconds).seconds
     # always a child, also for a file edgeflow made: the probe asks whether LiteRT survives
     # the model, and some that edgeflow converts do abort it (int16x8 LayerNormalization)
     result, proc = _in_child("probe", data, {"delegates": delegates, "cpu_seconds": cpu_seconds},
@@ -209,7 +208,7 @@ def _probe_here(data: bytes, *, delegates: bool = True) -> None:
 
 def predict(
     model, x, *, num_threads: int | None = None, batch_size: int = 256, delegates: bool = True,
-    timeout: float = 600,
+    timeout: float = 600, cpu_seconds: float | None = PROBE_CPU_SECONDS,
 ) -> np.ndarray | list[np.ndarray]:
     """Run every sample of ``x`` through the model on LiteRT.
 
@@ -223,7 +222,12 @@ def predict(
         batch_size: samples per ``invoke()`` when the model's batch axis can be resized;
             otherwise one sample at a time.
         delegates: False to run the builtin kernels only (see :func:`interpreter`).
-        timeout: seconds before a child process is killed.
+        timeout: seconds (wall clock) before a child process is killed.
+        cpu_seconds: in a child, the CPU time per sample (:func:`edgeflow.runtime._child.cpu_budget`:
+            N × (``cpu_seconds`` + stated MACs / :data:`PROBE_MACS_PER_CPU_SECOND`), every
+            thread; None: no limit), as :func:`probe` gives one inference; so a large ``x``
+            gets a budget as large, and only a file that asks for far more work than its
+            operators state (an enlarged shape) or never ends meets it.
 
     Returns:
         The float outputs ``(N, ...)``: one array, or a list for several outputs (in the
@@ -231,7 +235,8 @@ def predict(
 
     Raises:
         EdgeflowError: LiteRT refuses the model or the input.
-        RuntimeCrash: LiteRT crashed on the model (in the child) or ran past ``timeout``.
+        RuntimeCrash: LiteRT crashed on the model (in the child), ran past ``timeout`` or
+            past its CPU budget (one line saying which).
 
     Example:
         >>> probs = predict(tflite_bytes, x_test)   # (N, 10) floats for an int8 model
@@ -241,13 +246,16 @@ def predict(
     if _trusted(data):
         return _predict_here(data, x, num_threads=num_threads, batch_size=batch_size, delegates=delegates)
     xs = x if isinstance(x, (list, tuple)) else [x]
-    extra = {"num_threads": num_threads, "batch_size": int(batch_size), "delegates": delegates}
+    samples = len(xs[0]) if len(xs) and np.ndim(xs[0]) else 1
+    budget = _Budget(data, samples, cpu_seconds)
+    extra = {"num_threads": num_threads, "batch_size": int(batch_size), "delegates": delegates,
+             "cpu_seconds": budget.seconds}
     with _Child() as work:
         np.savez(work.path / "x.npz", **{f"x{i}": np.asarray(a) for i, a in enumerate(xs)})
         extra.update(x=str(work.path / "x.npz"), y=str(work.path / "y.npz"))
         result, proc = work.run("predict", data, extra, timeout)
         if result is None:
-            raise RuntimeCrash(_child_death(proc, timeout))
+            raise RuntimeCrash(budget.death(proc, timeout))
         if result["status"] != "ok":
             raise EdgeflowError(result["message"])
         with np.load(work.path / "y.npz") as f:
@@ -303,12 +311,15 @@ def evaluate(model, x, y, *, task: str = "auto", num_threads: int | None = None)
     return score(predict(model, x, num_threads=num_threads), y, task=task)
 
 
-def benchmark(model, *, runs: int = 50, warmup: int = 5, num_threads: int = 1, timeout: float = 600) -> Latency:
+def benchmark(model, *, runs: int = 50, warmup: int = 5, num_threads: int = 1, timeout: float = 600,
+              cpu_seconds: float | None = PROBE_CPU_SECONDS) -> Latency:
     """Time ``invoke()`` of one sample (random input) on this host's CPU with LiteRT.
 
     The figures are host figures (XNNPACK on x86/ARM CPU), not an MCU's; they compare
     models with each other. ``p90`` is the 90th percentile of the ``runs`` timings. A file
-    edgeflow did not make is timed in a child process (see the module docstring).
+    edgeflow did not make is timed in a child process (see the module docstring), within a
+    CPU budget of ``warmup + runs`` samples (``cpu_seconds`` as in :func:`predict`; past it,
+    :class:`~edgeflow.errors.RuntimeCrash` with one line).
 
     Example:
         >>> benchmark(tflite_bytes, runs=20).median_ms
@@ -319,10 +330,11 @@ def benchmark(model, *, runs: int = 50, warmup: int = 5, num_threads: int = 1, t
     data = read_bytes(model)
     if _trusted(data):
         return _benchmark_here(data, runs=runs, warmup=warmup, num_threads=num_threads)
-    result, proc = _in_child("benchmark", data, {"runs": runs, "warmup": warmup, "num_threads": num_threads},
-                             timeout=timeout)
+    budget = _Budget(data, warmup + runs, cpu_seconds)
+    result, proc = _in_child("benchmark", data, {"runs": runs, "warmup": warmup, "num_threads": num_threads,
+                                                 "cpu_seconds": budget.seconds}, timeout=timeout)
     if result is None:
-        raise RuntimeCrash(_child_death(proc, timeout))
+        raise RuntimeCrash(budget.death(proc, timeout))
     if result["status"] != "ok":
         raise EdgeflowError(result["message"])
     return Latency(**result["latency"])
@@ -377,6 +389,27 @@ class _Child:
 def _in_child(command: str, data: bytes, extra: dict, *, timeout: float):
     with _Child() as work:
         return work.run(command, data, extra, timeout)
+
+
+class _Budget:
+    """The CPU budget of a predict/benchmark child: ``samples`` inferences of ``data``
+    (:func:`edgeflow.runtime._child.cpu_budget` at :data:`PROBE_MACS_PER_CPU_SECOND`)."""
+
+    def __init__(self, data: bytes, samples: int, per_sample: float | None):
+        from edgeflow.runtime._child import cpu_budget
+
+        self.samples, self.per_sample = samples, per_sample
+        self.macs = _stated_macs(data) if per_sample is not None else 0
+        self.seconds = cpu_budget(samples, per_sample, self.macs, PROBE_MACS_PER_CPU_SECOND)
+
+    def death(self, proc, timeout: float) -> str:
+        """Why the child ended without a result: over the budget, killed, or crashed."""
+        from edgeflow.runtime._child import cpu_exceeded, over_cpu
+
+        if self.seconds is not None and proc is not None and over_cpu(proc.returncode):
+            return cpu_exceeded("LiteRT", self.seconds, self.samples, self.per_sample, self.macs,
+                                PROBE_MACS_PER_CPU_SECOND)
+        return _child_death(proc, timeout)
 
 
 def _child_death(proc, timeout: float) -> str:

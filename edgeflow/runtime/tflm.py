@@ -59,6 +59,7 @@ import numpy as np
 from edgeflow.errors import EdgeflowError, RuntimeCrash
 from edgeflow.runtime import _child
 from edgeflow.runtime._quant import by_input_name, input_arrays
+from edgeflow.runtime.litert import PROBE_CPU_SECONDS
 from edgeflow.tflite import load, parse, read_bytes
 
 __all__ = [
@@ -270,7 +271,18 @@ def probe(model, arena_size: int, *, timeout: float = 60) -> ArenaMeasurement:
         return _from_result(result, seconds, [])
 
 
-def predict(model, x, *, arena_size: int | None = None, timeout: float = 300) -> np.ndarray:
+#: The CPU budget of a :func:`predict` child: per sample ``PREDICT_CPU_SECONDS`` plus one
+#: second per ``PREDICT_MACS_PER_CPU_SECOND`` of the MACs the file's operators state
+#: (:func:`edgeflow.runtime._child.cpu_budget`). TFLM's host kernels ran the int8 DS-CNN
+#: and ResNet-8 at 0.9 and 1.2 GMAC per CPU second here (64 samples, 2 shared cores); the
+#: rate is ten times lower for slower hosts and float kernels; the seconds per sample are
+#: LiteRT's for one inference (:data:`edgeflow.runtime.litert.PROBE_CPU_SECONDS`).
+PREDICT_CPU_SECONDS = PROBE_CPU_SECONDS
+PREDICT_MACS_PER_CPU_SECOND = 1e8
+
+
+def predict(model, x, *, arena_size: int | None = None, timeout: float = 300,
+            cpu_seconds: float | None = PREDICT_CPU_SECONDS) -> np.ndarray:
     """Run every sample of ``x`` through TFLM (batch 1 each) in a child process.
 
     Float inputs are quantized with the model's input scale/zero point and outputs
@@ -281,13 +293,18 @@ def predict(model, x, *, arena_size: int | None = None, timeout: float = 300) ->
         x: float samples ``(N, *input_shape)``; for several inputs a list of arrays in
             input order, or a dict by input name (the file's signature def).
         arena_size: the tensor arena in bytes (default: 10× the model size, at least 1 MiB).
-        timeout: seconds before the child is killed.
+        timeout: seconds (wall clock) before the child is killed.
+        cpu_seconds: CPU time per sample: the child may use N × (``cpu_seconds`` + stated
+            MACs / :data:`PREDICT_MACS_PER_CPU_SECOND`) (None: no limit), so a large ``x``
+            gets a budget as large, and only a model that never ends (a WHILE whose
+            condition stays true) or does far more work than it states meets it.
 
     Returns:
         ``(N, ...)`` float outputs; a list of arrays for a model with several outputs.
 
     Raises:
-        RuntimeCrash: TFLM aborted or crashed, or the child timed out.
+        RuntimeCrash: TFLM aborted or crashed, or the child ran past ``timeout`` or past
+            its CPU budget (one line saying which).
         EdgeflowError: bad model bytes or input shapes, or TFLM refused the model.
 
     Example:
@@ -296,6 +313,8 @@ def predict(model, x, *, arena_size: int | None = None, timeout: float = 300) ->
     data, info = load(model)
     xs = input_arrays(by_input_name(x, data), [t.shape for t in info.inputs])
     size = int(arena_size) if arena_size is not None else max(10 * len(data), 1 << 20)
+    samples = len(xs[0])
+    budget = _child.cpu_budget(samples, cpu_seconds, info.total_macs, PREDICT_MACS_PER_CPU_SECOND)
     with _Workdir(data, len(info.inputs)) as work:
         np.savez(work.path / "x.npz", **{f"x{i}": a for i, a in enumerate(xs)})
         req = {
@@ -304,10 +323,14 @@ def predict(model, x, *, arena_size: int | None = None, timeout: float = 300) ->
             "x": str(work.path / "x.npz"),
             "y": str(work.path / "y.npz"),
             "num_outputs": len(info.outputs),
+            "cpu_seconds": budget,
         }
         result, proc = work.run(req, timeout)
         if proc is None:
             raise RuntimeCrash(f"TFLM did not finish within {timeout:g} s (child killed)")
+        if budget is not None and _child.over_cpu(proc.returncode):
+            raise RuntimeCrash(_child.cpu_exceeded("TFLM", budget, samples, cpu_seconds, info.total_macs,
+                                                   PREDICT_MACS_PER_CPU_SECOND))
         if result is None:
             raise RuntimeCrash(_crash_message(data, proc.returncode, work.captured()))
         if result["status"] != "ok":
