@@ -203,9 +203,8 @@ def check_labelled(model, x, y, what: str = "training data"):
 
     Checks: the inputs as :func:`in_input_order` checks them (one array per model input, a
     dict taken by input name, sample shapes, one row per sample in every input), numbers
-    only, no NaN or infinity (in x and y), as many labels as samples, and integer class
-    labels within ``[0, output width)`` for a model whose output has more than one unit
-    (one-hot labels must have that width). Every line starts with "the ``what``".
+    only and no NaN or infinity in every input, then the labels as :func:`check_labels`
+    checks them. Every line starts with "the ``what``".
 
     Raises:
         EdgeflowError: one line naming the input or output and what to do.
@@ -213,18 +212,32 @@ def check_labelled(model, x, y, what: str = "training data"):
     names = input_names(model)
     x = in_input_order(model, x, what)
     xs = x if isinstance(x, list) else [x]
+    for name, arr in zip(names, xs, strict=True):
+        check_values(arr, f"the {what}" + (f" for input {name!r}" if len(names) > 1 else ""))
+    check_labels(model, y, len(xs[0]), what)
+    return x
+
+
+def check_labels(model, y, count: int, what: str = "training data") -> None:
+    """Check the labels of ``count`` samples against a Keras model's outputs: one label array
+    per output (a list in output order for several), numbers only, no NaN or infinity, one
+    label per sample, and for an output of more than one unit either whole class indices in
+    ``[0, units)`` (sparse labels) or one column per unit (one-hot labels).
+
+    Raises:
+        EdgeflowError: one line naming the labels ("y of the ``what``" for bad values, else
+            "the ``what`` labels"; the output by name when there are several) and what to do.
+    """
     ys = list(y) if isinstance(y, (list, tuple)) else [y]
     outputs = [tuple(t.shape[1:]) for t in model.outputs]
     if len(ys) != len(outputs):
         raise EdgeflowError(f"the model has {len(outputs)} output(s) but the {what} gives "
                             f"{len(ys)} label array(s)")
-    for name, arr in zip(names, xs, strict=True):
-        check_values(arr, f"the {what}" + (f" for input {name!r}" if len(names) > 1 else ""))
-    count = len(xs[0])
-    for i, (shape, labels) in enumerate(zip(outputs, ys, strict=True)):
+    for name, shape, labels in zip(model.output_names, outputs, ys, strict=True):
         labels = np.asarray(labels)
-        label = f"the {what} labels" + (f" of output {i}" if len(outputs) > 1 else "")
-        check_values(labels, label)
+        several = len(outputs) > 1
+        check_values(labels, f"y of the {what}" + (f" for output {name!r}" if several else ""))
+        label = f"the {what} labels" + (f" of output {name!r}" if several else "")
         if len(labels) != count:
             raise EdgeflowError(f"the {what} has {count} samples but {len(labels)} labels: they "
                                 "must match")
@@ -240,7 +253,6 @@ def check_labelled(model, x, y, what: str = "training data"):
         elif width and len(shape) == 1 and labels.ndim == 2 and labels.shape[1] != width:
             raise EdgeflowError(f"{label} have {labels.shape[1]} columns but the output has "
                                 f"{width} units: one-hot labels need one column per unit")
-    return x
 
 
 def load_image_dir(

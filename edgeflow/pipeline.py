@@ -473,11 +473,17 @@ def _check_devices(recipe: Recipe, index: int, spec) -> None:
 
 
 def _check_fit(model, data: _Data) -> _Data:
-    """The samples fit the model's inputs; integer labels fit its output units; every value
-    is a finite number. Samples by input name (``x:<name>`` in a ``.npz``) come back as
-    lists in the model's input order, labels by output name (``y:<name>``) as lists in its
-    output order."""
-    from edgeflow.data import check_values, in_input_order, in_output_order, input_names
+    """The samples fit the model's inputs; every value is a finite number; the labels fit its
+    outputs (:func:`edgeflow.data.check_labels`: one per sample, class indices within the
+    output units). Samples by input name (``x:<name>`` in a ``.npz``) come back as lists in
+    the model's input order, labels by output name (``y:<name>``) as lists in its output order."""
+    from edgeflow.data import (
+        check_labels,
+        check_values,
+        in_input_order,
+        in_output_order,
+        input_names,
+    )
 
     for key in ("x_train", "x_val", "x_test", "calibration"):
         if getattr(data, key) is not None:
@@ -498,19 +504,7 @@ def _check_fit(model, data: _Data) -> _Data:
             continue
         for name, arr in zip(inputs, x if len(inputs) > 1 else [x], strict=True):
             check_values(arr, f"x{':' + name if len(inputs) > 1 else ''} of the {split} split")
-        for name, labels in zip(names, y if len(names) > 1 else [y], strict=True):
-            check_values(labels, f"y of the {split} split" + (f" for output {name!r}" if len(names) > 1 else ""))
-    ys = data.y_train if len(names) > 1 else [data.y_train]
-    for name, tensor, y in zip(names, model.outputs, ys, strict=True):
-        units = tensor.shape[-1]
-        label = f"labels of output {name!r}" if len(names) > 1 else "labels"
-        if y.ndim == 1 and np.issubdtype(y.dtype, np.integer) and units and units > 1 and len(y):
-            low, high = int(y.min()), int(y.max())
-            if low < 0 or high >= units:
-                raise EdgeflowError(
-                    f"{label} run from {low} to {high} but the model has {units} outputs: "
-                    f"labels must be class indices 0..{units - 1}"
-                )
+        check_labels(model, y, _count(x), f"{split} split")
     return data
 
 

@@ -151,6 +151,33 @@ def test_max_drop_is_checked_on_every_output_with_its_own_metric(two_heads, tmp_
     assert {name: c["over_limit"] for name, c in doc["comparisons"].items()} == {"zdigit": False, "ink": True}
 
 
+def test_a_recipe_checks_each_outputs_labels_in_every_split_before_work(two_heads, tmp_path):
+    """The labels of every split are checked by edgeflow.data.check_labels (the check prune,
+    QAT and distill use), naming the split and the output: one error line, exit 2."""
+    from edgeflow.cli import main
+
+    _, folder, _, y_te, ink_te = two_heads
+    data = dict(np.load(folder / "data.npz"))
+    cases = {
+        "range": ({"y_test:zdigit": np.where(np.arange(len(y_te)) == 7, 10, y_te)},
+                  "the test split labels of output 'zdigit' range from 0 to 10 but the output has 10 "
+                  "units: class labels must be whole numbers in [0, 9]"),
+        "nan": ({"y_train:ink": np.where(np.arange(len(data["y_train:ink"])) == 4, np.nan, data["y_train:ink"])},
+                "y of the training split for output 'ink' holds 1 NaN or infinite value(s) (first in "
+                "sample 4): remove or replace them before converting or training"),
+    }
+    for name, (change, line) in cases.items():
+        np.savez(tmp_path / f"{name}.npz", **{**data, **change})
+        recipe = {"name": name, "model": {"path": str(folder / "two.keras")},
+                  "data": {"source": "npz", "path": str(tmp_path / f"{name}.npz"), "validation_fraction": 0},
+                  "stages": [{"stage": "train", "epochs": 1}]}
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(recipe))
+        run = CliRunner().invoke(main, ["run", str(tmp_path / f"{name}.yaml"), "-o", str(tmp_path / name)])
+        assert run.exit_code == 2, run.output
+        assert run.output.strip().splitlines() == [f"error: {tmp_path}/{name}.yaml: data.path: {line}"]
+        assert not (tmp_path / name).exists()
+
+
 def test_quantize_scores_each_output_apart(two_heads, digits, tmp_path):
     """edgeflow quantize --json: labels y:<output name> in the .npz, figures by output name;
     the API keeps one label array per output (lists are not stacked into one array)."""

@@ -45,8 +45,8 @@ CASES = [
      "data.path: data samples have shape (64,) but the model input is (N, 8, 8, 1): reshape the "
      "data to the model's input"),
     ("labels", lambda r: r.update(data={"source": "npz", "path": "labels.npz"}),
-     "data.path: labels run from 0 to 39 but the model has 10 outputs: labels must be class "
-     "indices 0..9"),
+     "data.path: the training split labels range from 0 to 39 but the output has 10 units: class "
+     "labels must be whole numbers in [0, 9]"),
     ("teacher", _distill(teacher="big.keras"),
      "stages.2.teacher: teacher '{d}/big.keras' is neither a stage before it (train, prune) nor "
      "an existing model file"),
