@@ -47,3 +47,28 @@ def endless_while() -> bytes:
         return tf.while_loop(lambda v, go: go, lambda v, go: (v, go), [x, tf.constant(True)])[0]
 
     return tf.lite.TFLiteConverter.from_concrete_functions([endless.get_concrete_function()], endless).convert()
+
+
+def table_compressed(trained_cnn, digits, per_channel: bool = True) -> tuple[bytes, bytes, list]:
+    """The digits CNN with its kernels on few levels (4 and 16, layer by layer: 2- and 4-bit
+    indices), int8 per channel (the converter's default) or per tensor, slim for TFLM, and
+    table-compressed: ``(plain, packed, tables)``."""
+    import numpy as np
+
+    from edgeflow.convert import convert
+    from edgeflow.models import copy_model
+    from edgeflow.tflite import slim
+    from edgeflow.tflite.lut import compress_tables
+
+    (x_tr, _), (x_te, _) = digits
+    model = copy_model(trained_cnn)
+    for i, layer in enumerate(model.layers):  # what 4 and 16 clusters give
+        weights = layer.get_weights()
+        if weights and weights[0].ndim > 1:
+            levels = np.linspace(weights[0].min(), weights[0].max(), 4 if i % 2 else 16)
+            weights[0] = levels[np.abs(weights[0][..., None] - levels).argmin(-1)].astype(np.float32)
+            layer.set_weights(weights)
+    options = None if per_channel else {"_experimental_disable_per_channel": True}
+    plain = slim(convert(model, "int8", x_tr[:100], converter_options=options), tflm_only=True)[0]
+    packed, tables = compress_tables(plain, x_te[:8])
+    return plain, packed, tables.compressed

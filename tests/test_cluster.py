@@ -104,7 +104,7 @@ def test_cluster_cli_writes_the_model_and_json(trained_cnn, digits, tmp_path):
 
 def test_export_lut_compresses_the_c_array_and_the_resolver_registers_decode(clustered_int8, tmp_path):
     from edgeflow.cli import main
-    from edgeflow.deploy.mcu import resolver_calls
+    from edgeflow.deploy.mcu import DECODE_CALL, resolver_calls
     from edgeflow.tflite import parse
 
     (tmp_path / "c.tflite").write_bytes(clustered_int8)
@@ -117,7 +117,7 @@ def test_export_lut_compresses_the_c_array_and_the_resolver_registers_decode(clu
     source = (tmp_path / "model.cc").read_text()
     tflite = bytes(int(v, 16) for v in re.findall(r"0x([0-9a-f]{2})", source))
     assert len(tflite) == payload["size_bytes"]
-    assert "AddDecode" in resolver_calls(op.name for op in parse(tflite).ops)
+    assert DECODE_CALL in resolver_calls(op.name for op in parse(tflite).ops)
 
 
 def test_cluster_recipe_stage_then_tables_on_tflm(tmp_path):

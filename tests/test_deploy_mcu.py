@@ -246,6 +246,42 @@ def test_project_for_board_compiles_and_registers_exactly_the_models_ops(board, 
     assert serial.count("output:") == 1 and len(serial.split("output:")[1].split("\n")[0].split()) == 10
 
 
+@needs_gxx
+def test_decode_model_ships_edgeflows_decode_kernel_and_compiles_against_tflm(trained_cnn, digits, tmp_path):
+    """A table-compressed model's project carries edgeflow's DECODE kernel (the package's
+    own files) and registers it with AddCustom; op_resolver.h and the kernel compile with
+    the host's g++ against the real TFLM headers (the pinned sources; syntax only)."""
+    from importlib.resources import files
+
+    from _models import table_compressed
+
+    from edgeflow.deploy.mcu import DECODE_CALL
+    from edgeflow.firmware import sources
+
+    try:
+        tflm = sources.locate(online=False)
+    except EdgeflowError as err:
+        pytest.skip(str(err))
+    _, packed, _ = table_compressed(trained_cnn, digits)
+    out = tmp_path / "fw"
+    p = generate_mcu_project(packed, "nucleo-h743zi", out, arena_bytes=20000)
+    assert DECODE_CALL in p.resolver_calls and "AddDecode" not in p.resolver_calls
+    shipped = files("edgeflow").joinpath("_data/firmware")
+    for rel in ("include/edgeflow_decode.h", "src/edgeflow_decode.cc"):
+        assert (out / rel).read_text() == shipped.joinpath(Path(rel).name).read_text()
+    resolver = (out / "include/op_resolver.h").read_text()
+    assert '#include "edgeflow_decode.h"' in resolver
+    assert f"  if (resolver.{DECODE_CALL} != kTfLiteOk) return kTfLiteError;" in resolver
+    (tmp_path / "register.cc").write_text('#include "op_resolver.h"\nint main() { EdgeflowOpResolver r; '
+                                          "return EdgeflowRegisterOps(r) != kTfLiteOk; }\n")
+    d = tflm.downloads
+    cmd = [GXX, "-std=c++17", "-fsyntax-only", "-Wall", "-DTF_LITE_STATIC_MEMORY", f"-I{out / 'include'}",
+           f"-I{tflm.root}", f"-I{d / 'flatbuffers/include'}", f"-I{d / 'gemmlowp'}", f"-I{d / 'ruy'}",
+           str(tmp_path / "register.cc"), str(out / "src/edgeflow_decode.cc")]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_dry_run_writes_nothing_and_names_every_file(int8_cnn, tmp_path):
     lines: list[str] = []
     p = generate_mcu_project(int8_cnn, "raspberry-pi-pico", tmp_path / "fw", dry_run=True, log=lines.append)

@@ -10,6 +10,7 @@ import subprocess
 
 import numpy as np
 import pytest
+from _models import table_compressed
 from _schema import document
 from click.testing import CliRunner
 
@@ -89,32 +90,70 @@ def test_tflm_only_slim_file_runs_bit_identical_in_firmware(built, int8_cnn, sam
     assert fw.firmware.flash < built["arduino-nano-33-ble"].firmware.flash
 
 
-def test_table_compressed_model_runs_bit_identical_in_firmware(built, trained_cnn, digits):
-    """A DECODE (table-compressed) model on the target, on the core the other tests build:
-    the same outputs as host TFLM; its arena holds the decoded weights."""
-    from edgeflow.convert import convert
-    from edgeflow.firmware import build, encode_inputs
-    from edgeflow.models import copy_model
-    from edgeflow.tflite import reader, slim
-    from edgeflow.tflite.lut import DECODE_OP, compress_tables
+@pytest.fixture(scope="module")
+def per_channel_tables(trained_cnn, digits):
+    return table_compressed(trained_cnn, digits)
 
-    (x_tr, _), (x_te, _) = digits
-    model = copy_model(trained_cnn)
-    for layer in model.layers:  # every kernel on 4 levels: what 4 clusters give
-        weights = layer.get_weights()
-        if weights and weights[0].ndim > 1:
-            levels = np.linspace(weights[0].min(), weights[0].max(), 4)
-            weights[0] = levels[np.abs(weights[0][..., None] - levels).argmin(-1)].astype(np.float32)
-            layer.set_weights(weights)
-    plain = slim(convert(model, "int8", x_tr[:100]), tflm_only=True)[0]
-    packed, tables = compress_tables(plain, x_te[:8])
+
+def test_table_compressed_model_runs_bit_identical_in_firmware(built, per_channel_tables, digits):
+    """A DECODE (table-compressed) model on the target, decoded by edgeflow's own kernel
+    (edgeflow_decode.cc), on the core the other tests build: the same outputs as host TFLM
+    (which decodes with TFLM's kernel) and as the uncompressed model; per-channel tables of
+    2- and 4-bit indices. Its arena holds the decoded weights."""
+    from edgeflow.deploy.mcu import DECODE_CALL
+    from edgeflow.firmware import build, encode_inputs
+    from edgeflow.tflite import reader
+    from edgeflow.tflite.lut import DECODE_OP
+
+    _, (x_te, _) = digits
+    plain, packed, tables = per_channel_tables
+    assert {c.bits for c in tables} == {2, 4} and all(c.per_channel for c in tables)
     info = reader.parse(packed)
-    assert tables.compressed and DECODE_OP in info.op_names() and len(packed) < len(plain)
+    assert DECODE_OP in info.op_names() and len(packed) < len(plain)
     samples = encode_inputs(info, x_te[:4], limit=4)
     fw = build(packed, "arduino-nano-33-ble", inputs=samples)
     assert fw.emulated and not fw.problems
+    assert f"resolver.{DECODE_CALL};" in (fw.firmware.workdir / "main.cc").read_text()
+    linked = fw.firmware.image.symbols
+    assert any("edgeflow_decode" in name for name in linked) and not any("DecodeState" in name for name in linked)
     assert fw.run.outputs == _host_tflm(packed, samples) == _host_tflm(plain, samples)
     assert fw.arena_used > built["arduino-nano-33-ble"].arena_used
+
+
+def test_per_tensor_tables_run_bit_identical_in_firmware(trained_cnn, digits):
+    """Per-tensor tables (an int8 model quantized per tensor) with 2-, 4- and 5-bit indices:
+    edgeflow's DECODE kernel gives host TFLM's outputs."""
+    from edgeflow.firmware import build, encode_inputs
+    from edgeflow.tflite import reader
+
+    _, (x_te, _) = digits
+    plain, packed, tables = table_compressed(trained_cnn, digits, per_channel=False)
+    assert {2, 4} <= {c.bits for c in tables} and not any(c.per_channel for c in tables)
+    samples = encode_inputs(reader.parse(packed), x_te[:4], limit=4)
+    fw = build(packed, "arduino-nano-33-ble", inputs=samples)
+    assert fw.emulated and not fw.problems
+    assert fw.run.outputs == _host_tflm(packed, samples) == _host_tflm(plain, samples)
+
+
+def test_unsupported_decode_type_fails_in_prepare_with_its_line(per_channel_tables, tmp_path):
+    """A DECODE whose metadata names Huffman (type 1) stops AllocateTensors in the kernel's
+    Prepare; the problem line names the operator and what its kernel does not decode."""
+    from edgeflow.firmware import build
+    from edgeflow.tflite import reader
+
+    _, packed, _ = per_channel_tables
+    info = reader.parse(packed)
+    decode = next(op for op in info.ops if op.name == "TFLM_DECODE")
+    ancillary = reader.constant_values(packed, info.tensors[decode.inputs[1]]).tobytes()
+    assert ancillary[:2] == b"\x00\x01" and packed.count(ancillary) == 1  # LUT, DCM version 1
+    huffman = bytearray(packed)
+    huffman[packed.index(ancillary)] = 1
+    fw = build(bytes(huffman), cpu="cortex-m4f", timeout=60)
+    arena = fw.firmware.arena_size  # the probe's: all the RAM the image leaves
+    assert fw.problems == [f"TFLM on cortex-m4f under QEMU: AllocateTensors failed with an arena of {arena} bytes, "
+                           f"in Prepare of TFLM_DECODE (operator {decode.index}): unsupported DECODE type 1 "
+                           "(Huffman): edgeflow's DECODE kernel decodes lookup tables (type 0) only"]
+    assert fw.run.exit_status == 3 and fw.arena_used is None and not fw.fits
 
 
 @pytest.mark.parametrize("board", ["arduino-nano-33-ble", "stm32f746g-disco"])
@@ -340,6 +379,8 @@ def test_a_while_bodys_operators_are_registered(tmp_path):
     # it fails AllocateTensors, so the smallest arena that runs is searched on the target
     assert fw.arena_source == "emulated runs (smallest arena that runs)"
     assert fw.firmware.arena_size == fw.arena_used > fw.run.arena_used
+    # the failing Prepare is named, with what TFLM logged (its check's file without folders)
     assert fw.notes == [f"TFLM reported {fw.run.arena_used:,} B of arena used, but fails with it "
-                        f"(AllocateTensors failed with an arena of {fw.run.arena_used} bytes); the smallest "
-                        f"arena that runs, searched on the target, is {fw.arena_used:,} B"]
+                        f"(AllocateTensors failed with an arena of {fw.run.arena_used} bytes, in Prepare of LESS "
+                        "(operator 0, subgraph 1): comparisons.cc:560 input2 != nullptr was not true.); the "
+                        f"smallest arena that runs, searched on the target, is {fw.arena_used:,} B"]

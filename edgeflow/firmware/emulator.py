@@ -8,7 +8,10 @@ at three marker functions: around each ``Invoke()`` and at the start and end of 
 operator (TFLM's profiler hooks). QEMU does not model cycles (the DWT cycle counter reads
 0), so an instruction count is what it measures exactly; the counts are repeatable run to
 run. A fault, a hang (``timeout``) or a failed ``AllocateTensors``/``Invoke`` is a
-:class:`RunResult` with ``ok`` False and the reason, never an exception.
+:class:`RunResult` with ``ok`` False and the reason, never an exception; a kernel's Prepare
+that fails is named with the last line it logged (``EF log``), e.g. ``AllocateTensors failed
+with an arena of 1040384 bytes, in Prepare of TFLM_DECODE (operator 0): unsupported DECODE
+type 1 (Huffman): ...``.
 
 Nothing in the image spins until the timeout: TFLM's abort (``TFLITE_ABORT``, an endless
 loop in TFLM's ``AbortImpl``, reached e.g. from a failed ``TFLITE_CHECK``) is caught in the
@@ -24,6 +27,7 @@ model's code still runs into the timeout ("timed out after N s").
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import subprocess
 import tempfile
@@ -47,6 +51,8 @@ __all__ = ["TIMEOUT", "RunResult", "plugin", "run"]
 TIMEOUT = 300.0
 
 _MARKERS = ("ef_invoke", "ef_begin", "ef_end")
+_PREPARE_FAILED = re.compile(r".*, in Prepare of \S+ \(operator (\d+)(?:, subgraph (\d+))?\)")
+_SOURCE_PATH = re.compile(r"\S*/([^/\s]+\.(?:cc|cpp|c|h):\d+)")  # a TFLM check's file:line, without its folders
 
 #: QEMU's exit status for each way the measurement image ends (main.cc, startup.c).
 EXIT_STATUS = {0: "ok", 3: "AllocateTensors failed", 4: "Invoke failed", 5: "cannot write output.bin",
@@ -144,11 +150,15 @@ def run(elf_path: str | Path, machine: str, inputs: bytes | None = None, *, coun
         console = p.stdout.decode("utf-8", "replace") + p.stderr.decode("utf-8", "replace")
         facts: dict[str, str] = {}
         events: list[str] = []
+        logs: dict[tuple[str, str], str] = {}  # (operator index, subgraph) -> the last line it logged in Prepare
         for line in console.splitlines():
             if line.startswith("EF "):
                 key, _, value = line[3:].partition(" ")
                 if key == "event":
                     events.append(value.split(" ", 1)[1])
+                elif key == "log":
+                    index, subgraph, text = (value.split(" ", 2) + ["", ""])[:3]
+                    logs[(index, subgraph)] = text.strip()
                 else:
                     facts[key] = value
         result = RunResult(facts.get("status") == "ok", console=console, exit_status=p.returncode)
@@ -159,7 +169,7 @@ def run(elf_path: str | Path, machine: str, inputs: bytes | None = None, *, coun
             abort = facts.get("abort", "").split()
             if len(abort) >= 3:
                 result.aborted = (abort[0], abort[1], int(abort[2]))
-            result.reason = _reason(facts, console, p.returncode, elf_path)
+            result.reason = _reason(facts, console, p.returncode, elf_path, logs)
             return result
         result.samples = int(facts.get("samples", 0))
         result.outputs = (work / "output.bin").read_bytes()
@@ -169,10 +179,13 @@ def run(elf_path: str | Path, machine: str, inputs: bytes | None = None, *, coun
         return result
 
 
-def _reason(facts: dict, console: str, returncode: int, elf_path) -> str:
-    """One line: why the image stopped without ``EF status ok``."""
+def _reason(facts: dict, console: str, returncode: int, elf_path, logs: dict | None = None) -> str:
+    """One line: why the image stopped without ``EF status ok``; a failed Prepare with the
+    last line that operator logged (``logs``, by operator index and subgraph)."""
     if "error" in facts:
-        return facts["error"]
+        failed = _PREPARE_FAILED.fullmatch(facts["error"])
+        said = (logs or {}).get((failed.group(1), failed.group(2) or "0")) if failed else None
+        return facts["error"] + (": " + _SOURCE_PATH.sub(r"\1", said) if said else "")
     if "abort" in facts:
         words = facts["abort"].split()
         if words == ["abort()"]:

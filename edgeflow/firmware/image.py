@@ -16,6 +16,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from edgeflow import _io
+from edgeflow.deploy.mcu import OWN_KERNELS, cxx_call, own_kernel_sources
 from edgeflow.errors import EdgeflowError
 from edgeflow.firmware import elf as _elf
 from edgeflow.firmware.library import Library
@@ -109,14 +110,18 @@ def prepare(data: bytes, calls: list[str], target: Target, sources: TflmSources,
     work = Path(keep.name)
     library = Library(sources, target, toolchain, jobs)
     (work / "model.tflite").write_bytes(data)
-    main = _template("main.cc").replace("EF_RESOLVER_CALLS", "\n".join(f"  resolver.{c}();" for c in calls))
+    main = _template("main.cc").replace("EF_RESOLVER_CALLS", "\n".join(f"  resolver.{cxx_call(c)};" for c in calls))
     (work / "main.cc").write_text(main.replace("EF_OP_COUNT", str(max(1, len(calls)))))
+    (work / "edgeflow_decode.h").write_text(_template("edgeflow_decode.h"))  # main.cc includes it
+    kernels = own_kernel_sources(calls)
+    for name, text in kernels.items():
+        (work / name).write_text(text)
     (work / "startup.c").write_text(_template("startup.c"))
     (work / "model.S").write_text(_template("model.S").replace("EF_MODEL_PATH", f'"{work / "model.tflite"}"'))
     (work / "link.ld").write_text(link_script(target))
     fpu = ["-DEF_HAS_FPU"] if target.fpu else []
     objects = []
-    for name in ("main.cc", "startup.c", "model.S"):
+    for name in ("main.cc", "startup.c", "model.S", *(n for n in kernels if n.endswith(".cc"))):
         src = work / name
         obj = work / (name + ".o")
         compiler = toolchain.gxx if name.endswith(".cc") else toolchain.gcc
@@ -161,7 +166,8 @@ def link_image(build: _Build, arena_size: int | None = None, *, name: str = "fir
 #: The parts of the flash split (:func:`flash_split`), in order, with what each holds.
 FLASH_PARTS = {
     "model": "the .tflite array (g_model)",
-    "tflm": "TFLM's interpreter and kernels with CMSIS-NN (the TFLM sources compiled for the core)",
+    "tflm": "TFLM's interpreter and kernels with CMSIS-NN (the TFLM sources compiled for the core), and "
+            "the kernels edgeflow ships (its DECODE, edgeflow_decode.cc)",
     "application": "edgeflow's measurement main, start-up code and arena size (yours replaces them on a board)",
     "libraries": "the C and C++ runtime: newlib (printf, semihosting file I/O), libstdc++, libgcc",
     "padding": "alignment padding and bytes the linker adds itself",
@@ -173,18 +179,19 @@ def flash_split(image: _elf.Image, map_text: str, build: _Build) -> dict[str, in
 
     Each input section of a flash output section is counted for its object file, as the
     linker map lists it (:func:`edgeflow.firmware.elf.map_contributions`): ``model.S.o`` is
-    the model, objects of the TFLM library folder are TFLM, edgeflow's other objects are the
+    the model, objects of the TFLM library folder and edgeflow's own kernels are TFLM, edgeflow's other objects are the
     application, archives and start files of the toolchain are libraries. ``padding`` is the
     rest of the flash, so the parts sum to ``image.flash`` exactly.
     """
     sections = {s.name for s in image.sections if s.alloc and not s.nobits}
     files, _fill = _elf.map_contributions(map_text, sections)
     library, work = str(build.library.dir), str(build.workdir)
+    own = {n for names in OWN_KERNELS.values() for n in names if n.endswith(".cc")}
     parts = dict.fromkeys(FLASH_PARTS, 0)
     for path, size in files.items():
         if path.endswith("model.S.o"):
             parts["model"] += size
-        elif path.startswith(library):
+        elif path.startswith(library) or any(path.endswith(f"/{n}.o") for n in own):
             parts["tflm"] += size
         elif path.startswith(work):
             parts["application"] += size

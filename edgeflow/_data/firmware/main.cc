@@ -14,6 +14,12 @@
 // DebugLog, so it sees "HALTED" first: it prints "EF abort <stage> [<operator> <index>
 // <subgraph>]" (stage AllocateTensors, Prepare or Invoke; the operator where TFLM's graph
 // says one runs) and ends the program with the exit status EF_EXIT_TFLM_ABORT.
+//
+// What TFLM logs during a kernel's Prepare goes to stdout as "EF log <operator index>
+// <subgraph> <line>"; a Prepare that returns an error (AllocateTensors then fails; also
+// when the arena is too small) is named in the error line: "EF error AllocateTensors failed
+// with an arena of <n> bytes, in Prepare of <operator> (operator <index>[, subgraph <n>])",
+// and edgeflow.firmware.emulator adds the last line that operator logged.
 #include <cstdarg>
 #include <cstdint>
 #include <cstdio>
@@ -33,6 +39,7 @@
 #include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
 #include "tensorflow/lite/micro/micro_profiler_interface.h"
 #include "tensorflow/lite/schema/schema_generated.h"
+#include "edgeflow_decode.h"
 
 extern "C" const unsigned char g_model[];
 
@@ -57,6 +64,11 @@ const TFLMRegistration* ef_wrapped[EF_OP_COUNT];
 TfLiteStatus (*ef_prepare_of[EF_OP_COUNT])(TfLiteContext*, TfLiteNode*);
 int ef_wrapped_count = 0;
 
+// The operator whose Prepare failed first.
+const char* ef_failed_name = nullptr;
+int ef_failed_index = -1;
+int ef_failed_subgraph = 0;
+
 const TFLMRegistration* ef_current_registration() {
   if (ef_graph == nullptr) return nullptr;
   tflite::SubgraphAllocations* allocations = ef_graph->GetAllocations();
@@ -64,6 +76,12 @@ const TFLMRegistration* ef_current_registration() {
   return allocations[ef_graph->GetCurrentSubgraphIndex()]
       .node_and_registrations[ef_graph->GetCurrentOperatorIndex()]
       .registration;
+}
+
+const char* ef_operator_name(const TFLMRegistration* registration) {
+  return registration->builtin_code == tflite::BuiltinOperator_CUSTOM && registration->custom_name
+             ? registration->custom_name
+             : tflite::EnumNameBuiltinOperator(static_cast<tflite::BuiltinOperator>(registration->builtin_code));
 }
 
 TfLiteStatus ef_prepare(TfLiteContext* context, TfLiteNode* node) {
@@ -75,6 +93,11 @@ TfLiteStatus ef_prepare(TfLiteContext* context, TfLiteNode* node) {
       ef_stage = "Prepare";
       TfLiteStatus status = ef_prepare_of[i] == nullptr ? kTfLiteOk : ef_prepare_of[i](context, node);
       ef_stage = outer;
+      if (status != kTfLiteOk && ef_failed_name == nullptr) {
+        ef_failed_name = ef_operator_name(registration);
+        ef_failed_index = ef_graph->GetCurrentOperatorIndex();
+        ef_failed_subgraph = ef_graph->GetCurrentSubgraphIndex();
+      }
       return status;
     }
   }
@@ -108,10 +131,7 @@ __attribute__((noreturn)) void ef_tflm_abort() {
   bool in_operator = strcmp(ef_stage, "Prepare") == 0 || (strcmp(ef_stage, "Invoke") == 0 && ef_operator_depth > 0);
   const TFLMRegistration* registration = in_operator ? ef_current_registration() : nullptr;
   if (registration != nullptr) {
-    const char* name = registration->builtin_code == tflite::BuiltinOperator_CUSTOM && registration->custom_name
-                           ? registration->custom_name
-                           : tflite::EnumNameBuiltinOperator(static_cast<tflite::BuiltinOperator>(registration->builtin_code));
-    printf(" %s %d %d", name, ef_graph->GetCurrentOperatorIndex(), ef_graph->GetCurrentSubgraphIndex());
+    printf(" %s %d %d", ef_operator_name(registration), ef_graph->GetCurrentOperatorIndex(), ef_graph->GetCurrentSubgraphIndex());
   }
   printf("\n");
   fflush(stdout);
@@ -144,7 +164,14 @@ class MarkerProfiler : public tflite::MicroProfilerInterface {
 // an abort ends the program instead of spinning.
 extern "C" void DebugLog(const char* format, va_list args) {
   if (strcmp(format, "HALTED") == 0) ef_tflm_abort();
-  vfprintf(stderr, format, args);
+  if (strcmp(ef_stage, "Prepare") != 0) {
+    vfprintf(stderr, format, args);
+  } else if (strcmp(format, "\r\n") == 0) {  // MicroPrintf's line end
+    printf("\n");
+  } else {
+    printf("EF log %d %d ", ef_graph->GetCurrentOperatorIndex(), ef_graph->GetCurrentSubgraphIndex());
+    vfprintf(stdout, format, args);
+  }
 }
 
 extern "C" int DebugVsnprintf(char* buffer, size_t buf_size, const char* format, va_list args) {
@@ -174,7 +201,13 @@ EF_RESOLVER_CALLS
   static tflite::MicroInterpreter interpreter(model, resolver, allocator, nullptr, &profiler);
   ef_stage = "AllocateTensors";
   if (interpreter.AllocateTensors() != kTfLiteOk) {
-    printf("EF error AllocateTensors failed with an arena of %d bytes\n", ef_arena_size);
+    printf("EF error AllocateTensors failed with an arena of %d bytes", ef_arena_size);
+    if (ef_failed_name != nullptr) {
+      printf(", in Prepare of %s (operator %d", ef_failed_name, ef_failed_index);
+      if (ef_failed_subgraph != 0) printf(", subgraph %d", ef_failed_subgraph);
+      printf(")");
+    }
+    printf("\n");
     return 3;
   }
   printf("EF arena_used %u\n", static_cast<unsigned>(interpreter.arena_used_bytes()));
