@@ -88,3 +88,26 @@ def test_labelled_inputs_are_checked_by_in_input_order_with_its_lines():
     got = check_labelled(model, {"imu": x_imu, "img": x_img}, y, "QAT data")
     assert [a.shape for a in got] == [(5, 4, 4, 1), (5, 6)]  # in input order
     np.testing.assert_array_equal(check_labelled(one, [np.ones((5, 4), np.float32)], y), np.ones((5, 4)))
+
+
+def test_prune_cluster_and_distill_refuse_nan_data_with_one_line():
+    """The API of every training stage reads its data through labelled/check_labelled and
+    names it the same way, so bad values give the same line, before any training."""
+    from edgeflow._keras import keras
+    from edgeflow.cluster import cluster
+    from edgeflow.distill import distill
+    from edgeflow.prune import magnitude
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, name="fc"),
+                              keras.layers.Dense(3, activation="softmax", name="out")])
+    x, y = np.ones((6, 4), np.float32), np.array([0, 1, 2, 0, 1, 2])
+    x[2, 1] = np.inf
+    runs = {"prune": lambda: magnitude(model, 0.5, data=(x, y), epochs=1),
+            "cluster": lambda: cluster(model, 4, data=(x, y), epochs=1, qat=True),
+            "distill": lambda: distill(model, model, (x, y), epochs=1)}
+    for name, run in runs.items():
+        with pytest.raises(EdgeflowError) as err:
+            run()
+        assert str(err.value) == ("the training data holds 1 NaN or infinite value(s) (first in "
+                                  "sample 2): remove or replace them before converting or training"), name

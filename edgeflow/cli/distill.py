@@ -62,14 +62,17 @@ def distill(teacher, student, data, output, losses, feature_pairs, attention_pai
     if not output.endswith((".keras", ".h5")):
         raise EdgeflowError(f"output {output!r} must end in .keras or .h5")
     _io.check_file(output, force=force, example="student.keras")
-    scoring = labelled(validation_data or data, OPTION_DATA["--validation-data" if validation_data else "--data"])
     with loading(unsafe, custom_objects) as load:
         models = [load_model(m, safe_mode=load.safe_mode, custom_objects=load.custom_objects)
                   for m in (student, teacher)]
     teacher_model = models[1]
+    # checked against the student before any work, as prune and cluster check --data
+    arrays = labelled(data, OPTION_DATA["--data"], models[0])
+    validation = (labelled(validation_data, OPTION_DATA["--validation-data"], models[0])
+                  if validation_data else None)
     result = run(
         *models,
-        data,
+        arrays,
         losses=list(losses) or ["soft"],
         epochs=epochs,
         batch_size=batch_size,
@@ -78,7 +81,7 @@ def distill(teacher, student, data, output, losses, feature_pairs, attention_pai
         feature_pairs=list(feature_pairs) or None,
         attention_pairs=list(attention_pairs) or None,
         learning_rate=learning_rate,
-        validation_data=validation_data,
+        validation_data=validation,
         verbose=2 if verbose else 0,
         hard_loss=hard_loss,
     )
@@ -93,7 +96,7 @@ def distill(teacher, student, data, output, losses, feature_pairs, attention_pai
                "warnings": list(result.warnings)}
     where = (f"{Path(validation_data).name} (--validation-data)" if validation_data else
              f"{Path(data).name} (the training data: pass --validation-data for held-out data)")
-    comparison = compare_keras(teacher_model, result.model, *scoring, data=where,
+    comparison = compare_keras(teacher_model, result.model, *(validation or arrays), data=where,
                                baseline_model="teacher", result_model="trained student",
                                max_drop=max_drop)
     payload["comparison"] = comparison.to_dict()

@@ -551,10 +551,10 @@ def distill(
         hard_loss = default_loss(student, hard_loss)
     distiller.compile(optimizer, loss=hard_loss, metrics=list(metrics) if metrics else None)
     input_rank = len(student.inputs[0].shape)
-    x, y = _fit_data(data, batch_size, input_rank, "data", student)
+    x, y = _fit_data(data, batch_size, input_rank, "training data", student)
     fit_kwargs = {"epochs": epochs, "verbose": verbose, "callbacks": callbacks}
     if validation_data is not None:
-        vx, vy = _fit_data(validation_data, batch_size, input_rank, "validation_data")
+        vx, vy = _fit_data(validation_data, batch_size, input_rank, "validation data", student)
         fit_kwargs["validation_data"] = vx if vy is None else (vx, vy)
     if y is None:
         history = distiller.fit(x, **fit_kwargs)
@@ -578,7 +578,7 @@ def _fit_data(data, batch_size: int, input_rank: int, what: str, model=None):
         return data, y
     spec = data.element_spec
     if not isinstance(spec, tuple) or len(spec) < 2:
-        raise EdgeflowError(f"{what} must yield (x, y) pairs (labels are needed)")
+        raise EdgeflowError(f"the {what} must yield (x, y) pairs (labels are needed)")
     if len(spec[0].shape) == input_rank - 1:
         data = data.batch(batch_size)
     return data, None
