@@ -415,27 +415,32 @@ def _signature(prep: _Prepared):
 
 
 def _export_signature(prep: _Prepared, path: Path) -> Path:
-    """Save the traced inference function as a SavedModel the child converts."""
+    """Save the traced inference function as a SavedModel the child converts.
+
+    The SavedModel holds the signature and the model's variables only. Saving the Keras
+    model object itself would also trace and save every layer's own call functions, which
+    the converter never reads: for a QAT MobileNetV3Small (64x64) that is about 1,800
+    functions, 77 s to save and 68 s more for the child to load them back, against 8 s
+    and 15 s for the signature alone, with the same ``.tflite`` bytes (measured, 2 cores).
+    A model holding resources that are not variables (a lookup table) cannot be saved
+    that way and is saved with the model object.
+    """
     from edgeflow._keras import tf
 
-    serve = _signature(prep)
     try:
+        serve = _signature(prep).get_concrete_function()
         module = tf.Module()
-        module.model = prep.keras_model
-        tf.saved_model.save(module, str(path), signatures={"serving_default": serve.get_concrete_function()})
-    except Exception as err:
-        # Saving the model also saves every layer's own call functions; some cannot be
-        # saved (a QAT Conv2DTranspose captures its transposed kernel). The signature alone
-        # needs only the variables.
+        module.weights = list(prep.keras_model.variables)
         try:
-            module = tf.Module()
-            module.weights = list(prep.keras_model.variables)
-            tf.saved_model.save(module, str(path),
-                                signatures={"serving_default": serve.get_concrete_function()})
+            tf.saved_model.save(module, str(path), signatures={"serving_default": serve})
         except Exception:
-            raise EdgeflowError(f"cannot trace the model on input shapes "
-                                f"{', '.join(_shape_text(s) for _, s in prep.inputs)}: "
-                                f"{first_line(err)}") from err
+            module = tf.Module()
+            module.model = prep.keras_model
+            tf.saved_model.save(module, str(path), signatures={"serving_default": serve})
+    except Exception as err:
+        raise EdgeflowError(f"cannot trace the model on input shapes "
+                            f"{', '.join(_shape_text(s) for _, s in prep.inputs)}: "
+                            f"{first_line(err)}") from err
     return path
 
 

@@ -119,3 +119,16 @@ def test_select_tf_ops_advice_is_for_a_microcontroller():
     assert message.startswith("the TFLite converter failed (float32): the model uses TensorFlow "
                               "ops with no TFLite builtin kernel (MatrixInverse)")
     assert "SELECT_TF_OPS" not in message and "microcontrollers" in message
+
+
+def test_a_lookup_table_is_saved_with_the_model_and_reaches_the_converter():
+    """The traced signature is saved with the model's variables only; a lookup table is a
+    resource but no variable, so that save fails and the model object is saved with it:
+    the converter then names the table's op (no "cannot trace the model")."""
+    inp = keras.Input((4,), dtype="int64")
+    h = L.IntegerLookup(vocabulary=[1, 2, 3, 4], name="lookup")(inp)
+    model = keras.Model(inp, L.Dense(2)(L.Flatten()(L.Embedding(8, 3)(h))))
+    with pytest.raises(EdgeflowError) as err:
+        convert(model, "float32")
+    assert str(err.value).startswith("the TFLite converter failed (float32): the model uses TensorFlow "
+                                     "ops with no TFLite builtin kernel (HashTableV2)")
