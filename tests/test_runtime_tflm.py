@@ -121,6 +121,27 @@ def test_predict_stops_a_model_that_never_ends_at_its_cpu_budget():
     assert _tflm_children() == []
 
 
+def test_arena_search_and_probe_stop_a_model_that_never_ends_at_each_trys_cpu_budget():
+    """Each arena size the search tries (and a probe's one) may use cpu_seconds + stated
+    MACs / PREDICT_MACS_PER_CPU_SECOND of CPU; a WHILE that never ends ends the search at its
+    first try with status timeout and the one line, instead of running until the wall-clock
+    timeout (300 s)."""
+    from _models import endless_while
+
+    model = endless_while()
+    line = ("TFLM used more than 0.5 s of CPU on 1 sample (the budget: 0.5 s per sample + 1 s per 1e8 of the 0 MACs "
+            "the file's operators state; child process stopped): the file asks for far more work than it states (an "
+            "enlarged shape) or never ends; cpu_seconds=None lifts the limit")
+    before = os.times()
+    searched = tflm.measure_arena(model, cpu_seconds=0.5)
+    probed = tflm.probe(model, 4096, cpu_seconds=0.5)
+    after = os.times()
+    assert (searched.status, searched.arena_bytes, searched.message) == ("timeout", None, line)
+    assert (probed.status, probed.message) == ("timeout", line)
+    assert after.children_user + after.children_system - before.children_user - before.children_system < 8
+    assert _tflm_children() == []
+
+
 def test_timeout_kills_the_child(int8_cnn):
     m = tflm.measure_arena(int8_cnn, timeout=0.05)
     assert m.status == "timeout" and m.arena_bytes is None

@@ -17,6 +17,7 @@ failure of the child (exit status 1 with its traceback in the capture), not a cr
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -29,8 +30,8 @@ from pathlib import Path
 from edgeflow import _io
 from edgeflow.errors import EdgeflowError
 
-__all__ = ["Workdir", "Capture", "serve", "signal_name", "child_env", "cpu_budget", "cpu_exceeded", "limit_cpu",
-           "over_cpu"]
+__all__ = ["Workdir", "Capture", "serve", "signal_name", "child_env", "cpu_budget", "cpu_exceeded", "cpu_timer",
+           "limit_cpu", "over_cpu"]
 
 
 class Workdir:
@@ -168,6 +169,23 @@ def limit_cpu(seconds: float | None) -> int | None:
     return soft
 
 
+@contextlib.contextmanager
+def cpu_timer(seconds: float | None):
+    """In the child: stop the process if the block uses more than ``seconds`` of CPU time
+    (user + system, every thread; ``ITIMER_PROF`` delivers SIGPROF, whose default action ends
+    the process). Unlike :func:`limit_cpu` it can be armed again for each of several tries
+    in one child (an arena search runs one inference per arena size). None: no limit.
+    """
+    if seconds is None:
+        yield
+        return
+    signal.setitimer(signal.ITIMER_PROF, max(float(seconds), 0.001))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_PROF, 0)
+
+
 def cpu_budget(samples: int, seconds: float | None, macs: int, macs_per_second: float) -> float | None:
     """The CPU seconds a child may use to run ``samples`` inferences of a model whose
     operators state ``macs`` per inference (None when ``seconds`` is None: no limit)::
@@ -194,8 +212,9 @@ def cpu_exceeded(runtime: str, budget: float, samples: int, seconds: float, macs
 
 
 def over_cpu(returncode: int | None) -> bool:
-    """Whether a child ended because it ran past :func:`limit_cpu`'s limit (SIGXCPU)."""
-    return returncode is not None and returncode == -signal.SIGXCPU
+    """Whether a child ended because it ran past :func:`limit_cpu`'s limit (SIGXCPU) or a
+    :func:`cpu_timer` (SIGPROF)."""
+    return returncode is not None and returncode in (-signal.SIGXCPU, -signal.SIGPROF)
 
 
 def signal_name(returncode: int) -> str:

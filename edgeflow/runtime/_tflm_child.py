@@ -17,7 +17,7 @@ import sys
 
 import numpy as np
 
-from edgeflow.runtime._child import Capture, limit_cpu, serve
+from edgeflow.runtime._child import Capture, cpu_timer, limit_cpu, serve
 
 _SHORTFALL = ("Failed to allocate", "Failed to resize buffer", "missing:")
 
@@ -30,8 +30,10 @@ class _Log:
         os.write(self.fd, (line + "\n").encode())
 
 
-def _probe(data: bytes, size: int, num_inputs: int, capture: Capture, log: _Log) -> tuple[bool, str]:
-    """Allocate and invoke once with ``size`` bytes of arena; ``(ok, TFLM's text)``."""
+def _probe(data: bytes, size: int, num_inputs: int, capture: Capture, log: _Log,
+           cpu_seconds: float | None = None) -> tuple[bool, str]:
+    """Allocate and invoke once with ``size`` bytes of arena, within ``cpu_seconds`` of CPU
+    time (past it the process ends on SIGPROF); ``(ok, TFLM's text)``."""
     from tflite_micro.python.tflite_micro import runtime
 
     log.write(f"try {size}")
@@ -39,11 +41,12 @@ def _probe(data: bytes, size: int, num_inputs: int, capture: Capture, log: _Log)
     ok = False
     interp = None
     try:
-        interp = runtime.Interpreter.from_bytes(data, arena_size=size)
-        for i in range(num_inputs):
-            d = interp.get_input_details(i)
-            interp.set_input(np.zeros(tuple(d["shape"]), d["dtype"]), i)
-        interp.invoke()
+        with cpu_timer(cpu_seconds):
+            interp = runtime.Interpreter.from_bytes(data, arena_size=size)
+            for i in range(num_inputs):
+                d = interp.get_input_details(i)
+                interp.set_input(np.zeros(tuple(d["shape"]), d["dtype"]), i)
+            interp.invoke()
         interp.print_allocations()
         ok = True
     except (RuntimeError, ValueError) as err:
@@ -59,11 +62,12 @@ def _search(data: bytes, req: dict, capture: Capture, log: _Log) -> dict:
     """Smallest 16-aligned arena that allocates and invokes, by doubling then bisection."""
     lo, hi, cap = int(req["lo"]), req.get("hi"), int(req["cap"])
     n_in = int(req["num_inputs"])
+    cpu = req.get("cpu_seconds")
     best_text = ""
     if hi is None:
         size = _align(max(int(req["start"]), lo + 16))
         while True:
-            ok, text = _probe(data, size, n_in, capture, log)
+            ok, text = _probe(data, size, n_in, capture, log, cpu)
             if ok:
                 hi, best_text = size, text
                 break
@@ -75,14 +79,14 @@ def _search(data: bytes, req: dict, capture: Capture, log: _Log) -> dict:
                 return {"status": "failed", "text": text, "cap": cap}
     else:
         hi = int(hi)
-        ok, best_text = _probe(data, hi, n_in, capture, log)
+        ok, best_text = _probe(data, hi, n_in, capture, log, cpu)
         if not ok:
             return {"status": "failed", "text": best_text, "arena_bytes": hi}
     while hi - lo > 16:
         mid = _align((lo + hi) // 2)
         if mid <= lo:
             mid = lo + 16
-        ok, text = _probe(data, mid, n_in, capture, log)
+        ok, text = _probe(data, mid, n_in, capture, log, cpu)
         if ok:
             hi, best_text = mid, text
         else:
@@ -131,7 +135,8 @@ def _search_handler(req: dict, capture: Capture) -> dict:
 def _probe_handler(req: dict, capture: Capture) -> dict:
     with open(req["model"], "rb") as f:
         data = f.read()
-    ok, text = _probe(data, int(req["arena_size"]), int(req["num_inputs"]), capture, _Log(req["log"]))
+    ok, text = _probe(data, int(req["arena_size"]), int(req["num_inputs"]), capture, _Log(req["log"]),
+                      req.get("cpu_seconds"))
     return {"status": "ok" if ok else "failed", "arena_bytes": int(req["arena_size"]), "text": text}
 
 

@@ -177,7 +177,19 @@ def raise_softmax_scale(model) -> bytes:
     return bytes(builder.Output())
 
 
-def measure_arena(model, *, timeout: float = 300) -> ArenaMeasurement:
+#: The CPU budget of a :func:`predict` child, and of each try of :func:`measure_arena` and
+#: :func:`probe`: per sample ``PREDICT_CPU_SECONDS`` plus one second per
+#: ``PREDICT_MACS_PER_CPU_SECOND`` of the MACs the file's operators state
+#: (:func:`edgeflow.runtime._child.cpu_budget`). TFLM's host kernels ran the int8 DS-CNN
+#: and ResNet-8 at 0.9 and 1.2 GMAC per CPU second here (64 samples, 2 shared cores); the
+#: rate is ten times lower for slower hosts and float kernels; the seconds per sample are
+#: LiteRT's for one inference (:data:`edgeflow.runtime.litert.PROBE_CPU_SECONDS`).
+PREDICT_CPU_SECONDS = PROBE_CPU_SECONDS
+PREDICT_MACS_PER_CPU_SECOND = 1e8
+
+
+def measure_arena(model, *, timeout: float = 300,
+                  cpu_seconds: float | None = PREDICT_CPU_SECONDS) -> ArenaMeasurement:
     """The smallest tensor arena with which TFLM allocates and invokes the model.
 
     Runs ``tflite_micro``'s interpreter in a child process: doubling from a start size
@@ -189,6 +201,11 @@ def measure_arena(model, *, timeout: float = 300) -> ArenaMeasurement:
     Args:
         model: ``.tflite`` bytes or a path.
         timeout: seconds for the whole search; the child is killed after it.
+        cpu_seconds: CPU time each try (allocate + one inference) may use, plus one second
+            per :data:`PREDICT_MACS_PER_CPU_SECOND` of the MACs the file's operators state
+            (:func:`edgeflow.runtime._child.cpu_budget`); past it the search ends with
+            ``status="timeout"`` and a line that says so (a ``WHILE`` that never ends, an
+            enlarged shape). None: no limit.
 
     Raises:
         EdgeflowError: the bytes are not a TFLite model.
@@ -199,6 +216,7 @@ def measure_arena(model, *, timeout: float = 300) -> ArenaMeasurement:
         ('ok', 5968)
     """
     data, info = load(model)
+    budget = _child.cpu_budget(1, cpu_seconds, info.total_macs, PREDICT_MACS_PER_CPU_SECOND)
     started = time.monotonic()
     lo, hi = 0, None
     notes = []
@@ -213,9 +231,12 @@ def measure_arena(model, *, timeout: float = 300) -> ArenaMeasurement:
                 "hi": hi,
                 "start": max(64 * 1024, _align(len(data))),
                 "cap": MAX_ARENA,
+                "cpu_seconds": budget,
             }
             result, proc = work.run(req, remaining)
             seconds = time.monotonic() - started
+            if _child.over_cpu(proc and proc.returncode):
+                return ArenaMeasurement("timeout", message=_over_budget(budget, cpu_seconds, info), seconds=seconds)
             if proc is None:
                 return ArenaMeasurement(
                     "timeout", message=f"TFLM did not finish within {timeout:g} s (child killed)"
@@ -246,8 +267,10 @@ def measure_arena(model, *, timeout: float = 300) -> ArenaMeasurement:
             )
 
 
-def probe(model, arena_size: int, *, timeout: float = 60) -> ArenaMeasurement:
-    """Try one arena size in a child process: ``status`` ``ok`` if TFLM allocates and invokes.
+def probe(model, arena_size: int, *, timeout: float = 60,
+          cpu_seconds: float | None = PREDICT_CPU_SECONDS) -> ArenaMeasurement:
+    """Try one arena size in a child process: ``status`` ``ok`` if TFLM allocates and invokes
+    (within ``cpu_seconds`` of CPU time as in :func:`measure_arena`, else ``timeout``).
 
     Example:
         >>> probe(tflite_bytes, m.arena_bytes - 16).status
@@ -256,10 +279,14 @@ def probe(model, arena_size: int, *, timeout: float = 60) -> ArenaMeasurement:
     data, info = load(model)
     if int(arena_size) <= 0:
         raise EdgeflowError(f"arena_size must be a positive number of bytes, got {arena_size}")
+    budget = _child.cpu_budget(1, cpu_seconds, info.total_macs, PREDICT_MACS_PER_CPU_SECOND)
     started = time.monotonic()
     with _Workdir(data, len(info.inputs)) as work:
-        result, proc = work.run({"command": "probe", "arena_size": int(arena_size)}, timeout)
+        result, proc = work.run({"command": "probe", "arena_size": int(arena_size), "cpu_seconds": budget},
+                                timeout)
         seconds = time.monotonic() - started
+        if _child.over_cpu(proc and proc.returncode):
+            return ArenaMeasurement("timeout", message=_over_budget(budget, cpu_seconds, info), seconds=seconds)
         if proc is None:
             return ArenaMeasurement("timeout", message=f"TFLM did not finish within {timeout:g} s",
                                     seconds=seconds)
@@ -269,16 +296,6 @@ def probe(model, arena_size: int, *, timeout: float = 60) -> ArenaMeasurement:
                 seconds=seconds,
             )
         return _from_result(result, seconds, [])
-
-
-#: The CPU budget of a :func:`predict` child: per sample ``PREDICT_CPU_SECONDS`` plus one
-#: second per ``PREDICT_MACS_PER_CPU_SECOND`` of the MACs the file's operators state
-#: (:func:`edgeflow.runtime._child.cpu_budget`). TFLM's host kernels ran the int8 DS-CNN
-#: and ResNet-8 at 0.9 and 1.2 GMAC per CPU second here (64 samples, 2 shared cores); the
-#: rate is ten times lower for slower hosts and float kernels; the seconds per sample are
-#: LiteRT's for one inference (:data:`edgeflow.runtime.litert.PROBE_CPU_SECONDS`).
-PREDICT_CPU_SECONDS = PROBE_CPU_SECONDS
-PREDICT_MACS_PER_CPU_SECOND = 1e8
 
 
 def predict(model, x, *, arena_size: int | None = None, timeout: float = 300,
@@ -402,6 +419,11 @@ def _crash_message(data: bytes, returncode: int, captured: str) -> str:
     return f"TFLM aborted ({sig}) while loading or running the model, cause unknown{last}"
 
 
+
+
+def _over_budget(budget: float, cpu_seconds: float, info) -> str:
+    """The line for an arena search or probe whose try ran past its CPU budget."""
+    return _child.cpu_exceeded("TFLM", budget, 1, cpu_seconds, info.total_macs, PREDICT_MACS_PER_CPU_SECOND)
 
 
 def _align(n: int) -> int:
