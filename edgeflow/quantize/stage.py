@@ -30,6 +30,7 @@ class Outcome:
     warnings: list[str] = field(default_factory=list)
     comparison: object | None = None  # edgeflow.runtime.metrics.Comparison, with eval data
     output_names: list[str] = field(default_factory=list)  # the Keras model's, in order
+    comparisons: dict | None = None  # several outputs: each output's Comparison, by name
 
     @property
     def outputs(self) -> dict | None:
@@ -46,11 +47,14 @@ class Outcome:
 
     @property
     def exit_code(self) -> int:
-        """1 when a full-int8 mode gave a model that is not full int8, or the score dropped
-        more than the limit (``max_drop``); else 0."""
+        """1 when a full-int8 mode gave a model that is not full int8, or the score (every
+        output's, for several outputs) dropped more than the limit (``max_drop``); else 0."""
         not_int8 = self.promised_int8 and self.int8_check is not None and not self.int8_check.ok
-        over = self.comparison is not None and self.comparison.over_limit
-        return 1 if not_int8 or over else 0
+        return 1 if not_int8 or any(c.over_limit for c in self._shown()) else 0
+
+    def _shown(self) -> list:
+        """The comparisons the report prints: each output's, else the one (or none)."""
+        return list((self.comparisons or {}).values()) or ([self.comparison] if self.comparison else [])
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (``edgeflow quantize --json``'s payload); the bytes are left out.
@@ -73,6 +77,8 @@ class Outcome:
             "notes": list(self.notes),
             "warnings": list(self.warnings),
             "comparison": None if self.comparison is None else self.comparison.to_dict(),
+            "comparisons": None if self.comparisons is None else {
+                name: c.to_dict() for name, c in self.comparisons.items()},
             "outputs": self.outputs,
         }
 
@@ -85,10 +91,7 @@ class Outcome:
             lines.append(f"left in float: {name}")
         for note in self.notes:
             lines.append(f"note: {note}")
-        if self.comparison is not None:
-            lines.append(self.comparison.render())
-        for name, f in (self.outputs or {}).items():
-            lines.append(f"output {name}: {f['metric']} {f['keras']:.4f} (Keras) -> {f['tflite']:.4f} (.tflite)")
+        lines += [c.render() for c in self._shown()]
         if self.errors is not None:
             lines.append(f"per-op int8 error (worst first, TFLite quantization debugger):\n"
                          f"{self.errors.table(top)}")
@@ -100,8 +103,7 @@ class Outcome:
             lines.append(f"warning: --mode {self.mode} promised a full-int8 model; float ops: "
                          + "; ".join(self.int8_check.float_ops + self.int8_check.stray_conversions))
         lines += [f"warning: {w}" for w in self.warnings]
-        if self.comparison is not None and self.comparison.over_limit:
-            lines.append(f"warning: {self.comparison.warning()}")
+        lines += [f"warning: {c.warning()}" for c in self._shown() if c.over_limit]
         return "\n".join(lines)
 
 
@@ -148,7 +150,9 @@ def quantize_to_tflite(
         eval_data: ``(x, y)`` or ``.npz`` path for scoring, in the same forms; default:
             ``data`` when it has labels.
         max_drop: the largest drop from the float model to the ``.tflite``, in points
-            (:class:`edgeflow.runtime.metrics.Comparison`); more makes ``exit_code`` 1.
+            (:class:`edgeflow.runtime.metrics.Comparison`); more makes ``exit_code`` 1. A
+            model with several outputs is checked on every output with its own metric
+            (``Outcome.comparisons``): points of accuracy, or percent of MAE added.
 
     Returns:
         An :class:`Outcome`; ``outcome.tflite`` holds the bytes. The input model is not modified.
@@ -221,9 +225,13 @@ def quantize_to_tflite(
         outcome.keras_metrics = evaluate_keras(keras_model, ex, ey)
         outcome.tflite_metrics = evaluate(outcome.tflite, ex, ey)
         kind = "QAT int8" if mode == "qat" else outcome.mode
-        outcome.comparison = Comparison(
-            outcome.keras_metrics, outcome.tflite_metrics, "float Keras model",
-            f"{kind} .tflite on LiteRT", f"{scored_on}, {len(ex[0] if isinstance(ex, list) else ex)} samples", max_drop)
+        sides = ("float Keras model", f"{kind} .tflite on LiteRT",
+                 f"{scored_on}, {len(ex[0] if isinstance(ex, list) else ex)} samples", max_drop)
+        outcome.comparison = Comparison(outcome.keras_metrics, outcome.tflite_metrics, *sides)
+        if "outputs" in outcome.keras_metrics:  # several outputs: each with its own metric
+            outcome.comparisons = {
+                name: Comparison(k, t, *sides, output=name) for name, k, t in zip(
+                    outputs, outcome.keras_metrics["outputs"], outcome.tflite_metrics["outputs"], strict=True)}
     return outcome
 
 
