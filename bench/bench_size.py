@@ -23,8 +23,9 @@ edgeflow's slim file, and of the table-compressed file, accuracy measured on TFL
 TFLM's arena (planned + persistent, 64-bit host) without and with the tables: DECODE
 writes each decoded tensor into the arena. With ``--firmware``, each int8 and compressed
 model is also built into Cortex-M4 firmware and run under QEMU: flash of the linked image
-(DECODE's own code included), the arena of the emulated run, and whether its outputs
-equal host TFLM's.
+(DECODE's own code included: edgeflow's kernel, and the same image with TFLM's kernel for
+comparison), the arena of the emulated run, and whether its outputs equal host TFLM's (and
+TFLM's kernel's image the same outputs).
 
 Run ``python bench/bench_size.py --only clustering --firmware`` for table 3 with firmware.
 """
@@ -181,14 +182,20 @@ def clustering_rows(name: str, model, train, test, epochs: int, firmware: bool =
               f" {len(tables.compressed)} tables ({time.monotonic() - started:.0f} s)", flush=True)
         if firmware:
             fw = on_firmware(packed, xt)
-            print(f"{'':<24}firmware (arduino-nano-33-ble, Cortex-M4, QEMU): flash {base_fw[0]:,} -> {fw[0]:,} "
-                  f"bytes, arena {base_fw[1]:,} -> {fw[1]:,} bytes; outputs equal host TFLM: "
-                  f"{'yes' if base_fw[2] and fw[2] else 'NO'}", flush=True)
+            flash, theirs = with_tflm_decode(packed, fw[3], xt)
+            same = theirs.ok and theirs.outputs == fw[3].run.outputs
+            print(f"{'':<24}firmware (arduino-nano-33-ble, Cortex-M4, QEMU), int8 -> tables: flash {base_fw[0]:,} -> "
+                  f"{fw[0]:,} bytes ({100 * (fw[0] / base_fw[0] - 1):+.1f} %), arena {base_fw[1]:,} -> {fw[1]:,} "
+                  f"bytes, Invoke() {base_fw[3].instructions:,} -> {fw[3].instructions:,} instructions; outputs "
+                  f"equal host TFLM: {'yes' if base_fw[2] and fw[2] else 'NO'}", flush=True)
+            print(f"{'':<24}with TFLM's DECODE kernel instead: flash {flash:,} bytes, arena {theirs.arena_used:,} "
+                  f"bytes, Invoke() {theirs.instructions[0] if theirs.instructions else 0:,} instructions; "
+                  f"outputs equal edgeflow's kernel's: {'yes' if same else 'NO (' + theirs.reason + ')'}", flush=True)
 
 
-def on_firmware(data: bytes, x) -> tuple[int, int, bool]:
-    """(flash of the linked image, arena of the emulated run, outputs equal host TFLM's) on
-    the Nano 33 BLE's Cortex-M4 under QEMU, for 4 samples of ``x``."""
+def on_firmware(data: bytes, x) -> tuple[int, int, bool, object]:
+    """(flash of the linked image, arena of the emulated run, outputs equal host TFLM's, the
+    FirmwareResult) on the Nano 33 BLE's Cortex-M4 under QEMU, for 4 samples of ``x``."""
     from edgeflow.firmware import build, encode_inputs
 
     info = parse(data)
@@ -198,7 +205,22 @@ def on_firmware(data: bytes, x) -> tuple[int, int, bool]:
     out = info.outputs[0]
     raw = np.frombuffer(fw.run.outputs, np.dtype(out.dtype)).reshape(host.shape)
     got = dequantize(raw, {"dtype": out.dtype, "quantization": (out.scale[0], out.zero_point[0])})
-    return fw.firmware.flash, fw.arena_used, bool(np.array_equal(got, host) and fw.emulated and not fw.problems)
+    return fw.firmware.flash, fw.arena_used, bool(np.array_equal(got, host) and fw.emulated and not fw.problems), fw
+
+
+def with_tflm_decode(data: bytes, ours, x):
+    """The firmware ``ours`` (a FirmwareResult, edgeflow's DECODE kernel) rebuilt with TFLM's
+    own kernel (``AddDecode()``) and run once on the same 4 samples of ``x`` (its arena: all
+    the RAM the image leaves; arena size changes no flash): (flash, the emulated run)."""
+    from edgeflow.deploy.mcu import DECODE_CALL, resolver_calls
+    from edgeflow.devices import get_device
+    from edgeflow.firmware import emulator, encode_inputs, image, sources, targets, toolchain
+
+    info = parse(data)
+    target = targets.for_profile(get_device("arduino-nano-33-ble").firmware)
+    calls = ["AddDecode" if c == DECODE_CALL else c for c in resolver_calls(info.ops_used())]
+    fw = image.link_image(image.prepare(data, calls, target, sources.locate(), toolchain.find()))
+    return fw.flash, emulator.run(fw.elf, target.machine, encode_inputs(info, x[:4], limit=4))
 
 
 def arena_parts(data: bytes) -> str:
