@@ -258,16 +258,18 @@ def _run(state: _State, *, resume: bool, verbose: int, say: Callable[[str], None
 
 def _comparisons(records: list[StageRecord], max_drop: float, data: str):
     """The run's first figure against its last one, with the recipe's ``max_drop``: the
-    first output's accuracy (``keras_accuracy``/``tflite_accuracy``), and for a model with
-    several outputs each output by name (``StageRecord.outputs``) with its own metric:
-    accuracy in points, MAE in percent added (:class:`edgeflow.runtime.metrics.Comparison`).
+    first output's accuracy (``keras_accuracy``/``tflite_accuracy``) or, for a regression
+    model, its MAE (``keras_mae``/``tflite_mae``), and for a model with several outputs
+    each output by name (``StageRecord.outputs``) with its own metric: accuracy in points,
+    MAE in percent added (:class:`edgeflow.runtime.metrics.Comparison`).
 
     Returns:
         ``(comparison, comparisons)``: a Comparison or None, and a dict by output name or
         None for one output. A figure without a first and a later stage has none.
     """
-    comparison = _compare(records, lambda r: (r.keras_accuracy, r.tflite_accuracy), "accuracy",
-                          max_drop, data)
+    comparison = (_compare(records, lambda r: (r.keras_accuracy, r.tflite_accuracy), "accuracy",
+                           max_drop, data)
+                  or _compare(records, lambda r: (r.keras_mae, r.tflite_mae), "mae", max_drop, data))
     names = next((r.outputs for r in records if r.outputs), None)
     if names is None:
         return comparison, None
@@ -765,8 +767,8 @@ def _convert(state: _State, spec, index: int, label: str, verbose: int) -> Stage
         tflite_scored = metrics.score(tflm.predict(tflite, d.x_test), d.y_test)
     else:
         tflite_scored = litert.evaluate(tflite, d.x_test, d.y_test)
-    record.keras_accuracy = keras_scored.get("accuracy")
-    record.tflite_accuracy = tflite_scored.get("accuracy")
+    record.keras_accuracy, record.keras_mae = keras_scored.get("accuracy"), keras_scored.get("mae")
+    record.tflite_accuracy, record.tflite_mae = tflite_scored.get("accuracy"), tflite_scored.get("mae")
     record.outputs = metrics.by_output(state.output_names, keras=keras_scored, tflite=tflite_scored)
     record.size_bytes = len(tflite)
     record.gzip_bytes = len(gzip.compress(tflite, 9))
@@ -831,6 +833,7 @@ def _keras_record(state: _State, index: int, stage: str, label: str, model) -> S
     record = StageRecord(
         index, stage, label,
         keras_accuracy=scored.get("accuracy"),
+        keras_mae=scored.get("mae"),
         params=int(model.count_params()),
         size_bytes=size,
         gzip_bytes=packed,

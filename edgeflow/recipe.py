@@ -17,10 +17,11 @@ Example recipe::
 
 ``max_drop`` (default 1) is the largest drop, in points of accuracy, from the first stage's
 Keras model to the run's last accuracy (the last ``.tflite``); more makes ``edgeflow run``
-warn and exit 1. A model with several outputs is checked on every output with its own
-metric: a classification output in points of accuracy, a regression output in percent of
-MAE added (``100 · (last - first) / first``, as ``--max-drop`` reads it for a regression
-model); the warning names the output.
+warn and exit 1. A regression model is checked on its MAE, in percent added
+(``100 · (last - first) / first``, as ``--max-drop`` reads it for a regression model). A
+model with several outputs is checked on every output with its own metric: a
+classification output in points of accuracy, a regression output in percent of MAE
+added; the warning names the output.
 """
 
 from __future__ import annotations

@@ -46,6 +46,9 @@ class StageRecord:
             float | None, "tflite": float | None}``, accuracy for a classification output
             and mean absolute error for a regression one, on the same test data as
             ``keras_accuracy`` (which is the first output's). None for one output.
+        keras_mae, tflite_mae: the same two for a regression model (its first output's,
+            for several outputs): mean absolute error on the test data, in the labels'
+            units (``edgeflow.runtime.metrics.score``); None for a classifier.
     """
 
     index: int
@@ -63,6 +66,8 @@ class StageRecord:
     resumed: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, dict] | None = None
+    keras_mae: float | None = None
+    tflite_mae: float | None = None
 
     def to_dict(self) -> dict:
         """The record as a JSON-ready dict (the keys of the attributes)."""
@@ -83,6 +88,10 @@ class StageRecord:
             parts.append(f"keras acc {self.keras_accuracy:.4f}")
         if self.tflite_accuracy is not None:
             parts.append(f"tflite acc {self.tflite_accuracy:.4f}")
+        if self.keras_mae is not None:
+            parts.append(f"keras mae {self.keras_mae:.4f}")
+        if self.tflite_mae is not None:
+            parts.append(f"tflite mae {self.tflite_mae:.4f}")
         if self.size_bytes is not None:
             gz = f" (gzip {self.gzip_bytes:,} B)" if self.gzip_bytes is not None else ""
             parts.append(f"size {self.size_bytes:,} B{gz}")
@@ -109,9 +118,10 @@ class RunResult:
         check: the ``edgeflow.devices.Report`` of the check stage, if any.
         model: the Keras model after the last stage that changed it (not serialised).
         tflite: the ``.tflite`` bytes of the last convert stage, if any (not serialised).
-        comparison: the first stage's accuracy against the run's last one, with the
-            recipe's ``max_drop`` (``edgeflow.runtime.metrics.Comparison``), or None; for a
-            model with several outputs, the first output's accuracy.
+        comparison: the first stage's accuracy (a regression model's MAE, in percent
+            added) against the run's last one, with the recipe's ``max_drop``
+            (``edgeflow.runtime.metrics.Comparison``), or None; for a model with several
+            outputs, the first output's figure.
         comparisons: for a model with several outputs, each output's comparison by output
             name, with its own metric (accuracy in points, MAE in percent added), or None.
     """
@@ -128,8 +138,8 @@ class RunResult:
     @property
     def exit_code(self) -> int:
         """0 when the model fits every checked device (or nothing was checked), every int8
-        convert stage gave a full-int8 model and the accuracy (every output's figure, for
-        several outputs) dropped no more than the recipe's ``max_drop``; else 1."""
+        convert stage gave a full-int8 model and the accuracy or MAE (every output's figure,
+        for several outputs) dropped no more than the recipe's ``max_drop``; else 1."""
         over = any(c.over_limit for c in [self.comparison, *(self.comparisons or {}).values()]
                    if c is not None)
         not_int8 = any(r.extra.get("int8_ok") is False for r in self.records)

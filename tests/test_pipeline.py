@@ -120,3 +120,75 @@ def test_a_run_whose_int8_file_keeps_float_ops_exits_1_naming_them():
     assert convert.extra["int8_ok"] is False
     assert convert.extra["warnings"][0] == ("mode int8 promised a full-int8 model; float ops: "
                                             + "; ".join(check.float_ops + check.stray_conversions))
+
+
+@pytest.fixture(scope="module")
+def ink_regression(tmp_path_factory):
+    """A one-output regression model (the digit image's mean pixel, ``ink``), trained briefly,
+    its file, and an .npz whose training labels are moved by +1 (the test labels are not)."""
+    import numpy as np
+
+    from edgeflow._keras import keras
+    from edgeflow.data import digits
+
+    (x_tr, _), (x_te, _) = digits(test_fraction=0.25, seed=0)
+    ink_tr, ink_te = x_tr.mean(axis=(1, 2, 3)), x_te.mean(axis=(1, 2, 3))
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1, name="ink")])
+    model.compile("adam", "mae")
+    model.fit(x_tr, ink_tr, epochs=3, batch_size=32, verbose=0)
+    folder = tmp_path_factory.mktemp("ink")
+    model.save(folder / "ink.keras")
+    np.savez(folder / "shifted.npz", x_train=x_tr, y_train=ink_tr + 1.0, x_test=x_te, y_test=ink_te)
+    return model, folder, x_te, ink_te
+
+
+def _mae(model, x, y) -> float:
+    import numpy as np
+
+    return float(np.mean(np.abs(model.predict(x, verbose=0).reshape(-1).astype(np.float64) - y)))
+
+
+def test_a_regression_recipe_checks_max_drop_on_its_mae(ink_regression, tmp_path):
+    """A one-output regression model records its MAE per stage (keras_mae, tflite_mae) and
+    the run compares the first with the last in percent added: training on labels moved by
+    +1 raises it far over max_drop 50, exit 1 with the exact lines."""
+    import numpy as np
+    import yaml
+
+    from edgeflow.models import load_model
+    from edgeflow.runtime import litert
+
+    model, folder, x_te, ink_te = ink_regression
+    recipe = {"name": "ink", "max_drop": 50, "model": {"path": str(folder / "ink.keras")},
+              "data": {"source": "npz", "path": str(folder / "shifted.npz"), "validation_fraction": 0},
+              "stages": [{"stage": "train", "epochs": 0}, {"stage": "train", "epochs": 3, "learning_rate": 0.01},
+                         {"stage": "convert", "mode": "int8"}]}
+    (tmp_path / "ink.yaml").write_text(yaml.safe_dump(recipe))
+    out = tmp_path / "run"
+    run = CliRunner().invoke(main, ["run", str(tmp_path / "ink.yaml"), "-o", str(out)])
+    assert run.exit_code == 1, run.output
+    report = json.loads((out / "report.json").read_text())
+    before = _mae(model, x_te, ink_te)
+    trained = _mae(load_model(out / report["stages"][1]["artifact"]), x_te, ink_te)
+    pred = litert.predict((out / report["stages"][2]["artifact"]).read_bytes(), x_te)
+    after = float(np.mean(np.abs(pred.reshape(-1).astype(np.float64) - ink_te)))
+    assert [(s["keras_accuracy"], s["keras_mae"], s["tflite_mae"]) for s in report["stages"]] == [
+        (None, before, None), (None, trained, None), (None, trained, after)]
+    rose = 100 * (after - before) / before
+    assert rose > 50
+    lines, w = run.output.splitlines(), len("baseline: Keras model after stage 1 (train)")
+    start = lines.index(f"scored on the recipe's test data, {len(x_te)} samples")
+    assert lines[start:start + 5] == [
+        f"scored on the recipe's test data, {len(x_te)} samples",
+        "          baseline: Keras model after stage 1 (train)  result: .tflite after stage 3 (convert)",
+        f"mae       {before:<{w}.4f}  {after:.4f}",
+        f"drop      {rose:.2f} % MAE (limit 50)",
+        f"warning: mae rose {rose:.2f}% ({before:.4f} → {after:.4f}), over max_drop 50",
+    ]
+    assert report["comparison"] == {
+        "metric": "mae", "baseline": before, "result": after, "drop": rose, "max_drop": 50.0, "over_limit": True,
+        "baseline_model": "Keras model after stage 1 (train)", "result_model": ".tflite after stage 3 (convert)",
+        "data": f"the recipe's test data, {len(x_te)} samples"}
+    assert report["comparisons"] is None
