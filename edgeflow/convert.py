@@ -80,7 +80,9 @@ def convert(
     become the fused ``UNIDIRECTIONAL_SEQUENCE_LSTM``.
 
     The converter and its calibrator run in a child process: a native crash becomes an
-    :class:`~edgeflow.errors.RuntimeCrash` naming the signal and, when known, the fix.
+    :class:`~edgeflow.errors.RuntimeCrash` naming the signal and, when known, the fix. The
+    child is kept for the next conversions (it imports TensorFlow once; a crash or a
+    timeout ends it; :mod:`edgeflow.runtime._child`).
 
     Args:
         model: a Keras 2 model, a ``.keras``/``.h5`` file or a SavedModel directory.
@@ -134,7 +136,7 @@ def convert(
                          "output_type": prep.output_type, "qat": prep.qat,
                          "converter_options": converter_options or {}}, f)
         request["options"] = str(work.path / "options.pickle")
-        result, proc = work.run("edgeflow._convert_child", request, timeout)
+        result, proc = work.run("edgeflow._convert_child", request, timeout, keep=True)
         if proc is None:
             raise RuntimeCrash(f"the TFLite converter did not finish within {timeout:g} s (killed)")
         if result is None:

@@ -132,3 +132,31 @@ def test_a_lookup_table_is_saved_with_the_model_and_reaches_the_converter():
         convert(model, "float32")
     assert str(err.value).startswith("the TFLite converter failed (float32): the model uses TensorFlow "
                                      "ops with no TFLite builtin kernel (HashTableV2)")
+
+
+def test_the_converter_child_is_kept_and_a_crash_or_timeout_ends_only_it():
+    """Conversions share one child (TensorFlow imported once); a crash or a timeout ends that
+    child and the next conversion starts a new one, with the same bytes."""
+    from edgeflow.runtime import _child
+
+    def kept_pid():
+        [child] = _child._Kept._idle
+        return child.proc.pid
+
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((10, 4))
+    model = keras.Model(inp, L.Dense(2)(L.Flatten()(inp)))
+    first = convert(model, "int8", X[:8])
+    pid = kept_pid()
+    assert convert(model, "int8", X[:8]) == first and kept_pid() == pid
+    gru = keras.Model(inp, L.Dense(2)(L.GRU(8, name="gru")(inp)))
+    with pytest.raises(RuntimeCrash, match=r"^the TFLite converter crashed \(SIG[A-Z]+\) while calibrating"):
+        convert(gru, "int8", X[:8], unroll=False)
+    assert _child._Kept._idle == []
+    assert convert(model, "int8", X[:8]) == first and kept_pid() != pid
+    pid = kept_pid()
+    with pytest.raises(RuntimeCrash) as err:
+        convert(model, "int8", X[:8], timeout=0.01)
+    assert str(err.value) == "the TFLite converter did not finish within 0.01 s (killed)"
+    assert _child._Kept._idle == []
+    assert convert(model, "int8", X[:8]) == first and kept_pid() != pid

@@ -13,25 +13,40 @@ it. Each such job runs as ``python -m <module> REQUEST.json`` in a private tempo
 
 A handler returns a JSON-able dict; an uncaught Python exception in the child is a
 failure of the child (exit status 1 with its traceback in the capture), not a crash.
+
+A job whose child spends most of its time starting (the converter's child imports
+TensorFlow: 4-5 s of CPU, more than converting a small model) may ask for a *kept* child
+(``Workdir.run(..., keep=True)``): ``python -m <module> --serve`` reads request paths on
+its stdin, one per line, and answers each on its stdout once the result is written. The
+same containment holds: a crash or a timeout ends that child (and only it; the next job
+starts a new one), a Python exception is the same failure line. A kept child serves
+:data:`KEPT_REQUESTS` jobs at most, for the environment it was started with; one idle
+child is kept per process, and it ends with the parent (its stdin closes).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
+import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
 from edgeflow import _io
 from edgeflow.errors import EdgeflowError
 
-__all__ = ["Workdir", "Capture", "serve", "signal_name", "child_env", "cpu_budget", "cpu_exceeded", "cpu_timer",
-           "limit_cpu", "over_cpu"]
+__all__ = ["KEPT_REQUESTS", "Workdir", "Capture", "serve", "signal_name", "child_env", "cpu_budget", "cpu_exceeded",
+           "cpu_timer", "limit_cpu", "over_cpu"]
 
 
 class Workdir:
@@ -56,8 +71,8 @@ class Workdir:
     def __exit__(self, *exc) -> None:
         self._tmp.cleanup()
 
-    def run(self, module: str, request: dict, timeout: float):
-        """Run ``python -m module`` on ``request``.
+    def run(self, module: str, request: dict, timeout: float, *, keep: bool = False):
+        """Run ``python -m module`` on ``request``; ``keep``: in a kept child (module docstring).
 
         Returns:
             ``(result, proc)``: the child's result dict (``None`` when it died without
@@ -72,6 +87,8 @@ class Workdir:
         request = {**request, "out": str(out), "capture": str(self.path / "capture.txt")}
         req_path = self.path / "request.json"
         req_path.write_text(json.dumps(request))
+        if keep:
+            return self._run_kept(module, req_path, out, timeout)
         try:
             proc = subprocess.run(
                 [sys.executable, "-m", module, str(req_path)],
@@ -87,13 +104,26 @@ class Workdir:
         if proc.returncode == 0 and out.exists():
             return json.loads(out.read_text()), proc
         if proc.returncode > 0:
-            text = proc.stderr.decode("utf-8", "replace") + self.captured()
-            lines = [ln for ln in text.splitlines() if ln.strip()]
-            raise EdgeflowError(
-                f"the {self.what} child process failed: "
-                f"{lines[-1] if lines else proc.returncode}"
-            )
+            self._failed(proc.stderr.decode("utf-8", "replace"), proc.returncode)
         return None, proc
+
+    def _failed(self, stderr: str, status) -> None:
+        lines = [ln for ln in (stderr + self.captured()).splitlines() if ln.strip()]
+        raise EdgeflowError(f"the {self.what} child process failed: {lines[-1] if lines else status}")
+
+    def _run_kept(self, module: str, req_path: Path, out: Path, timeout: float):
+        child = _Kept.take(module)
+        answer = child.ask(req_path, timeout)
+        if answer == "ok" and out.exists():
+            _Kept.give(child)
+            return json.loads(out.read_text()), child.proc
+        if answer is None and child.proc.returncode is None:  # past the timeout
+            child.end(kill=True)
+            return None, None
+        child.end()
+        if answer == "error" or child.proc.returncode > 0:
+            self._failed(child.stderr(), child.proc.returncode)
+        return None, child.proc
 
     def captured(self) -> str:
         """What the child's native code printed (fds 1 and 2)."""
@@ -131,8 +161,42 @@ class Capture:
 
 
 def serve(argv: list[str], handlers: dict[str, Callable[[dict, Capture], dict]]) -> int:
-    """The child's main: read the request, capture output, run its handler, write the result."""
-    with open(argv[1]) as f:
+    """The child's main: read the request, capture output, run its handler, write the result.
+
+    With ``--serve`` instead of a request path: answer request paths read from stdin, one
+    per line, with ``ok`` or ``error`` (the handler raised; its traceback is in the
+    request's capture) on the stdout it started with, for :data:`KEPT_REQUESTS` requests
+    or until stdin closes.
+    """
+    if argv[1] != "--serve":
+        _handle(argv[1], handlers)
+        return 0
+    answers = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # nothing but the answers reaches the pipe
+    own = (os.dup(1), os.dup(2))  # restored after each request's capture
+    for _ in range(KEPT_REQUESTS):
+        line = sys.stdin.readline()
+        if not line.strip():
+            break
+        try:
+            _handle(line.strip(), handlers)
+            answer = "ok"
+        except Exception:
+            traceback.print_exc()
+            answer = "error"
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(own[0], 1)
+        os.dup2(own[1], 2)
+        answers.write(answer + "\n")
+        answers.flush()
+        if answer == "error":
+            break
+    return 0
+
+
+def _handle(req_path: str, handlers) -> None:
+    with open(req_path) as f:
         req = json.load(f)
     capture = Capture(req["capture"])
     command = req["command"]
@@ -143,7 +207,107 @@ def serve(argv: list[str], handlers: dict[str, Callable[[dict, Capture], dict]])
     with open(tmp, "w") as f:
         json.dump(result, f)
     os.replace(tmp, req["out"])
-    return 0
+
+
+#: Jobs a kept child serves before it ends (a fresh process bounds what a long-lived
+#: TensorFlow accumulates).
+KEPT_REQUESTS = 16
+
+
+class _Kept:
+    """A kept child (``python -m module --serve``) of this process, and the idle one."""
+
+    _idle: list[_Kept] = []
+    _lock = threading.Lock()
+
+    def __init__(self, module: str, env: dict):
+        self.key = (module, tuple(sorted(env.items())), os.getpid())
+        self._stderr = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen([sys.executable, "-m", module, "--serve"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self._stderr, env=env,
+                                     cwd=tempfile.gettempdir())
+        self.served = 0
+
+    @classmethod
+    def take(cls, module: str) -> _Kept:
+        """The idle child for ``module`` and this environment, else a new one."""
+        env = child_env()
+        key = (module, tuple(sorted(env.items())), os.getpid())
+        with cls._lock:
+            idle = cls._idle[:]
+            cls._idle.clear()
+        found = None
+        for child in idle:
+            if child.key == key and found is None and child.proc.poll() is None:
+                found = child
+            elif child.key[2] == os.getpid():  # another process's (forked) children are not ours
+                child.end()
+        return found or cls(module, env)
+
+    @classmethod
+    def give(cls, child: _Kept) -> None:
+        """Keep ``child`` for the next job (unless it has served its share)."""
+        if child.served >= KEPT_REQUESTS:
+            child.end()
+            return
+        with cls._lock:
+            old, cls._idle[:] = cls._idle[:], [child]
+        for other in old:
+            other.end()
+
+    def ask(self, req_path: Path, timeout: float) -> str | None:
+        """Send one request; ``ok``/``error``, or None (the child died, or ran past ``timeout``)."""
+        self.served += 1
+        try:
+            self.proc.stdin.write(f"{req_path}\n".encode())
+            self.proc.stdin.flush()
+        except OSError:
+            self.proc.wait()
+            return None
+        fd, line = self.proc.stdout.fileno(), b""
+        deadline = time.monotonic() + max(0.001, timeout)
+        while not line.endswith(b"\n"):
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                return None
+            chunk = os.read(fd, 64)
+            if not chunk:
+                self.proc.wait()
+                return None
+            line += chunk
+        return line.decode().strip()
+
+    def stderr(self) -> str:
+        self._stderr.seek(0)
+        return self._stderr.read().decode("utf-8", "replace")
+
+    def end(self, kill: bool = False) -> None:
+        """Stop the child (killed at once, or if it does not end when its stdin closes)."""
+        if self.proc.poll() is None:
+            try:
+                if kill:
+                    raise OSError
+                self.proc.stdin.close()
+                self.proc.wait(timeout=5)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+        if not self.proc.stdin.closed:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+        self.proc.stdout.close()
+        self._stderr.close()
+
+
+@atexit.register
+def _end_kept() -> None:
+    with _Kept._lock:
+        idle, _Kept._idle[:] = _Kept._idle[:], []
+    for child in idle:
+        if child.key[2] == os.getpid():
+            child.end()
 
 
 def limit_cpu(seconds: float | None) -> int | None:
