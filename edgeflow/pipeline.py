@@ -247,13 +247,12 @@ def _run(state: _State, *, resume: bool, verbose: int, say: Callable[[str], None
         state.models_after.setdefault(spec.stage, state.model)
     comparison, comparisons = _comparisons(records, recipe.max_drop,
                                            f"the recipe's test data, {_count(state.data.x_test)} samples")
-    for shown in list((comparisons or {}).values()) or ([comparison] if comparison else []):
-        say(shown.render())
-        if shown.over_limit:
-            say(f"warning: {shown.warning()}")
-    return RunResult(recipe.name, None if out is None else str(out), records, state.check,
-                     model=state.model, tflite=state.tflite, comparison=comparison,
-                     comparisons=comparisons)
+    result = RunResult(recipe.name, None if out is None else str(out), records, state.check,
+                       model=state.model, tflite=state.tflite, comparison=comparison,
+                       comparisons=comparisons)
+    if compared := result.render_comparisons():
+        say(compared)
+    return result
 
 
 def _comparisons(records: list[StageRecord], max_drop: float, data: str):

@@ -140,8 +140,9 @@ class RunResult:
         """0 when the model fits every checked device (or nothing was checked), every int8
         convert stage gave a full-int8 model and the accuracy or MAE (every output's figure,
         for several outputs) dropped no more than the recipe's ``max_drop``; else 1."""
-        over = any(c.over_limit for c in [self.comparison, *(self.comparisons or {}).values()]
-                   if c is not None)
+        from edgeflow.runtime.metrics import shown
+
+        over = any(c.over_limit for c in shown(self.comparison, self.comparisons))
         not_int8 = any(r.extra.get("int8_ok") is False for r in self.records)
         return max(self.check.exit_code if self.check is not None else 0, int(over or not_int8))
 
@@ -161,6 +162,18 @@ class RunResult:
         if not record.artifact or self.output_dir is None:
             return None
         return Path(self.output_dir) / record.artifact
+
+    def render_comparisons(self) -> str:
+        """The run's comparison (each output's, for several outputs) and the ``warning:``
+        line of each over ``max_drop`` (:func:`edgeflow.runtime.metrics.render_shown`)."""
+        from edgeflow.runtime.metrics import render_shown
+
+        return render_shown(self.comparison, self.comparisons)
+
+    def warnings(self) -> list[str]:
+        """Every stage's warnings (``extra["warnings"]``: pruned zeros, clipped int8 outputs,
+        float ops left), in stage order, as ``warning: ...`` lines."""
+        return [f"warning: {w}" for r in self.records for w in r.extra.get("warnings", [])]
 
     def to_dict(self) -> dict:
         """The JSON-ready result (``report.json``): stages, per-device results, ``fits_all``."""

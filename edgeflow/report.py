@@ -14,6 +14,7 @@ __all__ = [
     "inspect_payload",
     "render_check_html",
     "render_run_html",
+    "render_run_quiet",
     "render_run_table",
     "table",
 ]
@@ -127,6 +128,14 @@ def render_run_table(result) -> str:
     if result.check is None:
         return text
     return f"{text}\n\n{check_table(result.check)}"
+
+
+def render_run_quiet(result) -> str:
+    """What ``edgeflow run -q`` prints: a verbose run without its progress lines, so every
+    stage's warnings (``RunResult.warnings``), the comparison with its warning over
+    ``max_drop`` (``RunResult.render_comparisons``), then :func:`render_run_table`."""
+    return "\n".join(filter(None, [*result.warnings(), result.render_comparisons(),
+                                   render_run_table(result)]))
 
 
 # ---------------------------------------------------------------- HTML

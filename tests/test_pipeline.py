@@ -120,6 +120,11 @@ def test_a_run_whose_int8_file_keeps_float_ops_exits_1_naming_them():
     assert convert.extra["int8_ok"] is False
     assert convert.extra["warnings"][0] == ("mode int8 promised a full-int8 model; float ops: "
                                             + "; ".join(check.float_ops + check.stray_conversions))
+    # what `edgeflow run -q` prints starts with every stage's warnings (no progress lines)
+    from edgeflow.report import render_run_quiet
+
+    quiet = render_run_quiet(result).splitlines()
+    assert quiet[:len(result.warnings())] == [f"warning: {w}" for w in convert.extra["warnings"]]
 
 
 @pytest.fixture(scope="module")
@@ -192,3 +197,34 @@ def test_a_regression_recipe_checks_max_drop_on_its_mae(ink_regression, tmp_path
         "baseline_model": "Keras model after stage 1 (train)", "result_model": ".tflite after stage 3 (convert)",
         "data": f"the recipe's test data, {len(x_te)} samples"}
     assert report["comparisons"] is None
+
+
+def test_a_quiet_run_still_prints_the_comparison_and_its_warning(ink_regression, tmp_path):
+    """edgeflow run -q drops the progress lines, not the comparison or its warning: a drop
+    over max_drop is said, not only the exit status."""
+    import yaml
+
+    from edgeflow.models import load_model
+
+    model, folder, x_te, ink_te = ink_regression
+    recipe = {"name": "ink", "max_drop": 50, "model": {"path": str(folder / "ink.keras")},
+              "data": {"source": "npz", "path": str(folder / "shifted.npz"), "validation_fraction": 0},
+              "stages": [{"stage": "train", "epochs": 0}, {"stage": "train", "epochs": 3, "learning_rate": 0.01}]}
+    (tmp_path / "ink.yaml").write_text(yaml.safe_dump(recipe))
+    out = tmp_path / "run"
+    run = CliRunner().invoke(main, ["run", str(tmp_path / "ink.yaml"), "-o", str(out), "-q"])
+    assert run.exit_code == 1, run.output
+    stages = json.loads((out / "report.json").read_text())["stages"]
+    before = _mae(model, x_te, ink_te)
+    after = _mae(load_model(out / stages[1]["artifact"]), x_te, ink_te)
+    rose, w = 100 * (after - before) / before, len("baseline: Keras model after stage 1 (train)")
+    lines = run.output.splitlines()
+    assert lines[:6] == [
+        f"scored on the recipe's test data, {len(x_te)} samples",
+        "          baseline: Keras model after stage 1 (train)  result: Keras model after stage 2 (train)",
+        f"mae       {before:<{w}.4f}  {after:.4f}",
+        f"drop      {rose:.2f} % MAE (limit 50)",
+        f"warning: mae rose {rose:.2f}% ({before:.4f} → {after:.4f}), over max_drop 50",
+        "stage                keras acc  tflite acc  size B  gzip B  sparsity    s",
+    ]  # then the table, nothing else (tests/test_outputs.py checks its rows)
+    assert [line.split("  ")[0] for line in lines[7:]] == ["1. train (0 epochs)", "2. train (3 epochs)"]

@@ -17,7 +17,8 @@ from edgeflow.cli._output import finish, force_option, json_option
               help="Continue the latest run (or RUN: a run id or folder), reusing the artifacts of "
               "stages whose recipe is unchanged and whose files are the ones written (SHA-256).")
 @force_option
-@click.option("-q", "--quiet", is_flag=True, help="No progress, only the final table.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="No progress lines: only the warnings, the comparison and the final table.")
 @json_option
 def run(recipe, output_dir, overrides, resume, force, quiet, as_json):
     """Run RECIPE (a YAML file, or the name of a shipped recipe such as quickstart).
@@ -41,7 +42,7 @@ def run(recipe, output_dir, overrides, resume, force, quiet, as_json):
                    if r.stage == "convert" and r.artifact), None)
     summary = (f"{len(result.records)} stages" if result.check is None else
                f"{len(result.records)} stages; fits {sum(d['fits'] for d in devices)} of {len(devices)} devices")
-    finish("run", payload, text=report.render_run_table(result) if quiet else None,
+    finish("run", payload, text=report.render_run_quiet(result) if quiet else None,
            exit_code=result.exit_code, model=tflite, devices=devices,
            outputs=[result.output_dir], summary=summary)
 

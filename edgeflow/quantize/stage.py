@@ -53,8 +53,9 @@ class Outcome:
         return 1 if not_int8 or any(c.over_limit for c in self._shown()) else 0
 
     def _shown(self) -> list:
-        """The comparisons the report prints: each output's, else the one (or none)."""
-        return list((self.comparisons or {}).values()) or ([self.comparison] if self.comparison else [])
+        from edgeflow.runtime.metrics import shown
+
+        return shown(self.comparison, self.comparisons)
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (``edgeflow quantize --json``'s payload); the bytes are left out.

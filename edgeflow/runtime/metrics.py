@@ -241,6 +241,23 @@ class Comparison:
                 "result_model": self.result_model, "data": self.data}
 
 
+def shown(comparison: Comparison | None, comparisons: dict | None) -> list[Comparison]:
+    """The comparisons a command prints and checks: each output's (``comparisons``, by
+    output name) for a model with several outputs, else the one ``comparison`` (or none)."""
+    return list((comparisons or {}).values()) or ([comparison] if comparison is not None else [])
+
+
+def render_shown(comparison: Comparison | None, comparisons: dict | None) -> str:
+    """Each shown comparison (:func:`shown`) as :meth:`Comparison.render` prints it, each
+    followed by its ``warning:`` line when over the limit; ``""`` for none."""
+    lines = []
+    for c in shown(comparison, comparisons):
+        lines.append(c.render())
+        if c.over_limit:
+            lines.append(f"warning: {c.warning()}")
+    return "\n".join(lines)
+
+
 def compare_keras(baseline, result, x, y, *, baseline_model: str, result_model: str, data: str,
                   max_drop: float = MAX_DROP) -> Comparison:
     """Score two Keras models on the same ``(x, y)`` (:func:`evaluate_keras`) side by side.
