@@ -51,6 +51,7 @@ __all__ = [
     "json_option",
     "max_drop_option",
     "schema",
+    "timeout_unused",
 ]
 
 SCHEMA_VERSION = 1
@@ -93,15 +94,31 @@ def max_drop_option(f):
 
 def emulation_timeout_option(f):
     """The ``--timeout`` option of commands that run firmware under QEMU (parameter ``timeout``):
-    seconds each emulated run may take (default :data:`edgeflow.firmware.emulator.TIMEOUT`,
-    not imported here so that ``--help`` stays fast), checked before any work."""
+    seconds each emulated run may take, checked before any work; None when not given, which
+    the API reads as :data:`edgeflow.firmware.emulator.TIMEOUT` (300 s, not imported here so
+    that ``--help`` stays fast). None tells an explicit value from the default, so a command
+    can refuse ``--timeout`` where nothing is emulated (:func:`timeout_unused`)."""
     from edgeflow.ranges import option_type
 
     return click.option(
-        "--timeout", type=option_type("emulation_seconds"), default=300.0, show_default=True, metavar="SECONDS",
-        help="Seconds each emulated firmware run may take; QEMU is then killed and the run is the problem "
-             "'timed out after SECONDS s'.",
+        "--timeout", type=option_type("emulation_seconds"), default=None, metavar="SECONDS",
+        help="Seconds each emulated firmware run may take (default 300); QEMU is then killed and the run "
+             "is the problem 'timed out after SECONDS s'.",
     )(f)
+
+
+def timeout_unused(timeout: float | None, skipped_by: str | None) -> None:
+    """Refuse an explicit ``--timeout`` (:func:`emulation_timeout_option`) when the option
+    ``skipped_by`` (e.g. ``--no-firmware``) turns the emulated run off; nothing when either is
+    None.
+
+    Raises:
+        click.UsageError: ``--timeout applies to the emulated firmware run, which
+            --no-firmware turns off: drop one of them`` (exit 2, before any work).
+    """
+    if timeout is not None and skipped_by is not None:
+        raise click.UsageError(f"--timeout applies to the emulated firmware run, which {skipped_by} turns off: "
+                               "drop one of them", click.get_current_context())
 
 
 def schema() -> dict:

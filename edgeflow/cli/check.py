@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import click
 
-from edgeflow.cli._output import emulation_timeout_option, finish, force_option, json_option
+from edgeflow.cli._output import (
+    emulation_timeout_option,
+    finish,
+    force_option,
+    json_option,
+    timeout_unused,
+)
 
 
 @click.command()
@@ -23,6 +29,7 @@ from edgeflow.cli._output import emulation_timeout_option, finish, force_option,
 @json_option
 def check(model, device_names, devices_dir, no_measure, firmware, timeout, html_path, force, as_json):
     """Check MODEL (.tflite) against devices: RAM, flash, operators, dtypes."""
+    timeout_unused(timeout, "--no-measure" if no_measure else None if firmware else "--no-firmware")
     from edgeflow import _io
     from edgeflow.devices import check as run_check
     from edgeflow.report import check_table, render_check_html

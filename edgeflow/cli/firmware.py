@@ -6,7 +6,13 @@ from pathlib import Path
 
 import click
 
-from edgeflow.cli._output import emulation_timeout_option, finish, force_option, json_option
+from edgeflow.cli._output import (
+    emulation_timeout_option,
+    finish,
+    force_option,
+    json_option,
+    timeout_unused,
+)
 from edgeflow.ranges import option_type
 
 
@@ -27,6 +33,7 @@ from edgeflow.ranges import option_type
 @json_option
 def firmware(model, board, cpu, devices_dir, data, samples, tflm_root, no_emulate, timeout, output, force, as_json):
     """Build MODEL (.tflite) into firmware for a board's core; report flash, RAM, arena, instructions."""
+    timeout_unused(timeout, "--no-emulate" if no_emulate else None)
     from edgeflow import _io
 
     if output:
