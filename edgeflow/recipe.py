@@ -185,7 +185,7 @@ class CheckStage(_Strict):
     ``firmware: true`` builds each TFLM board's firmware and runs it under QEMU, as
     ``edgeflow check`` does by default (needs arm-none-eabi-gcc, qemu-system-arm and the
     TFLM sources; the first build of a core takes minutes, later ones seconds); ``timeout``
-    (with ``firmware: true``) is the seconds each emulated run may take, as ``--timeout``
+    (with ``firmware: true`` and ``measure: true``) is the seconds each emulated run may take, as ``--timeout``
     (default :data:`edgeflow.firmware.emulator.TIMEOUT`, 300 s).
     """
 
@@ -200,6 +200,9 @@ class CheckStage(_Strict):
     def _timeout_with_firmware(self):
         if self.timeout is not None and not self.firmware:
             raise ValueError("timeout applies to firmware: true (the seconds each emulated firmware run may take)")
+        if self.timeout is not None and not self.measure:
+            raise ValueError("timeout applies to the emulated firmware run, which measure: false turns off: "
+                             "drop one of them")
         return self
 
 

@@ -254,6 +254,7 @@ CASES = {
     "run set out of range": (["run", "{L}/tiny.yaml", "--set", "data.test_fraction=2"], "{L}/tiny.yaml: data.test_fraction: 2.0 is not a finite number in (0, 1) (fraction of the data held out for testing)"),
     "run check timeout 0": (["run", "{L}/firmware-check.yaml"], "{L}/firmware-check.yaml: stages.1.timeout: 0.0 is not a finite number > 0 (seconds each emulated firmware run may take)"),
     "run check timeout not a number": (["run", "{L}/firmware-check.yaml", "--set", "stages.1.timeout=soon"], "{L}/firmware-check.yaml: stages.1.timeout: Input should be a valid number, unable to parse string as a number (got 'soon')"),
+    "run check timeout without measuring": (["run", "{L}/firmware-check.yaml", "--set", "stages.1.timeout=60", "--set", "stages.1.measure=false"], "{L}/firmware-check.yaml: stages.1: timeout applies to the emulated firmware run, which measure: false turns off: drop one of them"),
     "run check timeout without firmware": (["run", "{L}/firmware-check.yaml", "--set", "stages.1.timeout=60", "--set", "stages.1.firmware=false"], "{L}/firmware-check.yaml: stages.1: timeout applies to firmware: true (the seconds each emulated firmware run may take)"),
     "run output taken": (["run", "{L}/tiny.yaml", "-o", "taken"], "taken is not empty and edgeflow did not create it: choose a new or empty folder (edgeflow never deletes or replaces files it did not write)"),
     "run output is a file": (["run", "{L}/tiny.yaml", "-o", "note.txt"], "note.txt is a file, not a folder: choose a folder for the output"),
