@@ -31,12 +31,20 @@ all compressed tensors at once first, and on a difference, bisection over the te
 (each half with only its own tensors compressed) until every tensor is either proven
 bit-identical or left uncompressed.
 
-RAM: each DECODE writes its tensor into the arena, alive from the DECODE to the operator
-that reads it, so the arena grows by up to the largest decoded tensor(s) of one operator
-(digits CNN: 5,620 -> 19,140 bytes on a Cortex-M4, the decoded FULLY_CONNECTED weight).
-Flash: the DECODE kernel itself links about 20 KB of code into the firmware (its LUT
-decoder for every output type, and the Huffman and prune decoders), so the tables shrink
-the firmware only where they save more than that (bench/bench_size.py --firmware).
+RAM: each DECODE writes its tensor into the arena, alive from the DECODE (which the
+compressor puts right before the operator that reads it) to that operator, so TFLM's
+greedy planner grows the arena to the largest live set of one operator with its decoded
+tensors, not by their sum (digits CNN: planned part 3,072 -> 16,928 bytes on the host =
+the FULLY_CONNECTED's input 512 + output 32 + its decoded weight 16,384; firmware arena
+5,620 -> 19,076 bytes on a Cortex-M4).
+Flash: TFLM's DECODE kernel (``AddDecode()``) links about 20 KB (its LUT decoder for every
+output type, and the Huffman and prune decoders): more than the tables save on the digits
+CNN. The firmware and ``deploy mcu`` projects therefore register edgeflow's own kernel for
+lookup tables (``edgeflow/_data/firmware/edgeflow_decode.cc``, about 2 KB): the digits
+firmware then shrinks 143,280 -> 136,472 bytes with 16 clusters and -> 130,520 with 4
+(156,152 and 150,200 with TFLM's kernel); decoding costs about 12 instructions per weight
+at each Invoke (TFLM's: about 3.5). Figures: ``bench/bench_size.py --only clustering
+--firmware`` (Cortex-M4 under QEMU).
 """
 
 from __future__ import annotations
