@@ -229,7 +229,7 @@ def quantize_to_tflite(
         sides = ("float Keras model", f"{kind} .tflite on LiteRT",
                  f"{scored_on}, {len(ex[0] if isinstance(ex, list) else ex)} samples", max_drop)
         outcome.comparison = Comparison(outcome.keras_metrics, outcome.tflite_metrics, *sides)
-        if "outputs" in outcome.keras_metrics:  # several outputs: each with its own metric
+        if "outputs" in outcome.keras_metrics and "outputs" in outcome.tflite_metrics:  # several outputs
             outcome.comparisons = {
                 name: Comparison(k, t, *sides, output=name) for name, k, t in zip(
                     outputs, outcome.keras_metrics["outputs"], outcome.tflite_metrics["outputs"], strict=True)}
