@@ -186,7 +186,9 @@ class CheckStage(_Strict):
     ``edgeflow check`` does by default (needs arm-none-eabi-gcc, qemu-system-arm and the
     TFLM sources; the first build of a core takes minutes, later ones seconds); ``timeout``
     (with ``firmware: true`` and ``measure: true``) is the seconds each emulated run may take, as ``--timeout``
-    (default :data:`edgeflow.firmware.emulator.TIMEOUT`, 300 s).
+    (default :data:`edgeflow.firmware.emulator.TIMEOUT`, 300 s). ``firmware: true`` needs
+    ``measure: true`` (the firmware run is the measurement); both with ``measure: false``
+    are refused.
     """
 
     stage: Literal["check"]
@@ -203,6 +205,9 @@ class CheckStage(_Strict):
         if self.timeout is not None and not self.measure:
             raise ValueError("timeout applies to the emulated firmware run, which measure: false turns off: "
                              "drop one of them")
+        if self.firmware and not self.measure:
+            raise ValueError("firmware: true builds and runs the firmware to measure the model, which measure: false "
+                             "turns off: drop one of them")
         return self
 
 
