@@ -250,7 +250,7 @@ def test_tflm_abort_ends_the_run_at_once_with_the_operator(tmp_path, digits):
 
 def test_an_endless_loop_is_a_timeout_problem(tmp_path):
     """A WHILE whose condition stays true runs forever: ``--timeout`` ends it with a problem
-    naming the timeout (exit 1), no exception. The default timeout is emulator.TIMEOUT."""
+    naming the timeout (exit 1), no exception. The default the help names is emulator.TIMEOUT."""
     from _models import endless_while
 
     from edgeflow.cli.firmware import firmware
@@ -266,7 +266,9 @@ def test_an_endless_loop_is_a_timeout_problem(tmp_path):
     assert fw["run"] == {"ok": False, "reason": reason, "arena_used": None, "arena_head": None, "arena_tail": None,
                          "samples": 0, "instructions": [], "operators": []}
     assert not fw["fits"]
-    assert next(p.default for p in firmware.params if p.name == "timeout") == emulator.TIMEOUT
+    option = next(p for p in firmware.params if p.name == "timeout")
+    assert option.default is None  # None: not given (refused with --no-emulate), the API's TIMEOUT
+    assert f"(default {emulator.TIMEOUT:g})" in option.help
 
 
 def test_a_fault_stops_qemu_with_the_stacked_pc(tmp_path):
