@@ -215,8 +215,10 @@ def row(name: str, keras3: bool, folder: Path) -> dict:
         return out
     calib, test = _data(model, 32), _data(model, 8, seed=1)
     try:
-        tflite = convert(model, "int8", calib if len(calib) > 1 else calib[0])
+        notes: list[str] = []  # a line when the int8 file took more than one conversion
+        tflite = convert(model, "int8", calib if len(calib) > 1 else calib[0], notes=notes)
         out["converts"] = "yes"
+        out["why"] += notes
     except Exception as err:
         out["converts"] = "no"
         out["why"].append(f"convert: {first_line(err)}")

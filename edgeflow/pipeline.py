@@ -734,15 +734,17 @@ def _convert(state: _State, spec, index: int, label: str, verbose: int) -> Stage
     from edgeflow.runtime import litert, metrics
 
     d = state.data
+    reconverted: list[str] = []  # a line when the int8 file took more than one conversion
     if is_quantization_aware(state.model) and spec.mode == "int8":
         from edgeflow.quantize.stage import qat_to_int8
 
         tflite, _ = qat_to_int8(state.model, d.calibration, num_samples=_count(d.calibration),
-                                input_type=spec.input_type, output_type=spec.output_type)
+                                input_type=spec.input_type, output_type=spec.output_type,
+                                notes=reconverted)
     else:
         tflite = convert(
             state.model, spec.mode, d.calibration, input_type=spec.input_type,
-            output_type=spec.output_type, num_samples=_count(d.calibration),
+            output_type=spec.output_type, num_samples=_count(d.calibration), notes=reconverted,
         )
     lut = None
     if spec.lut:
@@ -753,6 +755,8 @@ def _convert(state: _State, spec, index: int, label: str, verbose: int) -> Stage
         tflite = slim(tflite, for_tflm=True)[0]
     state.tflite = tflite
     record = StageRecord(index, "convert", label)
+    if reconverted:
+        record.extra["reconverted"] = reconverted[-1]
     if lut is not None:
         record.extra["lut"] = f"{len(lut.compressed)} tensors in tables, {len(lut.left)} left"
     if state.out is not None:

@@ -199,7 +199,8 @@ def quantize_to_tflite(
                      learning_rate=learning_rate, preserve_sparsity=preserve_sparsity)
         outcome.float_layers, outcome.notes = result.float_layers, result.notes
         outcome.warnings += result.warnings
-        outcome.tflite, notes = qat_to_int8(result.model, x, num_samples=num_samples)
+        outcome.tflite, notes = qat_to_int8(result.model, x, num_samples=num_samples,
+                                            notes=outcome.notes)
         outcome.notes += notes
         if notes and verify_int8(outcome.tflite).ok:
             outcome.float_layers = []
@@ -210,7 +211,7 @@ def quantize_to_tflite(
         outcome.mode = f"int8+float{keep_float}"
         outcome.tflite = next(v.tflite for v in outcome.variants if v.name == outcome.mode)
     else:
-        outcome.tflite = ptq(keras_model, mode, x, num_samples=num_samples)
+        outcome.tflite = ptq(keras_model, mode, x, num_samples=num_samples, notes=outcome.notes)
     if mode in ("qat", "int8"):  # with keep_float the check names the ops kept in float
         outcome.int8_check = verify_int8(outcome.tflite)
         check_x = ex if ex is not None else x
