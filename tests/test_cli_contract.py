@@ -206,6 +206,7 @@ def test_a_command_that_converts_prints_nothing_on_stderr(files, tmp_path):
     doc = document(proc.stdout)
     assert doc["outputs"] == [str(out)] and doc["result"]["size_bytes"] == out.stat().st_size
     assert doc["summary"] == f"wrote {out} ({out.stat().st_size:,} bytes, int8)"
+    assert doc["result"]["notes"] == []  # full int8 from the first conversion
 
 
 # --------------------------------------------------------------------------- CI

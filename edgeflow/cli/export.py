@@ -100,6 +100,7 @@ def export(model, output, mode, data, input_type, output_type, num_samples, batc
     from edgeflow.convert import convert, to_c_array
     from edgeflow.tflite import read_bytes
 
+    notes: list[str] = []  # a line when the int8 file took more than one conversion
     with loading(unsafe, custom_objects) as load:
         if Path(model).suffix == ".tflite":
             tflite = read_bytes(model)
@@ -107,7 +108,7 @@ def export(model, output, mode, data, input_type, output_type, num_samples, batc
             tflite = convert(
                 model, mode, data, input_type=input_type, output_type=output_type,
                 num_samples=num_samples, safe_mode=load.safe_mode, custom_objects=load.custom_objects,
-                batch_size=batch_size, input_shape=_shapes(input_shapes),
+                batch_size=batch_size, input_shape=_shapes(input_shapes), notes=notes,
             )
     slimmed = None
     if slim if slim is not None else fmt == "c":
@@ -149,9 +150,10 @@ def export(model, output, mode, data, input_type, output_type, num_samples, batc
     payload = {"mode": mode, "format": fmt, "size_bytes": len(tflite),
                "slim": slimmed.to_dict() if slimmed is not None else None,
                "reorder": reordered.to_dict() if reordered is not None else None,
-               "lut": tables.to_dict() if tables is not None else None, **load.payload()}
-    finish("export", payload, text="\n".join(filter(None, [load.text(), line])), model=model,
-           outputs=targets, summary=line)
+               "lut": tables.to_dict() if tables is not None else None, "notes": notes,
+               **load.payload()}
+    text = "\n".join(filter(None, [load.text(), line, *(f"note: {n}" for n in notes)]))
+    finish("export", payload, text=text, model=model, outputs=targets, summary=line)
 
 
 def _arena_how(result) -> str:
