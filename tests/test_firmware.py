@@ -357,6 +357,26 @@ def test_compiling_tflm_shows_progress_on_stderr(monkeypatch, tmp_path, capsys):
             assert err == ""
 
 
+def test_the_application_object_is_cached_per_operator_set():
+    """main.cc of a model with the same operators compiles once per core: a later build copies
+    the object from the library's cache into its own folder (the application in the flash
+    split); other operators write another main.cc, with its own object."""
+    from edgeflow.firmware import image, sources, targets, toolchain
+
+    src, tc, target = sources.locate(online=False), toolchain.find(), targets.target("cortex-m4f")
+    calls = ["AddConv2D", "AddFullyConnected", "AddReshape", "AddSoftmax"]
+    first, again = (image.prepare(b"\0" * 16, calls, target, src, tc) for _ in range(2))
+    cached = image._cached_object(first.library, [tc.gxx, *first.library.cflags("main.cc"), "-DEF_HAS_FPU", "-c"],
+                                  first.workdir / "main.cc")
+    main_o = [(b.workdir / "main.cc.o") for b in (first, again)]
+    assert main_o[0].read_bytes() == main_o[1].read_bytes() == cached.read_bytes()
+    assert all(p in b.objects for p, b in zip(main_o, (first, again), strict=True))
+    other = image.prepare(b"\0" * 16, calls[:3], target, src, tc)
+    other_cached = image._cached_object(other.library, [tc.gxx, *other.library.cflags("main.cc"), "-DEF_HAS_FPU",
+                                                        "-c"], other.workdir / "main.cc")
+    assert other_cached != cached and other_cached.read_bytes() == (other.workdir / "main.cc.o").read_bytes()
+
+
 def test_a_while_bodys_operators_are_registered(tmp_path):
     """The op resolver registers every subgraph's operators: a WHILE whose body multiplies runs
     on the target (MUL, ADD and LESS live only in the body and condition subgraphs)."""

@@ -9,6 +9,8 @@ file. The arena is its own object, so resizing it relinks without recompiling.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -126,12 +128,33 @@ def prepare(data: bytes, calls: list[str], target: Target, sources: TflmSources,
         obj = work / (name + ".o")
         compiler = toolchain.gxx if name.endswith(".cc") else toolchain.gcc
         flags = library.cflags(name) if name != "model.S" else target.flags()
-        p = subprocess.run([compiler, *flags, *fpu, "-c", str(src), "-o", str(obj)], capture_output=True, text=True)
-        if p.returncode != 0:
-            raise EdgeflowError(f"the firmware's {name} does not compile for {target.cpu}: "
-                                f"{_first(p.stderr)}")
+        command = [compiler, *flags, *fpu, "-c"]
+        cached = _cached_object(library, command, src) if name.endswith(".cc") else None
+        if cached is not None and cached.exists():
+            obj.write_bytes(cached.read_bytes())
+        else:
+            p = subprocess.run([*command, str(src), "-o", str(obj)], capture_output=True, text=True)
+            if p.returncode != 0:
+                raise EdgeflowError(f"the firmware's {name} does not compile for {target.cpu}: "
+                                    f"{_first(p.stderr)}")
+            if cached is not None:
+                _io.write_bytes(cached, obj.read_bytes())
         objects.append(obj)
     return _Build(library, toolchain, target, work, objects, len(data), time.monotonic() - t0, keep)
+
+
+def _cached_object(library: Library, command: list[str], src: Path) -> Path:
+    """Where the object of an application source compiled by ``command`` is cached.
+
+    ``main.cc`` includes TFLM's interpreter headers and takes 3-4 s of CPU to compile; a
+    model with the same operators writes the same text. The key hashes the command (the
+    core's flags, the TFLM include folders), the source and the headers beside it; the
+    library folder's own key holds the TFLM revision and the compiler. The object is copied
+    into the build folder, so the flash split still counts it as the application.
+    """
+    text = [src.read_text()] + [h.read_text() for h in sorted(src.parent.glob("*.h"))]
+    key = hashlib.sha1(json.dumps([command, text]).encode()).hexdigest()[:16]
+    return library.dir / "app" / f"{src.name}-{key}.o"
 
 
 def link_image(build: _Build, arena_size: int | None = None, *, name: str = "firmware") -> Firmware:
