@@ -124,7 +124,7 @@ def cluster(
     qat_epochs: int | None = None,
     preserve_sparsity: bool | None = None,
     loss=None,
-    metrics=("accuracy",),
+    metrics=None,
     verbose: int = 0,
 ) -> ClusterResult:
     """Cluster every kernel of ``model`` into ``clusters`` values with TF-MOT.
@@ -144,7 +144,9 @@ def cluster(
         qat: follow with cluster-preserving quantization-aware training (needs ``data``).
         preserve_sparsity: keep the zeros of a pruned model (clustering and QAT); default:
             when at least 10 % of the kernel weights are exactly zero.
-        loss, metrics: for training; the loss defaults as in ``edgeflow.models.default_loss``.
+        loss, metrics: for training; the loss defaults as in ``edgeflow.models.default_loss``,
+            the metrics (None) as in ``edgeflow.models.default_metrics`` (accuracy per class
+            output, MAE per regression output).
 
     Returns:
         A ClusterResult. Raises EdgeflowError for bad arguments, a Keras 3 model, a glob

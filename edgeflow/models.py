@@ -462,6 +462,39 @@ def default_loss(model: keras.Model, loss=None, y=None):
     )
 
 
+def default_metrics(model: keras.Model, loss=None, y=None) -> list:
+    """The metric to compile ``model`` with, per output, by the rule of :func:`default_loss`:
+    ``"accuracy"`` for an output trained with a cross-entropy (a class output), ``"mae"``
+    (mean absolute error, in the labels' units) for any other loss (a regression output),
+    as the run's figures read them (``edgeflow.runtime.metrics.score``).
+
+    Returns:
+        ``["accuracy"]`` or ``["mae"]`` for one output; for several outputs one such list
+        per output, in output order (``[["accuracy"], ["mae"]]``), as ``keras.Model.compile``
+        takes them.
+
+    Example:
+        >>> default_metrics(digits_cnn())
+        ['accuracy']
+        >>> default_metrics(regressor, y=np.full((4, 1), 0.5, np.float32))
+        ['mae']
+
+    Raises EdgeflowError when :func:`default_loss` finds no loss. Nothing is modified.
+    """
+    chosen = default_loss(model, loss, y)
+    if isinstance(chosen, dict):  # a compiled loss by output name
+        chosen = [chosen.get(name) for name in model.output_names]
+    if len(model.outputs) > 1 and isinstance(chosen, (list, tuple)):
+        return [[_metric_for(one)] for one in chosen]
+    return [_metric_for(chosen)]
+
+
+def _metric_for(loss) -> str:
+    """``"accuracy"`` for a cross-entropy (a name, a loss object or function), else ``"mae"``."""
+    name = loss if isinstance(loss, str) else getattr(loss, "name", None) or getattr(loss, "__name__", "")
+    return "accuracy" if "crossentropy" in str(name) else "mae"
+
+
 def _crossentropy(name: str, logits: bool):
     return getattr(keras.losses, _CROSSENTROPIES[name])(from_logits=True) if logits else name
 

@@ -623,14 +623,14 @@ def _build_model(recipe: Recipe):
 
 def _train(state: _State, spec, index: int, label: str, verbose: int) -> StageRecord:
     from edgeflow._keras import keras
-    from edgeflow.models import default_loss
+    from edgeflow.models import default_loss, default_metrics
 
     d = state.data
     model = state.model
     if spec.epochs:  # 0 epochs: the model is only measured (and not compiled)
         model.compile(
             keras.optimizers.Adam(spec.learning_rate), default_loss(model, spec.loss, d.y_train),
-            metrics=["accuracy"],
+            metrics=default_metrics(model, spec.loss, d.y_train),
         )
         model.fit(
             d.x_train, d.y_train, epochs=spec.epochs, batch_size=spec.batch_size,

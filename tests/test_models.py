@@ -12,7 +12,15 @@ import pytest
 from edgeflow._keras import keras
 from edgeflow.convert import convert
 from edgeflow.errors import EdgeflowError
-from edgeflow.models import build, copy_model, default_loss, digits_cnn, load_model, save_model
+from edgeflow.models import (
+    build,
+    copy_model,
+    default_loss,
+    default_metrics,
+    digits_cnn,
+    load_model,
+    save_model,
+)
 
 
 def _lambda_model():
@@ -148,6 +156,19 @@ def test_default_loss_rules():
         default_loss(_regressor())
     with pytest.raises(EdgeflowError, match="unknown loss 'msee'"):
         default_loss(_regressor(), "msee")
+
+
+def test_default_metrics_follow_the_loss():
+    ids = np.array([0, 2, 1])
+    assert default_metrics(_head(3), y=ids) == ["accuracy"]  # a loss object on logits
+    assert default_metrics(_head(1, "sigmoid")) == ["accuracy"]
+    assert default_metrics(_head(1), y=np.array([[0.5], [1.5]], np.float32)) == ["mae"]
+    assert default_metrics(_regressor(), "huber") == ["mae"]
+    compiled = _head(3)
+    compiled.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    assert default_metrics(compiled) == ["accuracy"]
+    with pytest.raises(EdgeflowError, match="needs a loss"):
+        default_metrics(_regressor())
 
 
 # ------------------------------------------- code in model files is found by content (issue 14)

@@ -264,3 +264,19 @@ def test_default_loss_is_chosen_per_output():
                                  keras.layers.Dense(1, name="reg")(h)])
     y = [np.array([0, 2, 1]), np.array([0.5, 1.5, 2.5], np.float32)]
     assert default_loss(model, y=y) == ["sparse_categorical_crossentropy", "mse"]
+
+
+def test_default_metrics_follow_the_loss_per_output():
+    """accuracy for an output trained with a cross-entropy, mae for the others; Keras takes
+    the per-output lists and names the epoch figures by output."""
+    from edgeflow.models import default_metrics
+
+    inputs = keras.Input((4,))
+    h = keras.layers.Dense(8)(inputs)
+    model = keras.Model(inputs, [keras.layers.Dense(3, name="cls")(h), keras.layers.Dense(1, name="reg")(h)])
+    y = [np.array([0, 2, 1]), np.array([0.5, 1.5, 2.5], np.float32)]
+    assert default_metrics(model, y=y) == [["accuracy"], ["mae"]]
+    model.compile("adam", {"reg": "mae", "cls": "categorical_crossentropy"}, metrics=default_metrics(model, y=y))
+    assert default_metrics(model) == [["accuracy"], ["mae"]]
+    history = model.fit(np.zeros((3, 4), np.float32), [np.eye(3, dtype=np.float32), y[1]], epochs=1, verbose=0)
+    assert sorted(history.history) == ["cls_accuracy", "cls_loss", "loss", "reg_loss", "reg_mae"]

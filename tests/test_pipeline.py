@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -174,6 +175,11 @@ def test_a_regression_recipe_checks_max_drop_on_its_mae(ink_regression, tmp_path
     out = tmp_path / "run"
     run = CliRunner().invoke(main, ["run", str(tmp_path / "ink.yaml"), "-o", str(out)])
     assert run.exit_code == 1, run.output
+    # the train stage compiles with the metric its loss calls for: mae, not accuracy
+    epochs = [line for line in run.output.splitlines() if line.startswith("      epoch ")]
+    assert [re.fullmatch(r"      epoch (\d)/3: loss \d\.\d{4}, mae \d\.\d{4}", line)[1] for line in epochs] == [
+        "1", "2", "3"], epochs
+    assert "accuracy" not in run.output
     report = json.loads((out / "report.json").read_text())
     before = _mae(model, x_te, ink_te)
     trained = _mae(load_model(out / report["stages"][1]["artifact"]), x_te, ink_te)

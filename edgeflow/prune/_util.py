@@ -6,7 +6,7 @@ import math
 
 from edgeflow._keras import keras
 from edgeflow.errors import EdgeflowError
-from edgeflow.models import default_loss
+from edgeflow.models import default_loss, default_metrics
 
 # Weight names (the part after the last '/') that hold a layer's connections.
 KERNEL_NAMES = ("kernel", "depthwise_kernel", "pointwise_kernel", "embeddings", "recurrent_kernel")
@@ -75,7 +75,9 @@ def labels(data):
 
 def compile_like(model: keras.Model, source: keras.Model, *, optimizer, loss, metrics, y=None) -> None:
     """Compile ``model`` for fine-tuning with ``loss`` (default from ``source`` and the
-    labels ``y``: :func:`edgeflow.models.default_loss`). Side effect:
+    labels ``y``: :func:`edgeflow.models.default_loss`) and ``metrics`` (None: accuracy
+    per class output, MAE per regression output, :func:`edgeflow.models.default_metrics`;
+    ``()`` for none). Side effect:
     ``model`` is compiled with a fresh optimizer: a name, or a copy of the optimizer object
     given (an optimizer's state belongs to the variables it was first applied to)."""
     if isinstance(optimizer, str):
@@ -85,5 +87,5 @@ def compile_like(model: keras.Model, source: keras.Model, *, optimizer, loss, me
     model.compile(
         optimizer=optimizer,
         loss=default_loss(source, loss, y),
-        metrics=list(metrics or ()),
+        metrics=default_metrics(source, loss, y) if metrics is None else list(metrics),
     )

@@ -79,7 +79,7 @@ def magnitude(
     validation_data=None,
     optimizer="adam",
     loss=None,
-    metrics=("accuracy",),
+    metrics=None,
     log_dir: str | None = None,
     callbacks: list | None = None,
     verbose: int = 0,
@@ -113,7 +113,8 @@ def magnitude(
         validation_data: passed to ``fit``.
         optimizer, loss, metrics: for the recompile (TF-MOT drops the optimizer). The loss
             defaults to the model's compiled loss, else sparse categorical cross-entropy for a
-            softmax classifier.
+            softmax classifier; ``metrics`` None (default): accuracy per class output, MAE
+            per regression output (:func:`edgeflow.models.default_metrics`).
         log_dir: write TF-MOT pruning summaries (TensorBoard) there.
         callbacks: more Keras callbacks for the fine-tuning (the pruning ones are added).
         verbose: Keras fit verbosity.

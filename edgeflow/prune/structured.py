@@ -593,7 +593,7 @@ def structured(
     num_samples: int = 256,
     optimizer="adam",
     loss=None,
-    metrics=("accuracy",),
+    metrics=None,
     callbacks: list | None = None,
     verbose: int = 0,
 ) -> StructuredResult:
@@ -626,7 +626,9 @@ def structured(
         max_accuracy_drop: largest allowed fall of the first metric (0.015 = 1.5 points).
         multiple_of: round kept channel counts up to a multiple (SIMD-friendly: 4 or 8).
         num_samples: samples used by data criteria.
-        optimizer, loss, metrics: for fine-tuning and the step metrics.
+        optimizer, loss, metrics: for fine-tuning and the step metrics; ``metrics`` None
+            (default): accuracy per class output, MAE per regression output
+            (:func:`edgeflow.models.default_metrics`).
         callbacks: Keras callbacks for the fine-tuning.
         verbose: Keras fit verbosity.
 
@@ -649,7 +651,7 @@ def structured(
         )
     if (epochs or max_accuracy_drop is not None) and data is None:
         raise EdgeflowError("fine-tuning (epochs) and max_accuracy_drop need data=(x, y)")
-    if max_accuracy_drop is not None and not metrics:
+    if max_accuracy_drop is not None and metrics is not None and not metrics:
         raise EdgeflowError("max_accuracy_drop compares the first metric: pass metrics=('accuracy',)")
     working = copy_model(model)
     groups = channel_groups(working)
@@ -665,7 +667,7 @@ def structured(
     y = _util.labels(data)
     can_compile = _util.has_loss(model, loss, y)
     baseline = None
-    if eval_data is not None and can_compile and metrics:
+    if eval_data is not None and can_compile and (metrics is None or metrics):
         _util.compile_like(working, model, optimizer=optimizer, loss=loss, metrics=metrics, y=y)
         baseline = _evaluate(working, eval_data, batch_size)
 

@@ -80,7 +80,7 @@ def qat(
     optimizer="adam",
     learning_rate: float | None = None,
     loss=None,
-    metrics=("accuracy",),
+    metrics=None,
     preserve_sparsity: bool | str = "auto",
     verbose: int = 0,
     callbacks=None,
@@ -105,7 +105,8 @@ def qat(
         optimizer: name or Keras optimizer; ``learning_rate`` overrides its default.
         loss: default: the model's compiled loss, else sparse categorical cross-entropy
             when the output is a softmax.
-        metrics: compiled metrics.
+        metrics: compiled metrics; None (default): accuracy per class output, MAE per
+            regression output (:func:`edgeflow.models.default_metrics`), ``()`` for none.
         preserve_sparsity: ``"auto"`` (default, as in :func:`edgeflow.distill.distill`) keeps
             the zeros of every kernel that is at least 10 % zeros; ``True`` of every kernel;
             ``False`` lets them drift (and warns).
@@ -304,9 +305,10 @@ def _validation(data):
 
 
 def _compile(qat_model, original, optimizer, learning_rate, loss, metrics, y=None):
-    from edgeflow.models import default_loss
+    from edgeflow.models import default_loss, default_metrics
 
     opt = keras.optimizers.get(optimizer)
     if learning_rate is not None:
         opt.learning_rate = learning_rate
-    qat_model.compile(optimizer=opt, loss=default_loss(original, loss, y), metrics=list(metrics or []))
+    qat_model.compile(optimizer=opt, loss=default_loss(original, loss, y),
+                      metrics=default_metrics(original, loss, y) if metrics is None else list(metrics))
