@@ -25,6 +25,7 @@ from edgeflow.report import (
     firmware_cores,
     format_bytes,
     output_rows,
+    stage_figures,
 )
 
 esc = html.escape
@@ -216,27 +217,30 @@ def _stage_notes(record) -> list[str]:
 
 def _stages(result) -> str:
     recs = result.records
+    metric, figures = stage_figures(recs)
     rows = "".join(
-        f"<tr><td>{esc(r.label)}</td><td class=n>{_acc(r.keras_accuracy)}</td>"
-        f"<td class=n>{_acc(r.tflite_accuracy)}</td><td class=n>{_bytes(r.size_bytes)}</td>"
+        f"<tr><td>{esc(r.label)}</td><td class=n>{_acc(keras)}</td>"
+        f"<td class=n>{_acc(tflite)}</td><td class=n>{_bytes(r.size_bytes)}</td>"
         f"<td class=n>{_bytes(r.gzip_bytes)}</td><td class=n>{_pct(r.sparsity)}</td>"
         f"<td class=n>{r.seconds:.1f}</td><td>{'<br>'.join(esc(n) for n in _stage_notes(r))}</td>"
         f"<td class=muted>{esc(r.artifact or '')}</td></tr>"
-        for r in recs
+        for r, (keras, tflite) in zip(recs, figures, strict=True)
     )
     labels = [r.label for r in recs]
     points = []
-    for r in recs:
-        acc = r.tflite_accuracy if r.tflite_accuracy is not None else r.keras_accuracy
-        if acc is not None and r.size_bytes is not None:
-            points.append((r.label.split(" (")[0], float(r.size_bytes), float(acc)))
+    for r, (keras, tflite) in zip(recs, figures, strict=True):
+        figure = tflite if tflite is not None else keras
+        if figure is not None and r.size_bytes is not None:
+            points.append((r.label.split(" (")[0], float(r.size_bytes), float(figure)))
+    title, axis = (("MAE", "mean absolute error (test split)") if metric == "mae"
+                   else ("Accuracy", "accuracy (test split)"))
     charts = [
-        scatter("Accuracy vs size over the stages", points, x_label="size (float32 weights; .tflite file)",
-                y_label="accuracy (test split)"),
+        scatter(f"{title} vs size over the stages", points, x_label="size (float32 weights; .tflite file)",
+                y_label=axis),
         bars("Size after each stage", labels, [r.size_bytes for r in recs]),
         bars("Compressed size (gzip)", labels, [r.gzip_bytes for r in recs]),
     ]
-    return ("<h2>Stages</h2><table><tr><th>stage</th><th>keras acc</th><th>tflite acc</th>"
+    return (f"<h2>Stages</h2><table><tr><th>stage</th><th>keras {metric}</th><th>tflite {metric}</th>"
             "<th>size B</th><th>gzip B</th><th>sparsity</th><th>seconds</th><th>notes</th>"
             f"<th>artifact</th></tr>{rows}</table>" + _outputs(recs) +
             '<div class="charts">' + "".join(charts) + "</div>")

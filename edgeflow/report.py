@@ -110,17 +110,32 @@ def output_rows(records) -> tuple[list[str], list[list[str]]]:
     return ["stage", "output", "metric", "keras", "tflite"], rows
 
 
+def stage_figures(records) -> tuple[str, list[tuple[float | None, float | None]]]:
+    """The figure the stage tables and the stage plot show, and ``(keras, tflite)`` per
+    record: ``"acc"`` (``keras_accuracy``/``tflite_accuracy``), or ``"mae"``
+    (``keras_mae``/``tflite_mae``, mean absolute error in the labels' units) when the run's
+    model is a regression model: its stages record an MAE and no accuracy (for several
+    outputs, the first output's figure, as ``StageRecord`` keeps it)."""
+    mae = (any(r.keras_mae is not None or r.tflite_mae is not None for r in records)
+           and all(r.keras_accuracy is None and r.tflite_accuracy is None for r in records))
+    if mae:
+        return "mae", [(r.keras_mae, r.tflite_mae) for r in records]
+    return "acc", [(r.keras_accuracy, r.tflite_accuracy) for r in records]
+
+
 def render_run_table(result) -> str:
-    """The recipe run as a table: one row per stage, then one row per checked device."""
+    """The recipe run as a table: one row per stage (accuracy, or MAE for a regression
+    model: :func:`stage_figures`), then one row per checked device."""
+    metric, figures = stage_figures(result.records)
     rows = []
-    for r in result.records:
+    for r, (keras, tflite) in zip(result.records, figures, strict=True):
         rows.append([
-            f"{r.index}. {r.label}", _acc(r.keras_accuracy), _acc(r.tflite_accuracy),
+            f"{r.index}. {r.label}", _acc(keras), _acc(tflite),
             _bytes(r.size_bytes), _bytes(r.gzip_bytes), _pct(r.sparsity),
             f"{r.seconds:.1f}",
         ])
     text = table(
-        ["stage", "keras acc", "tflite acc", "size B", "gzip B", "sparsity", "s"], rows,
+        ["stage", f"keras {metric}", f"tflite {metric}", "size B", "gzip B", "sparsity", "s"], rows,
         "lrrrrrr",
     )
     if any(r.outputs for r in result.records):
@@ -143,7 +158,7 @@ def render_run_quiet(result) -> str:
 
 def render_run_html(result) -> str:
     """A self-contained HTML page for a recipe run (``edgeflow.records.RunResult``): versions and date,
-    stages with an accuracy-vs-size plot, the operators of the converted model, the arena
+    stages with an accuracy-vs-size plot (MAE for a regression model: :func:`stage_figures`), the operators of the converted model, the arena
     split, the devices with labelled RAM/flash limit lines, and every note and problem once.
     The layout lives in :mod:`edgeflow._html`."""
     from edgeflow import _html

@@ -203,6 +203,19 @@ def test_a_regression_recipe_checks_max_drop_on_its_mae(ink_regression, tmp_path
         "baseline_model": "Keras model after stage 1 (train)", "result_model": ".tflite after stage 3 (convert)",
         "data": f"the recipe's test data, {len(x_te)} samples"}
     assert report["comparisons"] is None
+    # the run table and report.html show the MAE where a classifier's show its accuracy
+    cells = [(f"{i + 1}. {s['label']}", "" if s["keras_mae"] is None else f"{s['keras_mae']:.4f}",
+              "" if s["tflite_mae"] is None else f"{s['tflite_mae']:.4f}", f"{s['size_bytes']:,}",
+              f"{s['gzip_bytes']:,}", f"{s['sparsity']:.1%}") for i, s in enumerate(report["stages"])]
+    assert [c[0] for c in cells] == ["1. train (0 epochs)", "2. train (3 epochs)", "3. convert (int8)"]
+    start = next(i for i, line in enumerate(lines) if line.startswith("stage "))
+    assert [line.rsplit(None, 1)[0] for line in lines[start:start + 5]] == [  # without the seconds
+        "stage                keras mae  tflite mae  size B  gzip B  sparsity",
+        "-------------------  ---------  ----------  ------  ------  --------",
+        *(f"{a:<19}  {k:>9}  {t:>10}  {z:>6}  {g:>6}  {p:>8}" for a, k, t, z, g, p in cells)]
+    page = (out / "report.html").read_text()
+    assert "<th>keras mae</th><th>tflite mae</th>" in page and "keras acc" not in page
+    assert "MAE vs size over the stages" in page and "Accuracy vs size" not in page
 
 
 def test_a_quiet_run_still_prints_the_comparison_and_its_warning(ink_regression, tmp_path):
@@ -231,6 +244,6 @@ def test_a_quiet_run_still_prints_the_comparison_and_its_warning(ink_regression,
         f"mae       {before:<{w}.4f}  {after:.4f}",
         f"drop      {rose:.2f} % MAE (limit 50)",
         f"warning: mae rose {rose:.2f}% ({before:.4f} → {after:.4f}), over max_drop 50",
-        "stage                keras acc  tflite acc  size B  gzip B  sparsity    s",
+        "stage                keras mae  tflite mae  size B  gzip B  sparsity    s",
     ]  # then the table, nothing else (tests/test_outputs.py checks its rows)
     assert [line.split("  ")[0] for line in lines[7:]] == ["1. train (0 epochs)", "2. train (3 epochs)"]
