@@ -137,6 +137,24 @@ def test_iterative_schedule_stops_at_max_accuracy_drop(trained_cnn, digits):
     assert result.params_after == result.steps[broke[0] - 1]["params"]
 
 
+def test_max_accuracy_drop_on_a_regression_model_is_refused_before_pruning(digits):
+    """A regression model's first metric is its MAE (edgeflow.models.default_metrics), where a
+    rise is the loss: max_accuracy_drop would never stop the schedule, so it is refused with one
+    line once the baseline names the metric, before any step is pruned."""
+    (x_tr, _), _ = digits
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="conv")(inputs)
+    outputs = keras.layers.Dense(1, name="ink")(keras.layers.Flatten()(x))
+    model = keras.Model(inputs, outputs)
+    model.compile("adam", "mse")
+    y = x_tr[:64].mean(axis=(1, 2, 3)).reshape(-1, 1)
+    with pytest.raises(EdgeflowError) as err:
+        prune.structured(model, 0.5, data=(x_tr[:64], y), max_accuracy_drop=0.01)
+    assert str(err.value) == (
+        "max_accuracy_drop compares an accuracy, but the model's first metric is 'mae' (lower is better, e.g. a "
+        "regression model): pass metrics=('accuracy',) for a classifier, or leave max_accuracy_drop out")
+
+
 def test_data_criteria_need_data_and_unknown_names_fail(trained_cnn):
     with pytest.raises(EdgeflowError, match="criterion 'activation' scores units on data"):
         prune.structured(trained_cnn, 0.5, criterion="activation")

@@ -670,6 +670,12 @@ def structured(
     if eval_data is not None and can_compile and (metrics is None or metrics):
         _util.compile_like(working, model, optimizer=optimizer, loss=loss, metrics=metrics, y=y)
         baseline = _evaluate(working, eval_data, batch_size)
+        first = next(iter(baseline), None)
+        if max_accuracy_drop is not None and first is not None and "accuracy" not in first:
+            raise EdgeflowError(
+                f"max_accuracy_drop compares an accuracy, but the model's first metric is {first!r} "
+                "(lower is better, e.g. a regression model): pass metrics=('accuracy',) for a classifier, "
+                "or leave max_accuracy_drop out")
 
     result_steps = [{"step": 0, "ratio": 0.0, "params": params_before, **(baseline or {})}]
     history: dict = {}
