@@ -150,6 +150,25 @@ def ink_regression(tmp_path_factory):
     return model, folder, x_te, ink_te
 
 
+def test_a_regression_students_distill_epochs_show_mae(ink_regression, tmp_path):
+    """The distill stage compiles the student with the metric of its hard loss (mse: mae),
+    as the train stage does; before, its epoch lines read 'accuracy'."""
+    import yaml
+
+    _, folder, _, _ = ink_regression
+    recipe = {"name": "ink", "model": {"path": str(folder / "ink.keras")},
+              "data": {"source": "npz", "path": str(folder / "shifted.npz"), "validation_fraction": 0},
+              "stages": [{"stage": "distill", "teacher": str(folder / "ink.keras"), "losses": [],
+                          "loss": "mse", "epochs": 2}]}
+    (tmp_path / "ink.yaml").write_text(yaml.safe_dump(recipe))
+    run = CliRunner().invoke(main, ["run", str(tmp_path / "ink.yaml"), "-o", str(tmp_path / "run")])
+    assert run.exit_code == 0, run.output
+    epochs = [line for line in run.output.splitlines() if line.startswith("      epoch ")]
+    assert [re.fullmatch(r"      epoch (\d)/2: loss \d\.\d{4}, hard_loss \d\.\d{4}, mae \d\.\d{4}", line)[1]
+            for line in epochs] == ["1", "2"], epochs
+    assert "accuracy" not in run.output
+
+
 def _mae(model, x, y) -> float:
     import numpy as np
 

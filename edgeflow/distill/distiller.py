@@ -481,7 +481,7 @@ def distill(
     attention_pairs=None,
     optimizer="adam",
     learning_rate: float | None = None,
-    metrics: Iterable = ("accuracy",),
+    metrics: Iterable | None = None,
     validation_data=None,
     callbacks=None,
     verbose: int = 0,
@@ -508,7 +508,10 @@ def distill(
             ``feature`` / ``attention`` losses.
         optimizer: a Keras optimizer name or object (an object is used, and changed, as is).
         learning_rate: sets the learning rate of an optimizer given by name.
-        metrics: compiled metrics of the student.
+        metrics: compiled metrics of the student; None (default): the metric of the hard
+            loss by :func:`edgeflow.models.default_metrics` (``mae`` for a regression
+            ``hard_loss`` such as ``mse``, ``accuracy`` for a cross-entropy, also the default
+            hard loss); ``()`` for none.
         validation_data: the same forms as ``data``.
         callbacks: Keras callbacks for ``fit``.
         verbose: Keras ``fit`` verbosity.
@@ -545,10 +548,12 @@ def distill(
         optimizer = keras.optimizers.get({"class_name": optimizer, "config": {"learning_rate": learning_rate}})
     elif isinstance(optimizer, str):
         optimizer = keras.optimizers.get(optimizer)
-    if hard_loss is not None:
-        from edgeflow.models import default_loss
+    from edgeflow.models import default_loss, default_metrics
 
+    if hard_loss is not None:
         hard_loss = default_loss(student, hard_loss)
+    if metrics is None:  # the Distiller's default hard loss is a cross-entropy
+        metrics = default_metrics(student, hard_loss) if hard_loss is not None else ["accuracy"]
     distiller.compile(optimizer, loss=hard_loss, metrics=list(metrics) if metrics else None)
     input_rank = len(student.inputs[0].shape)
     x, y = _fit_data(data, batch_size, input_rank, "training data", student)
