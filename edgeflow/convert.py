@@ -93,7 +93,8 @@ def convert(
     back with a float op of a type that the same file computes in int8 elsewhere (so the
     quantizer can quantize it),
     it is converted again, at most :data:`INT8_RETRIES` more times, and the first full-int8
-    file is kept; otherwise the first file is returned as it is, float ops and all. No
+    file is kept; otherwise (also when a later conversion crashes, times out or fails) the
+    first file is returned as it is, float ops and all. No
     extra conversion happens when the first file is full int8 or its float ops have no
     int8 counterpart (an op without an int8 kernel, like SIN).
 
@@ -208,6 +209,10 @@ def until_int8(attempt, retries: int = INT8_RETRIES) -> tuple[bytes, list[str]]:
     Returns:
         ``(tflite, notes)``: the first full-int8 file, or the first file when no retry gave
         one; ``notes`` holds one line when more than one conversion ran, else nothing.
+
+    Raises what the first ``attempt()`` raises. A later one that raises
+    :class:`~edgeflow.errors.EdgeflowError` (a converter crash, timeout or failure) ends
+    the retries: the first file is kept and the note says so.
     """
     from edgeflow.quantize.verify import verify_int8
 
@@ -216,7 +221,11 @@ def until_int8(attempt, retries: int = INT8_RETRIES) -> tuple[bytes, list[str]]:
     if not missed:
         return first, []
     for done in range(2, retries + 2):
-        tflite = attempt()
+        try:
+            tflite = attempt()
+        except EdgeflowError as err:  # RuntimeCrash too: the usable first file stands
+            return first, [f"int8: conversion {done} failed ({first_line(err)}); kept the first "
+                           f"file, which keeps float op(s) {', '.join(missed)}"]
         if verify_int8(tflite).ok:
             return tflite, [f"int8: converted {done} times: conversion 1 left {', '.join(missed)} "
                             f"in float (TFLite's quantizer varies between runs); conversion "

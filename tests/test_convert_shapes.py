@@ -101,6 +101,11 @@ def test_a_float_op_the_file_also_runs_in_int8_is_converted_again_until_full_int
     assert until_int8(attempt) == (missed, [
         f"int8: converted {INT8_RETRIES + 1} times: #0 FULLY_CONNECTED stayed in float; the "
         "first file is kept"])  # a float op that persists is not hidden
+    # a later conversion that fails (here a real one killed by its timeout) keeps the first file
+    attempts_made = iter([lambda: missed, lambda: convert(model, "int8", x, timeout=0.001)])
+    assert until_int8(lambda: next(attempts_made)()) == (missed, [
+        "int8: conversion 2 failed (the TFLite converter did not finish within 0.001 s (killed)); "
+        "kept the first file, which keeps float op(s) #0 FULLY_CONNECTED"])
 
 
 def test_a_float_op_without_an_int8_counterpart_is_converted_once():
