@@ -751,7 +751,7 @@ def _convert(state: _State, spec, index: int, label: str, verbose: int) -> Stage
         from edgeflow.tflite import slim
         from edgeflow.tflite.lut import compress_tables
 
-        tflite, lut = compress_tables(slim(tflite, for_tflm=True)[0])
+        tflite, lut = compress_tables(slim(tflite, for_tflm=True)[0], max_arena=spec.lut_max_arena)
         tflite = slim(tflite, for_tflm=True)[0]
     state.tflite = tflite
     record = StageRecord(index, "convert", label)

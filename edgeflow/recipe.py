@@ -177,6 +177,8 @@ class ConvertStage(_Strict):
     c_array: bool = False
     #: TFLM table compression of clustered weights (edgeflow.tflite.lut), on a slim file
     lut: bool = False
+    #: with ``lut``: the largest TFLM arena in bytes, or "same" (``export --lut-max-arena``)
+    lut_max_arena: ranged("arena_bytes") | Literal["same"] | None = None
 
 
 class CheckStage(_Strict):

@@ -146,6 +146,8 @@ CASES = {
     "export c output under a file": (["export", T, "--format", "c", "-o", "note.txt/model"], "cannot write note.txt/model.h: note.txt is a file, not a folder"),
     "export num-samples 0": (["export", M, "-o", "o.tflite", "--num-samples", "0"], "Invalid value for '--num-samples': 0 is not an integer >= 1 (calibration samples) (see 'edgeflow export --help')"),
     "export lut-bits 99": (["export", M, "-o", "o.tflite", "--lut", "--lut-bits", "99"], "Invalid value for '--lut-bits': 99 is not an integer in [1, 7] (bits per table index) (see 'edgeflow export --help')"),
+    "export lut-max-arena 0": (["export", M, "-o", "o.tflite", "--lut", "--lut-max-arena", "0"], "Invalid value for '--lut-max-arena': 0 is not an integer in [1, 4294967295] (tensor arena bytes), or 'same' (see 'edgeflow export --help')"),
+    "export lut-max-arena word": (["export", M, "-o", "o.tflite", "--lut", "--lut-max-arena", "small"], "Invalid value for '--lut-max-arena': small is not an integer in [1, 4294967295] (tensor arena bytes), or 'same' (see 'edgeflow export --help')"),
     "export bad input type": (["export", M, "-o", "o.tflite", "--input-type", "int4"], "input_type 'int4' is not possible in int8 mode; choose one of int8, uint8, float32"),
     "export named and unnamed shapes": (["export", M, "-o", "o.tflite", "--input-shape", "a=1,8,8,1",
                                          "--input-shape", "1,8,8,1"], "--input-shape: name every input (NAME=1,50,8) or none (see 'edgeflow export --help')"),

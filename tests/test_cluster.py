@@ -134,3 +134,27 @@ def test_cluster_recipe_stage_then_tables_on_tflm(tmp_path):
     tflite = (tmp_path / convert.artifact.split("/")[-1]).read_bytes()
     assert DECODE_OP in {op.name for op in parse(tflite).ops}
     assert convert.tflite_accuracy > 0.8 and convert.size_bytes == len(tflite)
+
+
+def test_arena_limit_leaves_the_largest_decoded_weight_uncompressed(trained_cnn, digits):
+    """Between the int8 arena (6,016 B on this host) and the full-compression one (20,496 B):
+    the FULLY_CONNECTED weight (16,384 B decoded) stays int8, both CONV_2D filters go in tables."""
+    from _models import table_compressed
+
+    from edgeflow.runtime import tflm
+    from edgeflow.tflite.lut import compress_tables
+
+    _, (x_te, _) = digits
+    plain, packed, _ = table_compressed(trained_cnn, digits)
+    assert tflm.measure_arena(plain).arena_bytes == 6_016
+    assert tflm.measure_arena(packed).arena_bytes == 20_496
+    out, result = compress_tables(plain, x_te[:8], max_arena=12_000)
+    assert sorted(c.shape for c in result.compressed) == [(16, 3, 3, 1), (32, 3, 3, 16)]
+    fc = next(t for t in result.left if t["reason"].startswith("decoded"))
+    assert fc["reason"] == "decoded 16,384 B would raise the arena to 20,496 B > --lut-max-arena 12,000"
+    assert [t for t in result.left if t["reason"].startswith("decoded")] == [fc]
+    assert tflm.measure_arena(out).arena_bytes == 11_040
+    assert len(packed) < len(out) < len(plain)
+    assert np.array_equal(tflm.predict(out, x_te), tflm.predict(plain, x_te))
+    with pytest.raises(EdgeflowError, match="max_arena must be a positive integer"):
+        compress_tables(plain, max_arena=0)

@@ -52,6 +52,20 @@ class InputShape(click.ParamType):
         return (name, shape) if name else shape
 
 
+class MaxArena(click.ParamType):
+    """Arena bytes (an integer >= 1), or ``same`` for the uncompressed model's arena."""
+
+    name = "bytes|same"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and value.strip().lower() == "same":
+            return "same"
+        try:
+            return option_type("arena_bytes").convert(value, param, ctx)
+        except click.BadParameter as err:
+            self.fail(f"{err.message}, or 'same'", param, ctx)
+
+
 @click.command()
 @click.argument("model")
 @click.option("-o", "--output", required=True, help="Output .tflite file, or the .cc/.h stem with --format c.")
@@ -81,10 +95,14 @@ class InputShape(click.ParamType):
                    "indices, each tensor verified bit-identical on TFLM (adds DECODE operators).")
 @click.option("--lut-bits", type=option_type("lut_bits"), default=7, show_default=True,
               help="With --lut: the widest table index tried.")
+@click.option("--lut-max-arena", type=MaxArena(),
+              help="With --lut: the largest TFLM arena (bytes, or 'same' as uncompressed); the "
+                   "largest decoded tensors stay uncompressed until it fits (measured on TFLM).")
 @force_option
 @json_option
 def export(model, output, mode, data, input_type, output_type, num_samples, batch_size, input_shapes,
-           fmt, name, unsafe, custom_objects, slim, keep_names, reorder, lut, lut_bits, force, as_json):
+           fmt, name, unsafe, custom_objects, slim, keep_names, reorder, lut, lut_bits, lut_max_arena,
+           force, as_json):
     """Convert MODEL (.keras, .h5, SavedModel directory, or .tflite for --format c) for a device."""
     from edgeflow import _io
 
@@ -125,7 +143,7 @@ def export(model, output, mode, data, input_type, output_type, num_samples, batc
     if lut:
         from edgeflow.tflite.lut import compress_tables
 
-        tflite, tables = compress_tables(tflite, max_bits=lut_bits)
+        tflite, tables = compress_tables(tflite, max_bits=lut_bits, max_arena=lut_max_arena)
         if slimmed is not None:  # the compressor names the tensors it adds
             tflite = slim_model(tflite, keep_names=keep_names, tflm_only=fmt == "c")[0]
     if fmt == "c":

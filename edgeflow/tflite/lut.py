@@ -36,7 +36,9 @@ compressor puts right before the operator that reads it) to that operator, so TF
 greedy planner grows the arena to the largest live set of one operator with its decoded
 tensors, not by their sum (digits CNN: planned part 3,072 -> 16,928 bytes on the host =
 the FULLY_CONNECTED's input 512 + output 32 + its decoded weight 16,384; firmware arena
-5,620 -> 19,076 bytes on a Cortex-M4).
+5,620 -> 19,076 bytes on a Cortex-M4). ``compress_tables(max_arena=...)`` keeps the arena
+within a limit by leaving the largest decoded tensors uncompressed (greedy, by TFLM's
+measured arena on this host).
 Flash: TFLM's DECODE kernel (``AddDecode()``) links about 20 KB (its LUT decoder for every
 output type, and the Huffman and prune decoders): more than the tables save on the digits
 CNN. The firmware and ``deploy mcu`` projects therefore register edgeflow's own kernel for
@@ -251,7 +253,7 @@ def _outputs_equal(a, b) -> bool:
 
 
 def compress_tables(model: bytes | str | os.PathLike, x=None, *, max_bits: int = MAX_BITS,
-                    samples: int = 8) -> tuple[bytes, LutResult]:
+                    samples: int = 8, max_arena: int | str | None = None) -> tuple[bytes, LutResult]:
     """Compress every weight/bias tensor that fits ``2^k`` values into k-bit tables, keeping
     only those TFLM proves bit-identical.
 
@@ -260,13 +262,20 @@ def compress_tables(model: bytes | str | os.PathLike, x=None, *, max_bits: int =
         x: inputs for the TFLM comparison (float samples, or a list per input); default
             ``samples`` random inputs covering the input codes.
         max_bits: the widest index tried (1-7).
+        max_arena: the largest TFLM arena in bytes the compressed model may need, or
+            ``"same"`` for the uncompressed model's arena; None: no limit. While the
+            arena (:func:`edgeflow.runtime.tflm.measure_arena`, TFLM on this host: 8-byte
+            pointers, so a little above a 32-bit MCU's) is above it, the kept tensor with
+            the largest decoded size goes back to its plain form (greedy), its reason in
+            ``left``. One measurement per try (about a second on the digits CNN).
 
     Returns:
         ``(bytes, LutResult)``: the model with DECODE operators (or unchanged when nothing
         compresses); ``LutResult.left`` names each tensor left as it was and why.
 
     Raises:
-        EdgeflowError: not a TFLite model; TFLM cannot run the uncompressed model.
+        EdgeflowError: not a TFLite model; TFLM cannot run the uncompressed model;
+            ``max_arena`` not a positive integer or ``"same"``; TFLM's arena not measured.
 
     Example:
         >>> data, result = compress_tables(convert(clustered_model, "int8", x[:200]))
@@ -275,6 +284,7 @@ def compress_tables(model: bytes | str | os.PathLike, x=None, *, max_bits: int =
     """
     from edgeflow.runtime import tflm
 
+    _check_max_arena(max_arena)
     data, info = load(model)
     choices, left = table_candidates(data, max_bits=max_bits)
     result = LutResult(len(data), len(data), [], left, "nothing compressed")
@@ -314,9 +324,50 @@ def compress_tables(model: bytes | str | os.PathLike, x=None, *, max_bits: int =
         left.extend({"tensor": c.tensor, "reason": "TFLM outputs changed with the others compressed"}
                     for c in good)
         good = []
+    if good and max_arena is not None:
+        kept = _within_arena(data, good, max_arena, left)
+        if kept and len(kept) < len(good) and not identical(kept):
+            left.extend({"tensor": c.tensor, "reason": "TFLM outputs changed with the others compressed"}
+                        for c in kept)
+            kept = []
+        good = kept
     if not good:
         result.verified = how + ": no table kept"
         return data, result
     out = _compress(data, good)
     result.size_after, result.compressed, result.verified = len(out), good, how
     return out, result
+
+
+def _check_max_arena(max_arena) -> None:
+    if max_arena is None or max_arena == "same":
+        return
+    if isinstance(max_arena, bool) or not isinstance(max_arena, int) or max_arena < 1:
+        raise EdgeflowError(f"max_arena must be a positive integer (bytes) or 'same', got {max_arena!r}")
+
+
+def _arena(data: bytes) -> int:
+    """TFLM's arena for ``data`` in bytes, measured on this host."""
+    from edgeflow.runtime import tflm
+
+    m = tflm.measure_arena(data)
+    if m.status != "ok":
+        raise EdgeflowError(f"TFLM's arena could not be measured for the arena limit: {m.status} {m.message}")
+    return m.arena_bytes
+
+
+def _within_arena(data: bytes, good: list[TableChoice], max_arena: int | str,
+                  left: list[dict]) -> list[TableChoice]:
+    """``good`` without the largest decoded tensors until TFLM's arena is at most ``max_arena``
+    (``"same"``: the arena of ``data``); a reason in ``left`` for each tensor dropped."""
+    limit, label = (_arena(data), "the uncompressed model's") if max_arena == "same" else (max_arena, "--lut-max-arena")
+    kept = sorted(good, key=lambda c: c.bytes_before)  # the largest decoded last
+    while kept:
+        arena = _arena(_compress(data, kept))
+        if arena <= limit:
+            break
+        c = kept.pop()
+        left.append({"tensor": c.tensor, "reason": f"decoded {c.bytes_before:,} B would raise the arena to "
+                                                   f"{arena:,} B > {label} {limit:,}"})
+    return [c for c in good if c in kept]
+
