@@ -80,6 +80,7 @@ def lib(tmp_path_factory):
                                                data={"source": "npz", "path": "nan.npz"}))
     (lib / "bad-board.yaml").write_text(_recipe(stages=[{"stage": "convert"},
                                                         {"stage": "check", "devices": ["nosuch-board"]}]))
+    (lib / "lut-arena.yaml").write_text(_recipe(stages=[{"stage": "convert", "lut": True, "lut_max_arena": 0}]))
     (lib / "tiny.yaml").write_text(_recipe())
     (lib / "firmware-check.yaml").write_text(_recipe(stages=[
         {"stage": "convert"}, {"stage": "check", "devices": ["arduino-nano-33-ble"], "firmware": True, "timeout": 0}]))
@@ -267,6 +268,7 @@ CASES = {
     "run resume and force": (["run", "{L}/tiny.yaml", "-o", "new", "--resume", "x", "--force"], "give the run to resume with --resume RUN or with --output-dir, not both"),
     # ------------------------------------------------------------------ validate
     "validate missing recipe": (["validate", "{L}/nowhere.yaml"], "recipe '{L}/nowhere.yaml' does not exist; shipped recipes: cluster, fit_digits, prune_distill_qat, quickstart"),
+    "validate lut_max_arena 0": (["validate", "{L}/lut-arena.yaml"], "{L}/lut-arena.yaml: stages.0.lut_max_arena: 0 is not an integer in [1, 4294967295] (tensor arena bytes)"),
     "validate unknown stage": (["validate", "{L}/unknown-stage.yaml"], "{L}/unknown-stage.yaml: stages.0: unknown stage 'polish'; stages are train, prune, cluster, qat, distill, convert, check"),
     "validate unknown board": (["validate", "{L}/bad-board.yaml"], "{L}/bad-board.yaml: stages.1.devices: unknown device 'nosuch-board' (did you mean 'coral-dev-board'?); known devices: {BOARDS} (or give a profile .yaml, or a folder of profiles: --devices-dir, or devices_dir in a recipe)"),
     "validate NaN data": (["validate", "{L}/nan-data.yaml"], "{L}/nan-data.yaml: data.path: x of the test split holds 1 NaN or infinite value(s) (first in sample 2): remove or replace them before converting or training"),

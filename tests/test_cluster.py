@@ -156,5 +156,9 @@ def test_arena_limit_leaves_the_largest_decoded_weight_uncompressed(trained_cnn,
     assert tflm.measure_arena(out).arena_bytes == 11_040
     assert len(packed) < len(out) < len(plain)
     assert np.array_equal(tflm.predict(out, x_te), tflm.predict(plain, x_te))
+    same, result = compress_tables(plain, x_te[:8], max_arena="same")  # even conv1's 144 B adds 208 B
+    assert same == plain and not result.compressed
+    assert [t["reason"] for t in result.left if t["reason"].startswith("decoded")][-1] == (
+        "decoded 144 B would raise the arena to 6,224 B > the uncompressed model's 6,016")
     with pytest.raises(EdgeflowError, match="max_arena must be a positive integer"):
         compress_tables(plain, max_arena=0)
