@@ -128,6 +128,35 @@ def test_a_run_whose_int8_file_keeps_float_ops_exits_1_naming_them():
     assert quiet[:len(result.warnings())] == [f"warning: {w}" for w in convert.extra["warnings"]]
 
 
+def test_a_convert_stage_records_reconverted_when_a_float_op_has_an_int8_counterpart():
+    """A CONCATENATION fed by a float COS stays float in every conversion while another
+    CONCATENATION is int8: the stage converts 3 times, keeps the first file and records it."""
+    import numpy as np
+
+    from edgeflow._keras import keras, tf
+    from edgeflow.convert import INT8_RETRIES, quantizer_misses
+    from edgeflow.pipeline import run_stages
+    from edgeflow.recipe import parse_recipe
+
+    L = keras.layers
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).normal(0, 1, (64, 8)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    inputs = keras.Input((8,))
+    a, b = L.Dense(8, name="a")(inputs), L.Dense(8, name="b")(inputs)
+    floats = L.Concatenate(name="float_concat")([tf.math.cos(tf.math.sin(inputs) + 1.0), a])
+    h = L.Add()([L.Dense(8)(L.Concatenate(name="int8_concat")([a, b])), L.Dense(8)(floats)])
+    model = keras.Model(inputs, L.Dense(2, activation="softmax", name="out")(h))
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    recipe = parse_recipe({"name": "miss", "model": {"builder": "digits_cnn"}, "max_drop": 100,
+                           "stages": [{"stage": "convert"}]})
+    result = run_stages(recipe, model, (x, y), (x, y))
+    assert quantizer_misses(result.tflite) == ["#9 CONCATENATION"]
+    record = result.stage("convert")
+    assert record.extra["reconverted"] == (f"int8: converted {INT8_RETRIES + 1} times: #9 CONCATENATION "
+                                           "stayed in float; the first file is kept")
+
+
 @pytest.fixture(scope="module")
 def ink_regression(tmp_path_factory):
     """A one-output regression model (the digit image's mean pixel, ``ink``), trained briefly,
