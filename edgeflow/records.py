@@ -104,7 +104,9 @@ class StageRecord:
                       if figures.get(side) is not None]
             parts.append(f"{name} {figures['metric']} " + " / ".join(values))
         parts.append(f"{self.seconds:.1f} s" + (" (resumed)" if self.resumed else ""))
-        return ", ".join(parts) + "".join(f"\n  warning: {w}" for w in self.extra.get("warnings", []))
+        notes = [self.extra["reconverted"]] if self.extra.get("reconverted") else []
+        return (", ".join(parts) + "".join(f"\n  warning: {w}" for w in self.extra.get("warnings", []))
+                + "".join(f"\n  note: {n}" for n in notes))
 
 
 @dataclass

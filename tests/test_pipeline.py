@@ -155,6 +155,7 @@ def test_a_convert_stage_records_reconverted_when_a_float_op_has_an_int8_counter
     record = result.stage("convert")
     assert record.extra["reconverted"] == (f"int8: converted {INT8_RETRIES + 1} times: #9 CONCATENATION "
                                            "stayed in float; the first file is kept")
+    assert record.summary().endswith("\n  note: " + record.extra["reconverted"])  # the run prints it
 
 
 @pytest.fixture(scope="module")
