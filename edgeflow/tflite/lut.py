@@ -42,10 +42,11 @@ measured arena on this host).
 Flash: TFLM's DECODE kernel (``AddDecode()``) links about 20 KB (its LUT decoder for every
 output type, and the Huffman and prune decoders): more than the tables save on the digits
 CNN. The firmware and ``deploy mcu`` projects therefore register edgeflow's own kernel for
-lookup tables (``edgeflow/_data/firmware/edgeflow_decode.cc``, about 2 KB): the digits
-firmware then shrinks 143,280 -> 136,472 bytes with 16 clusters and -> 130,520 with 4
-(156,152 and 150,200 with TFLM's kernel); decoding costs about 12 instructions per weight
-at each Invoke (TFLM's: about 3.5). Figures: ``bench/bench_size.py --only clustering
+lookup tables (``edgeflow/_data/firmware/edgeflow_decode.cc``, about 2.3 KB): the digits
+firmware then shrinks 143,280 -> 136,728 bytes with 16 clusters and -> 130,776 with 4
+(156,152 and 150,200 with TFLM's kernel); decoding costs about 5.1 (4-bit indices) and
+4.2 (2-bit) instructions per weight at each Invoke, whole packed bytes at a time (12 one
+index at a time; TFLM's: about 3.5), Invoke +10 % and +8 % over int8 (TFLM's kernel: +7 %). Figures: ``bench/bench_size.py --only clustering
 --firmware`` (Cortex-M4 under QEMU).
 """
 

@@ -18,9 +18,12 @@
 // Output types: bool, int8, int16, int32, int64, float32 (TFLM's list), decoded by one loop
 // per element size (1, 2, 4, 8 bytes); unsupported types, decode types and versions fail in
 // Prepare with one MicroPrintf line (TFLM checks the output type only in Eval).
-// Cost (Cortex-M4, arm-none-eabi-gcc 12 -O2): about 2 KB of flash, where TFLM's DECODE
-// links about 20 KB; about 12 instructions per decoded element, where TFLM's unrolled int8
-// paths take about 3.5 (bench/bench_size.py --only clustering --firmware).
+// int8/bool runs with 2- and 4-bit indices (what 4 and 16 clusters give) decode whole packed
+// bytes at once; other widths, sizes and the channels-last axis one index at a time.
+// Cost (Cortex-M4, arm-none-eabi-gcc 12 -O2): 2,329 bytes of flash (2,061 without the byte
+// path), where TFLM's DECODE links about 20 KB; per decoded int8 element about 5 instructions
+// with 4-bit and 4 with 2-bit indices (12 one index at a time), where TFLM's unrolled int8
+// paths take about 3.5 (digits CNN, bench/bench_size.py --only clustering --firmware).
 #include "edgeflow_decode.h"
 
 #include <cstdint>
@@ -167,18 +170,50 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   return status;
 }
 
+// Whole packed bytes of 1-byte elements with W-bit indices (W = 2 or 4: 8 / W indices a
+// byte, none straddling two): n / (8 / W) bytes from `in`, each decoded with shifts fixed
+// at compile time. Returns how many elements it wrote.
+template <int W>
+uint32_t DecodeBytes(const uint8_t* table, const uint8_t*& in, uint8_t* out, uint32_t n) {
+  constexpr uint32_t kPer = 8 / W, kMask = (1u << W) - 1;
+  const uint8_t* end = in + n / kPer;
+  for (const uint8_t* p = in; p != end; ++p) {
+    const uint32_t byte = *p;
+#pragma GCC unroll 4
+    for (int shift = 8 - W; shift >= 0; shift -= W) *out++ = table[byte >> shift & kMask];
+  }
+  n = static_cast<uint32_t>(end - in) * kPer;
+  in = end;
+  return n;
+}
+
 // Element i of a run of t.run elements reads the table of its channel: the whole channel
 // (first axis), or one element per channel in turn (last axis). T: the element's bytes.
+// Runs of int8/bool elements with 2- or 4-bit indices (edgeflow's 4 and 16 clusters)
+// decode whole bytes at once (DecodeBytes) once the read position is on a byte boundary;
+// the rest, and every other width or size, one index at a time.
 template <typename T>
 void DecodeAs(const Table& t, void* output) {
   T* out = static_cast<T*>(output);
   const uint8_t* in = t.indices;
   const uint32_t width = t.bits, mask = (1u << width) - 1;
+  const bool bytes = sizeof(T) == 1 && (width == 2 || width == 4) && t.run >= 8 / width;
   uint32_t bits = 0, held = 0;  // bits read ahead from the packed indices, and how many
   uint32_t base = 0;            // the current table: channel * stride (elements)
   for (uint32_t group = t.last_axis ? t.count : t.channels; group > 0; --group) {
     const uint8_t* table = t.values + base * sizeof(T);
-    for (uint32_t n = t.run; n > 0; --n) {
+    uint32_t n = t.run;
+    if (bytes) {
+      for (; held > 0 && n > 0; --n) {  // the indices left in a byte read before: held % width == 0
+        held -= width;
+        memcpy(out++, table + (bits >> held & mask), 1);
+      }
+      uint8_t* o = reinterpret_cast<uint8_t*>(out);
+      const uint32_t done = width == 4 ? DecodeBytes<4>(table, in, o, n) : DecodeBytes<2>(table, in, o, n);
+      out += done;
+      n -= done;
+    }
+    for (; n > 0; --n) {
       if (held < width) {  // width <= 7: one byte is always enough
         bits = bits << 8 | *in++;
         held += 8;
