@@ -21,10 +21,17 @@ from edgeflow.runtime._child import Capture, serve
 
 
 def _convert(req: dict, capture: Capture) -> dict:
+    log = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        return _convert_logged(req, log)
+    finally:
+        os.close(log)  # a kept child serves several requests
+
+
+def _convert_logged(req: dict, log: int) -> dict:
     from edgeflow._keras import tf
     from edgeflow.convert import _configure, _first_error
 
-    log = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with open(req["options"], "rb") as f:
         options = pickle.load(f)  # written by the parent into its private folder
     converter = tf.lite.TFLiteConverter.from_saved_model(req["saved_model"])
