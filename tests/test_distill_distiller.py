@@ -335,3 +335,20 @@ def test_student_and_teacher_must_read_the_same_inputs():
     with pytest.raises(EdgeflowError, match=r"^the student has 1 input\(s\) but the teacher has 2: "
                                             r"both must read the same samples$"):
         Distiller(_student(), two, ["soft"])
+
+
+def test_a_regression_student_without_a_hard_loss_is_trained_on_mse():
+    """With no hard_loss, array labels that the one rule (models.default_loss) reads as
+    regression give the student mean squared error and the mae metric, not the Distiller's
+    cross-entropy. At learning rate 0 with one batch, the recorded hard loss is the MSE of
+    the student's predictions and the metric their MAE."""
+    x, _ = _data(32)
+    y = x.mean(axis=(1, 2, 3)).reshape(-1, 1).astype(np.float32)
+    inputs = keras.Input((6, 6, 1))
+    student = keras.Model(inputs, keras.layers.Dense(1, name="ink")(keras.layers.Flatten()(inputs)))
+    result = distill(student, _teacher(), (x, y), losses=(), epochs=1, batch_size=32,
+                     optimizer="sgd", learning_rate=0.0)
+    predicted = student.predict(x, verbose=0)
+    assert set(result.history) == {"loss", "hard_loss", "mae"}
+    assert result.history["hard_loss"][0] == pytest.approx(float(np.mean((predicted - y) ** 2)), rel=1e-5)
+    assert result.history["mae"][0] == pytest.approx(float(np.mean(np.abs(predicted - y))), rel=1e-5)

@@ -519,7 +519,9 @@ def distill(
             ``"auto"`` keeps them in every weight tensor that is ≥ 10 % zeros.
         hard_loss: the loss against the labels (a Keras name or object); a cross-entropy
             by name reads ``from_logits`` from the student's last layer. Default: cross-entropy
-            on the student's logits or probabilities.
+            on the student's logits or probabilities; for a regression student (array labels
+            the one rule of :func:`edgeflow.models.default_loss` reads as regression) that
+            rule's loss, mean squared error.
 
     Returns:
         A :class:`DistillResult`. Neither ``student`` nor ``teacher`` is modified; the
@@ -550,13 +552,15 @@ def distill(
         optimizer = keras.optimizers.get(optimizer)
     from edgeflow.models import default_loss, default_metrics
 
+    input_rank = len(student.inputs[0].shape)
+    x, y = _fit_data(data, batch_size, input_rank, "training data", student)
     if hard_loss is not None:
         hard_loss = default_loss(student, hard_loss)
+    elif y is not None and len(student.outputs) == 1 and default_metrics(student, None, y) == ["mae"]:
+        hard_loss = default_loss(student, None, y)  # a regression student: no cross-entropy applies
     if metrics is None:  # the Distiller's default hard loss is a cross-entropy
         metrics = default_metrics(student, hard_loss) if hard_loss is not None else ["accuracy"]
     distiller.compile(optimizer, loss=hard_loss, metrics=list(metrics) if metrics else None)
-    input_rank = len(student.inputs[0].shape)
-    x, y = _fit_data(data, batch_size, input_rank, "training data", student)
     fit_kwargs = {"epochs": epochs, "verbose": verbose, "callbacks": callbacks}
     if validation_data is not None:
         vx, vy = _fit_data(validation_data, batch_size, input_rank, "validation data", student)
