@@ -45,7 +45,7 @@ from pathlib import Path
 from edgeflow import _io
 from edgeflow.errors import EdgeflowError
 
-__all__ = ["KEPT_REQUESTS", "Workdir", "Capture", "serve", "signal_name", "child_env", "cpu_budget", "cpu_exceeded",
+__all__ = ["KEPT_REQUESTS", "Workdir", "Capture", "serve", "signal_name", "child_env", "CpuBudget", "cpu_budget", "cpu_exceeded",
            "cpu_timer", "limit_cpu", "over_cpu"]
 
 
@@ -373,6 +373,29 @@ def cpu_exceeded(runtime: str, budget: float, samples: int, seconds: float, macs
             f"(the budget: {seconds:g} s per sample + 1 s per {rate} of the {macs:,} MACs the file's operators "
             f"state; child process stopped): the file asks for far more work than it states (an enlarged shape) "
             f"or never ends; cpu_seconds=None lifts the limit")
+
+
+class CpuBudget:
+    """The CPU budget of a child that runs ``samples`` inferences of a model stating ``macs``
+    per inference (:func:`cpu_budget`), and the one line when the child ran past it.
+
+    Attributes:
+        seconds: the budget in CPU seconds, for the child's request (None: no limit).
+    """
+
+    def __init__(self, runtime: str, samples: int, per_sample: float | None, macs: int,
+                 macs_per_second: float):
+        self.runtime, self.samples, self.per_sample = runtime, samples, per_sample
+        self.macs, self.macs_per_second = macs, macs_per_second
+        self.seconds = cpu_budget(samples, per_sample, macs, macs_per_second)
+
+    def exceeded(self, proc) -> str | None:
+        """:func:`cpu_exceeded`'s line when ``proc`` (a child, or None) ended past the budget
+        (:func:`over_cpu`), else None."""
+        if self.seconds is None or proc is None or not over_cpu(proc.returncode):
+            return None
+        return cpu_exceeded(self.runtime, self.seconds, self.samples, self.per_sample, self.macs,
+                            self.macs_per_second)
 
 
 def over_cpu(returncode: int | None) -> bool:

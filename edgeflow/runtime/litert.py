@@ -128,7 +128,7 @@ def probe(model, *, delegates: bool = True, timeout: float = 60,
     key = (hashlib.sha256(data).hexdigest(), delegates, cpu_seconds)
     if key in _PROBED:
         return _PROBED[key]
-    cpu_seconds = _Budget(data, 1, cpu_seconds).seconds
+    cpu_seconds = _budget(data, 1, cpu_seconds).seconds
     # always a child, also for a file edgeflow made: the probe asks whether LiteRT survives
     # the model, and some that edgeflow converts do abort it (int16x8 LayerNormalization)
     result, proc = _in_child("probe", data, {"delegates": delegates, "cpu_seconds": cpu_seconds},
@@ -247,7 +247,7 @@ def predict(
         return _predict_here(data, x, num_threads=num_threads, batch_size=batch_size, delegates=delegates)
     xs = x if isinstance(x, (list, tuple)) else [x]
     samples = len(xs[0]) if len(xs) and np.ndim(xs[0]) else 1
-    budget = _Budget(data, samples, cpu_seconds)
+    budget = _budget(data, samples, cpu_seconds)
     extra = {"num_threads": num_threads, "batch_size": int(batch_size), "delegates": delegates,
              "cpu_seconds": budget.seconds}
     with _Child() as work:
@@ -255,7 +255,7 @@ def predict(
         extra.update(x=str(work.path / "x.npz"), y=str(work.path / "y.npz"))
         result, proc = work.run("predict", data, extra, timeout)
         if result is None:
-            raise RuntimeCrash(budget.death(proc, timeout))
+            raise RuntimeCrash(budget.exceeded(proc) or _child_death(proc, timeout))
         if result["status"] != "ok":
             raise EdgeflowError(result["message"])
         with np.load(work.path / "y.npz") as f:
@@ -330,11 +330,11 @@ def benchmark(model, *, runs: int = 50, warmup: int = 5, num_threads: int = 1, t
     data = read_bytes(model)
     if _trusted(data):
         return _benchmark_here(data, runs=runs, warmup=warmup, num_threads=num_threads)
-    budget = _Budget(data, warmup + runs, cpu_seconds)
+    budget = _budget(data, warmup + runs, cpu_seconds)
     result, proc = _in_child("benchmark", data, {"runs": runs, "warmup": warmup, "num_threads": num_threads,
                                                  "cpu_seconds": budget.seconds}, timeout=timeout)
     if result is None:
-        raise RuntimeCrash(budget.death(proc, timeout))
+        raise RuntimeCrash(budget.exceeded(proc) or _child_death(proc, timeout))
     if result["status"] != "ok":
         raise EdgeflowError(result["message"])
     return Latency(**result["latency"])
@@ -391,25 +391,13 @@ def _in_child(command: str, data: bytes, extra: dict, *, timeout: float):
         return work.run(command, data, extra, timeout)
 
 
-class _Budget:
+def _budget(data: bytes, samples: int, per_sample: float | None):
     """The CPU budget of a predict/benchmark child: ``samples`` inferences of ``data``
-    (:func:`edgeflow.runtime._child.cpu_budget` at :data:`PROBE_MACS_PER_CPU_SECOND`)."""
+    (:class:`edgeflow.runtime._child.CpuBudget` at :data:`PROBE_MACS_PER_CPU_SECOND`)."""
+    from edgeflow.runtime._child import CpuBudget
 
-    def __init__(self, data: bytes, samples: int, per_sample: float | None):
-        from edgeflow.runtime._child import cpu_budget
-
-        self.samples, self.per_sample = samples, per_sample
-        self.macs = _stated_macs(data) if per_sample is not None else 0
-        self.seconds = cpu_budget(samples, per_sample, self.macs, PROBE_MACS_PER_CPU_SECOND)
-
-    def death(self, proc, timeout: float) -> str:
-        """Why the child ended without a result: over the budget, killed, or crashed."""
-        from edgeflow.runtime._child import cpu_exceeded, over_cpu
-
-        if self.seconds is not None and proc is not None and over_cpu(proc.returncode):
-            return cpu_exceeded("LiteRT", self.seconds, self.samples, self.per_sample, self.macs,
-                                PROBE_MACS_PER_CPU_SECOND)
-        return _child_death(proc, timeout)
+    macs = _stated_macs(data) if per_sample is not None else 0
+    return CpuBudget("LiteRT", samples, per_sample, macs, PROBE_MACS_PER_CPU_SECOND)
 
 
 def _child_death(proc, timeout: float) -> str:

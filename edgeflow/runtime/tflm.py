@@ -216,7 +216,7 @@ def measure_arena(model, *, timeout: float = 300,
         ('ok', 5968)
     """
     data, info = load(model)
-    budget = _child.cpu_budget(1, cpu_seconds, info.total_macs, PREDICT_MACS_PER_CPU_SECOND)
+    budget = _budget(info, 1, cpu_seconds)
     started = time.monotonic()
     lo, hi = 0, None
     notes = []
@@ -231,12 +231,12 @@ def measure_arena(model, *, timeout: float = 300,
                 "hi": hi,
                 "start": max(64 * 1024, _align(len(data))),
                 "cap": MAX_ARENA,
-                "cpu_seconds": budget,
+                "cpu_seconds": budget.seconds,
             }
             result, proc = work.run(req, remaining)
             seconds = time.monotonic() - started
-            if _child.over_cpu(proc and proc.returncode):
-                return ArenaMeasurement("timeout", message=_over_budget(budget, cpu_seconds, info), seconds=seconds)
+            if over := budget.exceeded(proc):
+                return ArenaMeasurement("timeout", message=over, seconds=seconds)
             if proc is None:
                 return ArenaMeasurement(
                     "timeout", message=f"TFLM did not finish within {timeout:g} s (child killed)"
@@ -279,14 +279,14 @@ def probe(model, arena_size: int, *, timeout: float = 60,
     data, info = load(model)
     if int(arena_size) <= 0:
         raise EdgeflowError(f"arena_size must be a positive number of bytes, got {arena_size}")
-    budget = _child.cpu_budget(1, cpu_seconds, info.total_macs, PREDICT_MACS_PER_CPU_SECOND)
+    budget = _budget(info, 1, cpu_seconds)
     started = time.monotonic()
     with _Workdir(data, len(info.inputs)) as work:
-        result, proc = work.run({"command": "probe", "arena_size": int(arena_size), "cpu_seconds": budget},
+        result, proc = work.run({"command": "probe", "arena_size": int(arena_size), "cpu_seconds": budget.seconds},
                                 timeout)
         seconds = time.monotonic() - started
-        if _child.over_cpu(proc and proc.returncode):
-            return ArenaMeasurement("timeout", message=_over_budget(budget, cpu_seconds, info), seconds=seconds)
+        if over := budget.exceeded(proc):
+            return ArenaMeasurement("timeout", message=over, seconds=seconds)
         if proc is None:
             return ArenaMeasurement("timeout", message=f"TFLM did not finish within {timeout:g} s",
                                     seconds=seconds)
@@ -331,7 +331,7 @@ def predict(model, x, *, arena_size: int | None = None, timeout: float = 300,
     xs = input_arrays(by_input_name(x, data), [t.shape for t in info.inputs])
     size = int(arena_size) if arena_size is not None else max(10 * len(data), 1 << 20)
     samples = len(xs[0])
-    budget = _child.cpu_budget(samples, cpu_seconds, info.total_macs, PREDICT_MACS_PER_CPU_SECOND)
+    budget = _budget(info, samples, cpu_seconds)
     with _Workdir(data, len(info.inputs)) as work:
         np.savez(work.path / "x.npz", **{f"x{i}": a for i, a in enumerate(xs)})
         req = {
@@ -340,14 +340,13 @@ def predict(model, x, *, arena_size: int | None = None, timeout: float = 300,
             "x": str(work.path / "x.npz"),
             "y": str(work.path / "y.npz"),
             "num_outputs": len(info.outputs),
-            "cpu_seconds": budget,
+            "cpu_seconds": budget.seconds,
         }
         result, proc = work.run(req, timeout)
         if proc is None:
             raise RuntimeCrash(f"TFLM did not finish within {timeout:g} s (child killed)")
-        if budget is not None and _child.over_cpu(proc.returncode):
-            raise RuntimeCrash(_child.cpu_exceeded("TFLM", budget, samples, cpu_seconds, info.total_macs,
-                                                   PREDICT_MACS_PER_CPU_SECOND))
+        if over := budget.exceeded(proc):
+            raise RuntimeCrash(over)
         if result is None:
             raise RuntimeCrash(_crash_message(data, proc.returncode, work.captured()))
         if result["status"] != "ok":
@@ -421,9 +420,9 @@ def _crash_message(data: bytes, returncode: int, captured: str) -> str:
 
 
 
-def _over_budget(budget: float, cpu_seconds: float, info) -> str:
-    """The line for an arena search or probe whose try ran past its CPU budget."""
-    return _child.cpu_exceeded("TFLM", budget, 1, cpu_seconds, info.total_macs, PREDICT_MACS_PER_CPU_SECOND)
+def _budget(info, samples: int, cpu_seconds: float | None) -> _child.CpuBudget:
+    """The CPU budget of ``samples`` inferences in a TFLM child (:data:`PREDICT_CPU_SECONDS`)."""
+    return _child.CpuBudget("TFLM", samples, cpu_seconds, info.total_macs, PREDICT_MACS_PER_CPU_SECOND)
 
 
 def _align(n: int) -> int:
